@@ -1,0 +1,102 @@
+"""Per-patient endpoints, named as in the endpoint dictionary (reference/endpoints.md).
+
+Every function takes sampled trajectories of shape (patients, times) and
+returns one value per patient. Time-to-event endpoints return the event day
+and a censoring flag (True = no event by the horizon, value = horizon).
+Day 0 is the CAR-T infusion; only days >= 0 count.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from cartsim.engine import Solution
+from cartsim.model.parameters import ParameterTable
+
+REAPPEARANCE_LIMIT = 1.0      # cells/uL, flow-cytometry detection limit (endpoint dictionary)
+REPLETION_LIMIT = 80.0        # cells/uL, lower limit of normal (endpoint dictionary)
+CART_DETECTION_LIMIT = 0.1    # cells/uL, about the qPCR limit (endpoint dictionary)
+
+COLUMNS = ("b_blood_per_uL", "naive_fraction_blood", "car_blood_per_uL", "il6_signal", "icans_signal",
+           "igg", "autoantibody", "toci_central")
+
+
+def _after_nadir(times: np.ndarray, b: np.ndarray, limit: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
+    """First time after the nadir at which ``b`` reaches ``limit`` (per patient), and censoring."""
+    n = b.shape[0]
+    post = times >= 0
+    bt, tt = b[:, post], times[post]
+    nadir_idx = np.argmin(bt, axis=1)
+    reached = (bt >= np.broadcast_to(np.atleast_1d(limit)[:, None] if np.ndim(limit) else limit, bt.shape))
+    reached &= np.arange(tt.size)[None, :] > nadir_idx[:, None]
+    has = reached.any(axis=1)
+    first = np.where(has, np.argmax(reached, axis=1), tt.size - 1)
+    day = np.where(has, tt[first], tt[-1])
+    return day, ~has if n else np.zeros(0, bool)
+
+
+def first_crossing(times: np.ndarray, values: np.ndarray, limit: float) -> tuple[np.ndarray, np.ndarray]:
+    """Reappearance-style endpoint for any trajectory."""
+    return _after_nadir(times, values, limit)
+
+
+def grade(peak: np.ndarray, thresholds: list[float]) -> np.ndarray:
+    """ASTCT grade 0-4 from the peak of a signal and the grade thresholds."""
+    return np.sum(peak[:, None] >= np.asarray(thresholds)[None, :], axis=1)
+
+
+def persistence_halflives(times: np.ndarray, car: np.ndarray, tmax: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Contraction half-life (days tmax+3..tmax+14) and persistence half-life (days 180..365) of CAR-T."""
+    def slope(t_a: np.ndarray, t_b: np.ndarray) -> np.ndarray:
+        ia = np.clip(np.searchsorted(times, t_a), 0, times.size - 1)
+        ib = np.clip(np.searchsorted(times, t_b), 0, times.size - 1)
+        rows = np.arange(car.shape[0])
+        ya, yb = car[rows, ia], car[rows, ib]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            k = (np.log(ya) - np.log(yb)) / (times[ib] - times[ia])
+            return np.where(k > 0, np.log(2) / k, np.inf)
+    return slope(tmax + 3, tmax + 14), slope(np.full_like(tmax, 180.0), np.full_like(tmax, 365.0))
+
+
+def compute(sol: Solution, table: ParameterTable) -> pd.DataFrame:
+    """One row per patient with every endpoint the model can compute."""
+    t = sol.times
+    post = t >= 0
+    b = sol.column("b_blood_per_uL")
+    car = sol.column("car_blood_per_uL")
+    out: dict[str, np.ndarray] = {}
+    out["bcell_baseline_per_uL"] = b[:, 0]
+    out["bcell_nadir_per_uL"] = b[:, post].min(axis=1)
+    day, cens = _after_nadir(t, b, REAPPEARANCE_LIMIT)
+    out["bcell_reappearance_day"], out["bcell_reappearance_censored"] = day, cens
+    rows = np.arange(b.shape[0])
+    idx = np.clip(np.searchsorted(t, day), 0, t.size - 1)
+    out["naive_fraction_at_reappearance"] = np.where(cens, np.nan, sol.column("naive_fraction_blood")[rows, idx])
+    repl = np.minimum(b[:, 0], REPLETION_LIMIT)
+    out["bcell_repletion_day"], out["bcell_repletion_censored"] = _after_nadir(t, b, repl)
+    carp = car[:, post]
+    out["cart_peak_per_uL"] = carp.max(axis=1)
+    out["cart_tmax_day"] = t[post][np.argmax(carp, axis=1)]
+    above = carp >= CART_DETECTION_LIMIT
+    last = np.where(above.any(axis=1), t[post][carp.shape[1] - 1 - np.argmax(above[:, ::-1], axis=1)], 0.0)
+    out["cart_persistence_day"] = last
+    out["cart_persistence_censored"] = above[:, -1]
+    crs_thr = [table.value(f"crs_il6_grade{g}") for g in range(1, 5)]
+    icans_thr = [table.value(f"icans_grade{g}") for g in range(1, 5)]
+    out["crs_max_grade"] = grade(sol.column("il6_signal")[:, post].max(axis=1), crs_thr)
+    out["icans_max_grade"] = grade(sol.column("icans_signal")[:, post].max(axis=1), icans_thr)
+    out["tocilizumab_given"] = np.isfinite(sol.trigger_times).any(axis=(1, 2)) if sol.trigger_times.size else \
+        np.zeros(b.shape[0], bool)
+    igg = sol.column("igg")
+    out["igg_nadir_fraction"] = igg[:, post].min(axis=1) / igg[:, 0]
+    aab = sol.column("autoantibody")
+    i180 = np.searchsorted(t, 180.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out["autoantibody_fraction_day_180"] = (aab[:, i180] / aab[:, 0]) if i180 < t.size else \
+            np.full(b.shape[0], np.nan)
+    df = pd.DataFrame(out)
+    df = df.astype({c: "boolean" for c in df.columns if df[c].dtype == bool})
+    df = df.astype({c: "Int64" for c in ("crs_max_grade", "icans_max_grade")})
+    df.loc[sol.status != 0, :] = pd.NA   # failed patients have no endpoints (see failures)
+    return df

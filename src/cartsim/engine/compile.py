@@ -1,0 +1,63 @@
+"""Compile a model once and cache it on disk, keyed by the model's definition.
+
+The generated model code and the solver kernel are written together as one
+module in the cache directory and imported from there, so numba's on-disk
+cache (``cache=True``) serves every later process, worker or cluster node that
+sees the same directory: nothing is pickled and nothing is recompiled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import sys
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from types import ModuleType
+
+from cartsim.engine.codegen import generate
+from cartsim.model.ir import Model
+
+ENGINE_VERSION = "1"
+
+
+def cache_dir() -> Path:
+    """``$CARTSIM_CACHE`` if set, else the user's cache directory."""
+    env = os.environ.get("CARTSIM_CACHE")
+    if env:
+        return Path(env)
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("cartsim"))
+
+
+def module_source(model: Model) -> str:
+    kernel = resources.files("cartsim.engine").joinpath("kernel.py").read_text()
+    return generate(model) + "\n# ---- solver kernel (cartsim/engine/kernel.py) ----\n" + kernel
+
+
+@lru_cache(maxsize=8)
+def _load(key: str, source: str) -> ModuleType:
+    directory = cache_dir() / "models"
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"cartsim_model_{key}.py"
+    if not path.exists() or path.read_text() != source:
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(source)
+        os.replace(tmp, path)  # atomic: concurrent processes never see half a file
+    name = f"cartsim_model_{key}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def compiled(model: Model) -> ModuleType:
+    """The compiled module for ``model`` (generated and compiled on first use)."""
+    source = module_source(model)
+    key = hashlib.sha256((ENGINE_VERSION + source).encode()).hexdigest()[:16]
+    return _load(key, source)

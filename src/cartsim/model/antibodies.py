@@ -1,0 +1,31 @@
+"""Total serum IgG and the pathogenic autoantibody, made by plasmablasts and plasma cells.
+
+Every antibody-secreting cell secretes at the same per-cell rate within its
+class (plasmablast or plasma cell); the rates are derived from the baseline
+IgG level and the share of IgG made by long-lived plasma cells. The
+autoantibody is the IgG made by the autoreactive cells, so its level and its
+fall under therapy follow from where the autoreactive cells are.
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+
+from cartsim.model.ir import ModelBuilder
+
+
+def add(b: ModelBuilder) -> None:
+    b.component("antibodies")
+    p = b.p
+    k_igg = sp.log(2) / p("igg_halflife")
+    pb0, pba0, pc0, pca0 = (sp.Symbol(n) for n in ("pb0", "pb_auto0", "pc0", "pc_auto0"))
+    q_pc = b.derive("igg_q_pc", p("igg_pc_share") * k_igg * p("igg0") / (pc0 + pca0))
+    q_pb = b.derive("igg_q_pb", (1 - p("igg_pc_share")) * k_igg * p("igg0") / (pb0 + pba0))
+    pb, pba, pc, pca = (sp.Symbol(n) for n in ("pb", "pb_auto", "pc", "pc_auto"))
+    b.state("igg", "g/L", "total serum IgG", p("igg0"))
+    b.state("autoantibody", "g/L", "pathogenic autoantibody (IgG from autoreactive cells)",
+            (q_pb * pba0 + q_pc * pca0) / k_igg)
+    b.flow(None, "igg", q_pb * (pb + pba) + q_pc * (pc + pca), "secretion")
+    b.flow("igg", None, k_igg * sp.Symbol("igg"), "catabolism")
+    b.flow(None, "autoantibody", q_pb * pba + q_pc * pca, "secretion by autoreactive cells")
+    b.flow("autoantibody", None, k_igg * sp.Symbol("autoantibody"), "catabolism")

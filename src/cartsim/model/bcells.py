@@ -1,0 +1,112 @@
+"""B-cell lineage: marrow precursors, naive and memory B cells in blood and
+lymphoid tissue, an autoreactive clone, plasmablasts and long-lived plasma cells.
+
+Counts are in cells per microlitre of blood *volume equivalent* (cells/uL-eq):
+a pool's total cell number divided by the blood volume. For blood pools this is
+the ordinary blood count; for tissue pools it keeps all B cells on one scale,
+and cells moving between pools conserve number.
+
+Untreated, every pool is at steady state: supply, self-renewal and exchange
+rates are derived from the healthy blood count, the blood share of
+lymphocytes and the measured turnover of naive and memory B cells.
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+
+from cartsim.model.ir import ModelBuilder
+
+
+def add(b: ModelBuilder) -> None:
+    b.component("b_cells")
+    p = b.p
+    f_blood = p("f_blood_lymph")
+    tn, tm = p("b_turnover_naive"), p("b_turnover_memory")
+    a_n = p("b_k_naive_to_memory")
+    k_tb = p("b_k_tissue_to_blood")
+    k_mat = 1 / p("b_precursor_transit")
+
+    nb0 = b.derive("b_naive_blood0", p("b_blood0") * p("b_naive_share"))
+    mb0 = b.derive("b_mem_blood0", p("b_blood0") * (1 - p("b_naive_share")))
+    nt0 = b.derive("b_naive_tissue0", nb0 * (1 / f_blood - 1))
+    mt0 = b.derive("b_mem_tissue0", mb0 * (1 / f_blood - 1))
+    n_tot0, m_tot0 = nb0 + nt0, mb0 + mt0
+    d_n = b.derive("b_d_naive", tn - a_n)
+    rho_m = b.derive("b_rho_memory", tm - a_n * n_tot0 / m_tot0)
+    d_m = b.derive("b_d_memory", tm - p("b_k_memory_to_pb"))
+    k_bt_n = b.derive("b_k_blood_to_tissue_naive", (k_tb + tn) * nt0 / nb0)
+    k_bt_m = b.derive("b_k_blood_to_tissue_memory", ((k_tb + tm - rho_m) * mt0 - a_n * n_tot0) / mb0)
+    s_pre = b.derive("b_supply_precursor", tn * n_tot0)
+
+    # autoreactive clone: mostly self-renewing, slowly recruited from naive cells
+    a0 = b.derive("b_auto0", p("auto_share") * m_tot0)
+    rho_a = p("auto_self_renewal") * tm
+    recruit = b.derive("auto_recruitment", (tm - rho_a) * a0 / (a_n * nt0))
+
+    # plasmablasts and long-lived plasma cells
+    k_mpb, k_pbpc, d_pb = p("b_k_memory_to_pb"), p("pb_k_to_pc"), p("pb_death")
+    pb0 = b.derive("pb0", k_mpb * m_tot0 / (d_pb + k_pbpc))
+    pba0 = b.derive("pb_auto0", k_mpb * a0 / (d_pb + k_pbpc))
+    pc0 = b.derive("pc0", k_pbpc * pb0 / p("pc_death"))
+    pca0 = b.derive("pc_auto0", k_pbpc * pba0 / p("pc_auto_death"))
+
+    pre = b.state("b_pre", "cells/uL-eq", "CD19+ B-cell precursors in marrow", s_pre / k_mat)
+    nb = b.state("b_naive_blood", "cells/uL", "naive B cells in blood", nb0)
+    nt = b.state("b_naive_tissue", "cells/uL-eq", "naive B cells in lymphoid tissue", nt0)
+    mb = b.state("b_mem_blood", "cells/uL", "memory B cells in blood", mb0)
+    mt = b.state("b_mem_tissue", "cells/uL-eq", "memory B cells in lymphoid tissue", mt0)
+    au = b.state("b_auto", "cells/uL-eq", "autoreactive memory B cells (tissue)", a0)
+    pb = b.state("pb", "cells/uL-eq", "plasmablasts (CD19+, BCMA+)", pb0)
+    pba = b.state("pb_auto", "cells/uL-eq", "autoreactive plasmablasts", pba0)
+    pc = b.state("pc", "cells/uL-eq", "long-lived plasma cells (CD19-, BCMA+)", pc0)
+    pca = b.state("pc_auto", "cells/uL-eq", "autoreactive long-lived plasma cells", pca0)
+
+    b.flow(None, "b_pre", s_pre, "supply from CD19- progenitors")
+    b.flow("b_pre", "b_naive_blood", k_mat * pre, "maturation and release to blood")
+    b.flow("b_naive_blood", "b_naive_tissue", k_bt_n * nb, "homing to lymphoid tissue")
+    b.flow("b_naive_tissue", "b_naive_blood", k_tb * nt, "recirculation to blood")
+    b.flow("b_mem_blood", "b_mem_tissue", k_bt_m * mb, "homing to lymphoid tissue")
+    b.flow("b_mem_tissue", "b_mem_blood", k_tb * mt, "recirculation to blood")
+    for naive in ("b_naive_blood", "b_naive_tissue"):
+        s = sp.Symbol(naive)
+        b.flow(naive, None, d_n * s, "naive death")
+        b.flow(naive, "b_mem_tissue", a_n * s, "activation to memory")
+    b.flow(None, "b_auto", recruit * a_n * nt,
+           "recruitment of new autoreactive clones from activated naive cells (negligible drain on naive cells)")
+    for mem in ("b_mem_blood", "b_mem_tissue"):
+        s = sp.Symbol(mem)
+        b.flow(None, mem, rho_m * s, "memory self-renewal")
+        b.flow(mem, None, d_m * s, "memory death")
+        b.flow(mem, "pb", k_mpb * s, "differentiation to plasmablasts")
+    b.flow(None, "b_auto", rho_a * au, "autoreactive self-renewal (chronic autoantigen)")
+    b.flow("b_auto", None, (tm - k_mpb) * au, "autoreactive death")
+    b.flow("b_auto", "pb_auto", k_mpb * au, "differentiation to autoreactive plasmablasts")
+    b.flow("pb", None, d_pb * pb, "plasmablast death")
+    b.flow("pb_auto", None, d_pb * pba, "plasmablast death")
+    b.flow("pb", "pc", k_pbpc * pb, "plasma-cell niche entry")
+    b.flow("pb_auto", "pc_auto", k_pbpc * pba, "plasma-cell niche entry")
+    b.flow("pc", None, p("pc_death") * pc, "plasma-cell death")
+    b.flow("pc_auto", None, p("pc_auto_death") * pca, "plasma-cell death")
+
+    # therapy: CAR-T killing by target antigen, and lymphodepletion of dividing/naive cells
+    kill19, killb, ld = sp.Symbol("kill_cd19"), sp.Symbol("kill_bcma"), sp.Symbol("ld_kill")
+    cd19_pos = ("b_pre", "b_naive_blood", "b_naive_tissue", "b_mem_blood", "b_mem_tissue", "b_auto", "pb", "pb_auto")
+    bcma_pos = ("pb", "pb_auto", "pc", "pc_auto")
+    flux = sp.Integer(0)
+    for name in dict.fromkeys(cd19_pos + bcma_pos):
+        s = sp.Symbol(name)
+        rate = (kill19 if name in cd19_pos else 0) + (killb if name in bcma_pos else 0)
+        b.flow(name, None, rate * s, "killed by CAR-T cells")
+        flux += rate * s
+    for name in cd19_pos:
+        b.flow(name, None, ld * sp.Symbol(name), "killed by lymphodepletion")
+    b.observe("kill_flux_b", flux, "cells/uL-eq/day", "B-lineage cells killed by CAR-T")
+
+    b.observe("cd19_load", sum((sp.Symbol(n) for n in cd19_pos), sp.Integer(0)) + sp.Symbol("malignant"),
+              "cells/uL-eq", "CD19+ cells in the body")
+    b.observe("bcma_load", pb + pba + pc + pca, "cells/uL-eq", "BCMA+ cells in the body")
+    b.observe("b_blood_per_uL", nb + mb, "cells/uL", "CD19+ B cells in blood")
+    b.observe("b_tissue", nt + mt + au, "cells/uL-eq", "B cells in lymphoid tissue")
+    b.observe("naive_fraction_blood", nb / (nb + mb + 1e-300), "1", "naive share of blood B cells")
+    b.observe("plasma_cells", pc + pca, "cells/uL-eq", "long-lived plasma cells")

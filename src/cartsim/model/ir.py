@@ -1,0 +1,203 @@
+"""The symbolic model representation: states, parameters, flows, observables.
+
+A model is written once, as SymPy expressions, by component modules that call
+:class:`ModelBuilder`. Everything else (the compiled solver, the SBML export,
+the equations shown in reports) is generated from the frozen :class:`Model`.
+
+Flows move material from one state to another (or from/to outside the
+system, ``None``), so mass balance holds by construction; the right-hand side
+of each state is the sum of its flows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable, Mapping
+
+import sympy as sp
+
+from cartsim.model.parameters import ParameterTable
+
+
+@dataclass(frozen=True)
+class State:
+    name: str
+    unit: str
+    component: str
+    description: str
+    initial: sp.Expr  # steady state without therapy, in parameters
+
+
+@dataclass(frozen=True)
+class Flow:
+    """A rate (amount per day) leaving ``source`` and entering ``target``."""
+
+    source: str | None
+    target: str | None
+    rate: sp.Expr
+    component: str
+    description: str
+
+
+@dataclass(frozen=True)
+class Observable:
+    name: str
+    expr: sp.Expr
+    unit: str
+    description: str
+
+
+@dataclass(frozen=True)
+class Model:
+    """An immutable, fully specified model."""
+
+    states: tuple[State, ...]
+    parameters: tuple[str, ...]          # free (per-patient) parameters, table order
+    derived: tuple[tuple[str, sp.Expr], ...]  # evaluated in order from parameters
+    flows: tuple[Flow, ...]
+    observables: tuple[Observable, ...]
+    table: ParameterTable
+
+    @property
+    def state_names(self) -> tuple[str, ...]:
+        return tuple(s.name for s in self.states)
+
+    @property
+    def observable_names(self) -> tuple[str, ...]:
+        return tuple(o.name for o in self.observables)
+
+    def state_index(self, name: str) -> int:
+        try:
+            return self.state_names.index(name)
+        except ValueError:
+            raise KeyError(f"unknown state {name!r}; states are {', '.join(self.state_names)}") from None
+
+    def observable_index(self, name: str) -> int:
+        try:
+            return self.observable_names.index(name)
+        except ValueError:
+            raise KeyError(f"unknown observable {name!r}") from None
+
+    def parameter_index(self, name: str) -> int:
+        return self.parameters.index(name)
+
+    def rhs(self) -> dict[str, sp.Expr]:
+        """d(state)/dt as the sum of flows in and out (derived symbols unexpanded)."""
+        out: dict[str, sp.Expr] = {s.name: sp.Integer(0) for s in self.states}
+        for f in self.flows:
+            if f.source is not None:
+                out[f.source] -= f.rate
+            if f.target is not None:
+                out[f.target] += f.rate
+        return out
+
+    def symbols(self) -> dict[str, sp.Symbol]:
+        names = [*self.state_names, *self.parameters, *(n for n, _ in self.derived)]
+        return {n: sp.Symbol(n) for n in names}
+
+    def fingerprint(self) -> str:
+        """A stable text of the whole definition, used to key compiled code caches."""
+        parts = [f"S {s.name} {sp.srepr(s.initial)}" for s in self.states]
+        parts += [f"P {p}" for p in self.parameters]
+        parts += [f"D {n} {sp.srepr(e)}" for n, e in self.derived]
+        parts += [f"F {f.source} {f.target} {sp.srepr(f.rate)}" for f in self.flows]
+        parts += [f"O {o.name} {sp.srepr(o.expr)}" for o in self.observables]
+        return "\n".join(parts)
+
+
+@dataclass
+class ModelBuilder:
+    """Mutable collector used by component modules; :meth:`build` freezes it."""
+
+    table: ParameterTable
+    _states: dict[str, State] = field(default_factory=dict)
+    _params: list[str] = field(default_factory=list)
+    _derived: dict[str, sp.Expr] = field(default_factory=dict)
+    _flows: list[Flow] = field(default_factory=list)
+    _observables: dict[str, Observable] = field(default_factory=dict)
+    _component: str = "model"
+
+    def component(self, name: str) -> "ModelBuilder":
+        self._component = name
+        return self
+
+    def p(self, name: str) -> sp.Symbol:
+        """A parameter from the provenance table (declared on first use)."""
+        if name in self._derived:
+            return sp.Symbol(name)
+        self.table[name]  # raises a clear KeyError if the table lacks it
+        if name not in self._params:
+            self._params.append(name)
+        return sp.Symbol(name)
+
+    def derive(self, name: str, expr: sp.Expr) -> sp.Symbol:
+        """A parameter computed from others (e.g. a steady-state source term)."""
+        if name in self._derived or name in self._params:
+            raise ValueError(f"parameter {name!r} defined twice")
+        self.table[name]  # derived parameters are documented in the table too
+        self._derived[name] = sp.sympify(expr)
+        return sp.Symbol(name)
+
+    def state(self, name: str, unit: str, description: str, initial: sp.Expr | float) -> sp.Symbol:
+        if name in self._states:
+            raise ValueError(f"state {name!r} defined twice")
+        self._states[name] = State(name, unit, self._component, description, sp.sympify(initial))
+        return sp.Symbol(name)
+
+    def flow(self, source: str | None, target: str | None, rate: sp.Expr, description: str) -> None:
+        for s in (source, target):
+            if s is not None and s not in self._states:
+                raise KeyError(f"flow refers to undeclared state {s!r}")
+        self._flows.append(Flow(source, target, sp.sympify(rate), self._component, description))
+
+    def observe(self, name: str, expr: sp.Expr, unit: str, description: str) -> sp.Symbol:
+        if name in self._observables:
+            raise ValueError(f"observable {name!r} defined twice")
+        self._observables[name] = Observable(name, sp.sympify(expr), unit, description)
+        return sp.Symbol(name)
+
+    def build(self) -> Model:
+        # Observables may refer to each other (in any order): substitute to a fixed point.
+        subs = {sp.Symbol(n): o.expr for n, o in self._observables.items()}
+        for _ in range(len(subs) + 1):
+            new = {k: v.xreplace(subs) for k, v in subs.items()}
+            if new == subs:
+                break
+            subs = new
+        else:  # pragma: no cover - a cycle among observables is a model bug
+            raise ValueError("observables refer to each other in a cycle")
+        resolved = {n: Observable(n, subs[sp.Symbol(n)], o.unit, o.description)
+                    for n, o in self._observables.items()}
+        flows = tuple(Flow(f.source, f.target, f.rate.xreplace(subs), f.component, f.description)
+                      for f in self._flows)
+        known = set(self._states) | set(self._params) | set(self._derived)
+        for f in flows:
+            _check_symbols(f.rate, known, f"flow {f.source}->{f.target}")
+        for o in resolved.values():
+            _check_symbols(o.expr, known, f"observable {o.name}")
+        for n, e in self._derived.items():
+            _check_symbols(e, set(self._params) | set(self._derived), f"derived {n}")
+        for s in self._states.values():
+            _check_symbols(s.initial, set(self._params) | set(self._derived), f"initial {s.name}")
+        return Model(
+            states=tuple(self._states.values()),
+            parameters=tuple(self._params),
+            derived=tuple(self._derived.items()),
+            flows=flows,
+            observables=tuple(resolved.values()),
+            table=self.table,
+        )
+
+
+def _check_symbols(expr: sp.Expr, known: Iterable[str], where: str) -> None:
+    unknown = {s.name for s in expr.free_symbols} - set(known)
+    if unknown:
+        raise ValueError(f"{where} uses undefined symbols: {sorted(unknown)}")
+
+
+def substitute_derived(model: Model, expr: sp.Expr) -> sp.Expr:
+    """Expand derived parameters into free parameters (for exporters)."""
+    subs: Mapping[sp.Symbol, sp.Expr] = {}
+    for name, e in model.derived:
+        subs = {**subs, sp.Symbol(name): e.xreplace(subs)}
+    return expr.xreplace(subs)

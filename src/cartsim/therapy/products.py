@@ -1,0 +1,103 @@
+"""CAR-T products and lymphodepletion regimens, loaded from package data."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, replace
+from functools import lru_cache
+from importlib import resources
+
+from cartsim.errors import CartsimInputError, choose
+from cartsim.model.parameters import ParameterTable
+from cartsim.therapy.dose import CellDose
+
+TARGETS = ("CD19", "BCMA")
+COSTIMULATION = ("4-1BB", "CD28")
+
+
+def _data(name: str) -> dict:
+    return tomllib.loads(resources.files("cartsim.data").joinpath(name).read_text())
+
+
+@dataclass(frozen=True)
+class LymphodepletionRegimen:
+    name: str
+    description: str
+    fludarabine: tuple[tuple[float, float], ...]       # (day, mg/m2)
+    cyclophosphamide: tuple[tuple[float, float], ...]
+    source: str
+
+
+@dataclass(frozen=True)
+class CarTProduct:
+    name: str
+    description: str
+    target: str
+    costimulation: str
+    dose: CellDose
+    lymphodepletion: str
+    transduction_efficiency: float
+    cd4_cd8_ratio: float
+    memory_share: float
+    vein_to_vein_days: float
+    source: str
+    manufacturing_source: str
+
+    def __post_init__(self) -> None:
+        if self.target not in TARGETS:
+            raise CartsimInputError("target", f"unknown target {self.target!r}", ", ".join(TARGETS))
+        if self.costimulation not in COSTIMULATION:
+            raise CartsimInputError("costimulation", f"unknown {self.costimulation!r}", ", ".join(COSTIMULATION))
+        for name in ("transduction_efficiency", "memory_share"):
+            v = getattr(self, name)
+            if not 0 < v <= 1 if name == "transduction_efficiency" else not 0 <= v <= 1:
+                raise CartsimInputError(name, f"must be a fraction, got {v}", "0-1")
+        if self.cd4_cd8_ratio <= 0:
+            raise CartsimInputError("cd4_cd8_ratio", f"must be positive, got {self.cd4_cd8_ratio}")
+
+    def with_dose(self, dose: str | CellDose | None) -> "CarTProduct":
+        return self if dose is None else replace(self, dose=CellDose.parse(dose))
+
+    def with_lymphodepletion(self, regimen: str | None) -> "CarTProduct":
+        if regimen is None:
+            return self
+        choose("--lymphodepletion", regimen, lymphodepletion_regimens())
+        return replace(self, lymphodepletion=regimen)
+
+    def model_parameters(self, table: ParameterTable) -> dict[str, float]:
+        """Per-patient model parameters set by the product's construct and manufacturing."""
+        f8 = 1.0 / (1.0 + self.cd4_cd8_ratio)
+        w = table.value("cd4_kill_weight")
+        cd28 = self.costimulation == "CD28"
+        return {
+            "target_cd19": float(self.target == "CD19"),
+            "target_bcma": float(self.target == "BCMA"),
+            "costim_expansion": table.value("cd28_expansion_factor") if cd28 else 1.0,
+            "costim_memory": table.value("cd28_memory_factor") if cd28 else 1.0,
+            "car_potency": (f8 + w * (1 - f8)) / (0.5 + 0.5 * w),  # 1 at CD4:CD8 = 1:1
+        }
+
+    def infused_cells(self, weight_kg: float) -> dict[str, float]:
+        """Cells infused (absolute numbers) by phenotype: CAR+ effector, CAR+ memory, untransduced T."""
+        car = self.dose.cells(weight_kg)
+        return {
+            "car_eff": car * (1 - self.memory_share),
+            "car_mem": car * self.memory_share,
+            "t_endo": car * (1 - self.transduction_efficiency) / self.transduction_efficiency,
+        }
+
+
+@lru_cache(maxsize=1)
+def lymphodepletion_regimens() -> dict[str, LymphodepletionRegimen]:
+    return {name: LymphodepletionRegimen(name, e["description"],
+                                         tuple(map(tuple, e["fludarabine"])),
+                                         tuple(map(tuple, e["cyclophosphamide"])), e["source"])
+            for name, e in _data("lymphodepletion.toml").items()}
+
+
+@lru_cache(maxsize=1)
+def products() -> dict[str, CarTProduct]:
+    out = {}
+    for name, e in _data("products.toml").items():
+        out[name] = CarTProduct(name=name, dose=CellDose.parse(e.pop("dose")), **e)
+    return out
