@@ -56,7 +56,7 @@ class CarTProduct:
             raise CartsimInputError("cd4_cd8_ratio", f"must be positive, got {self.cd4_cd8_ratio}")
 
     def with_dose(self, dose: str | CellDose | None) -> "CarTProduct":
-        return self if dose is None else replace(self, dose=CellDose.parse(dose))
+        return self if dose is None else replace(self, dose=CellDose.parse(dose, field="--dose"))
 
     def with_lymphodepletion(self, regimen: str | None) -> "CarTProduct":
         if regimen is None:

@@ -1,0 +1,167 @@
+"""The ``cartsim`` command."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from cartsim.errors import CartsimInputError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="cartsim: in-silico trials of CAR T-cell therapy for autoimmune disease. "
+                       "Research software, not medical advice.")
+console = Console()
+
+
+class Format(str, Enum):
+    parquet = "parquet"
+    csv = "csv"
+
+
+def _fail(err: Exception) -> None:
+    typer.echo(f"error: {err}", err=True)
+    raise typer.Exit(2)
+
+
+def _check_out(out: Path) -> None:
+    """The output directory must exist or be creatable, and be writable (checked by writing a probe)."""
+    if out.exists() and not out.is_dir():
+        raise CartsimInputError("--out", f"{str(out)!r} exists and is not a directory")
+    probe = out
+    while not probe.exists():
+        probe = probe.parent
+    try:
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as err:
+        raise CartsimInputError("--out", f"cannot write to {str(out)!r} ({err.strerror})") from None
+
+
+@app.command()
+def simulate(
+    therapy: str = typer.Option(..., "--therapy", help="CAR-T product (mb-cart19, kyv-101, tisa-cel) or 'untreated'"),
+    out: Path = typer.Option(..., "--out", help="output directory"),
+    disease: str = typer.Option("sle", "--disease", help="healthy | sle | ms | b-all | lbcl"),
+    days: str = typer.Option("365", "--days", help="days to simulate after infusion"),
+    dose: Optional[str] = typer.Option(None, "--dose", help="e.g. '1e6 cells/kg' or '1e8 cells'"),
+    lymphodepletion: Optional[str] = typer.Option(None, "--lymphodepletion", help="regimen name"),
+    fmt: Format = typer.Option(Format.parquet, "--format", help="trajectory file format"),
+) -> None:
+    """Simulate the typical patient: trajectories, endpoints and a figure."""
+    from cartsim.model import build_model
+    from cartsim.outputs.plots import plot_trajectories
+    from cartsim.scenario import Scenario
+    from cartsim.simulate import simulate as run
+
+    try:
+        Scenario.make(therapy, disease, days, dose, lymphodepletion)  # validate before any work
+        _check_out(out)
+        result = run(therapy, disease, float(days), dose, lymphodepletion)
+    except CartsimInputError as err:
+        _fail(err)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".cartsim-", dir=out))
+    except OSError as err:
+        _fail(CartsimInputError("--out", f"cannot create {str(out)!r} ({err.strerror})"))
+    try:  # write everything into a temporary folder, then move files into place
+        traj = tmp / f"trajectories.{fmt.value}"
+        if fmt is Format.csv:
+            result.trajectories.to_csv(traj, index=False)
+        else:
+            result.trajectories.to_parquet(traj, index=False)
+        summary = {"therapy": therapy, "disease": disease, "days": float(days),
+                   "dose": str(result.scenario.product.dose) if result.scenario.product else None,
+                   "lymphodepletion": result.scenario.product.lymphodepletion if result.scenario.product else None,
+                   "tocilizumab_days": result.tocilizumab_days,
+                   "endpoints": {k: (None if v != v else (float(v) if not isinstance(v, bool) else v))
+                                 for k, v in result.endpoints.items()}}
+        (tmp / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
+        table = build_model().table
+        thresholds = {f"crs_il6_grade{g}": table.value(f"crs_il6_grade{g}") for g in range(1, 5)}
+        plot_trajectories(result.trajectories, tmp / "figure.png",
+                          f"{therapy} in {disease}: typical patient", thresholds)
+        for f in tmp.iterdir():
+            os.replace(f, out / f.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    ep = result.endpoints
+    console.print(f"[bold]{therapy}[/] in [bold]{disease}[/], typical patient, {float(days):g} days")
+    console.print(f"  B cells < 1/uL from day {_first_below(result):g}; "
+                  f"reappear on day {ep['bcell_reappearance_day']:g}"
+                  f"{' (censored)' if ep['bcell_reappearance_censored'] else ''}")
+    console.print(f"  CAR-T peak {ep['cart_peak_per_uL']:.3g}/uL on day {ep['cart_tmax_day']:g}; "
+                  f"CRS grade {ep['crs_max_grade']}, ICANS grade {ep['icans_max_grade']}")
+    console.print(f"  wrote {out}/trajectories.{fmt.value}, summary.json, figure.png")
+
+
+def _first_below(result) -> float:
+    df = result.trajectories
+    below = df[(df.day >= 0) & (df.b_blood_per_uL < 1.0)]
+    return float(below.day.iloc[0]) if len(below) else float("nan")
+
+
+@app.command()
+def validate(as_json: bool = typer.Option(False, "--json", help="print a JSON list of checks")) -> None:
+    """Check the model against published targets; exit 1 if any check fails."""
+    from cartsim.validate import run_checks
+
+    checks = run_checks()
+    if as_json:
+        typer.echo(json.dumps([c.as_json() for c in checks], indent=2))
+    else:
+        t = Table(title="cartsim validate: predicted vs observed acceptance window")
+        for col in ("target", "metric", "predicted", "accept", "result"):
+            t.add_column(col)
+        for c in checks:
+            t.add_row(c.id, c.metric, f"{c.predicted:.4g}", f"[{c.accept[0]:g}, {c.accept[1]:g}]",
+                      "[green]pass[/]" if c.passed else "[red]MISS[/]")
+        console.print(t)
+        n_fail = sum(not c.passed for c in checks)
+        console.print(f"{len(checks) - n_fail} passed, {n_fail} failed")
+    if not all(c.passed for c in checks):
+        raise typer.Exit(1)
+
+
+@app.command()
+def parameters(as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table")) -> None:
+    """Print the parameter table with provenance (and disease-specific values)."""
+    from cartsim.disease import diseases
+    from cartsim.model import load_table
+
+    rows = [{"name": r.name, "value": r.value, "unit": r.unit, "component": r.component, "kind": r.kind,
+             "source": r.source, "iiv_omega": r.iiv_omega} for r in load_table()]
+    for d in diseases().values():
+        for k, v in d.overrides.items():
+            prov = d.provenance[k]
+            rows.append({"name": f"{k} [{d.name}]", "value": v, "unit": load_table()[k].unit,
+                         "component": load_table()[k].component, "kind": prov["kind"],
+                         "source": prov["source"], "iiv_omega": load_table()[k].iiv_omega})
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    t = Table(title="cartsim parameters", show_lines=False)
+    for col in ("name", "value", "unit", "component", "kind", "source"):
+        t.add_column(col, overflow="fold")
+    for r in rows:
+        t.add_row(r["name"], "derived" if r["value"] is None else f"{r['value']:g}", r["unit"],
+                  r["component"], r["kind"], r["source"])
+    Console(width=max(console.width, 200)).print(t)
+
+
+def main() -> None:  # pragma: no cover
+    try:
+        app()
+    except CartsimInputError as err:
+        typer.echo(f"error: {err}", err=True)
+        sys.exit(2)

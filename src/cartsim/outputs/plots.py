@@ -1,0 +1,130 @@
+"""Four-panel trajectory figure for one simulated patient (PNG, Agg backend)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.axes import Axes  # noqa: E402
+from matplotlib.ticker import FuncFormatter  # noqa: E402
+
+FLOOR = 1e-3  # display floor so log axes never see zeros
+FOOTER = "cartsim research simulation - not medical advice"
+
+
+def _col(df: pd.DataFrame, name: str, floor: float | None = None) -> np.ndarray:
+    """Column as float array (NaN if missing), optionally clipped below `floor`."""
+    v = df[name].to_numpy(dtype=float) if name in df else np.full(len(df), np.nan)
+    return np.clip(v, floor, None) if floor is not None else v
+
+
+def _legend(*axes: Axes, loc: str = "best") -> None:
+    """One legend combining the lines of several (twin) axes."""
+    handles, labels = [], []
+    for ax in axes:
+        h, lab = ax.get_legend_handles_labels()
+        handles += h
+        labels += lab
+    axes[0].legend(handles, labels, loc=loc, fontsize=9, framealpha=0.85)
+
+
+def plot_trajectories(
+    df: pd.DataFrame, path: Path, title: str, thresholds: dict[str, float] | None = None
+) -> None:
+    """Plot B cells, CAR-T, IL-6/CRS/ICANS and IgG/autoantibody vs day; write PNG atomically."""
+    path = Path(path)
+    day = df["day"].to_numpy(dtype=float)
+    fig, (a1, a2, a3, a4) = plt.subplots(4, 1, figsize=(12, 9), sharex=True, dpi=120)
+
+    # (1) B cells
+    a1.plot(day, _col(df, "b_blood_per_uL", FLOOR), color="tab:blue", label="B cells, blood (cells/uL)")
+    a1.plot(day, _col(df, "b_tissue", FLOOR), color="tab:purple", label="B cells, lymphoid tissue (cells/uL-eq)")
+    a1.axhline(1.0, color="grey", ls=":", lw=1, label="detection limit (1/uL)")
+    a1.axhline(80.0, color="tab:green", ls=":", lw=1, label="LLN (80/uL)")
+    a1.set_yscale("log")
+    a1.set_ylabel("CD19+ B cells\n(cells/uL)")
+    _legend(a1)
+
+    # (2) CAR-T in blood
+    car = _col(df, "car_blood_per_uL", FLOOR)
+    a2.plot(day, car, color="tab:red", label="CAR-T, blood (cells/uL)")
+    a2.axhline(0.1, color="grey", ls=":", lw=1, label="qPCR limit (0.1/uL)")
+    if np.isfinite(car).any() and np.nanmax(car) > FLOOR:
+        i = int(np.nanargmax(car))
+        a2.plot(day[i], car[i], "v", color="tab:red", ms=7)
+        a2.annotate(f"peak {car[i]:.3g}/uL on day {day[i]:.1f}", (day[i], car[i]), xytext=(60, -12),
+                    textcoords="offset points", fontsize=9, va="center",
+                    arrowprops=dict(arrowstyle="-", color="grey", lw=0.8))
+    a2.set_yscale("log")
+    a2.set_ylabel("CAR-T cells\n(cells/uL)")
+    _legend(a2)
+
+    # (3) IL-6 with CRS / ICANS grades on a twin axis
+    a3.plot(day, _col(df, "il6_signal", FLOOR), color="tab:orange", label="IL-6 (pg/mL)")
+    for g in range(1, 5):
+        thr = (thresholds or {}).get(f"crs_il6_grade{g}")
+        if thr is not None:
+            a3.axhline(thr, color="tab:orange", alpha=0.25, lw=1,
+                       label="CRS IL-6 thresholds G1-4" if g == 1 else None)
+            a3.text(0.55, thr, f"grade {g}", transform=a3.get_yaxis_transform(), fontsize=7,
+                    color="tab:orange", alpha=0.8, va="bottom", ha="left")
+    a3.set_yscale("log")
+    plain = FuncFormatter(lambda v, _: f"{v:g}")  # "20" rather than "2x10^1" on short ranges
+    a3.yaxis.set_major_formatter(plain)
+    lo, hi = a3.get_ylim()
+    few = np.log10(hi / lo) < 2  # short range: also label the 2x and 5x minor ticks
+    a3.yaxis.set_minor_formatter(FuncFormatter(
+        lambda v, _: f"{v:g}" if few and f"{v:.0e}"[0] in "25" else ""))
+    a3.set_ylabel("IL-6 (pg/mL)")
+    g3 = a3.twinx()
+    g3.step(day, _col(df, "crs_grade"), where="post", color="black", lw=1.4, label="CRS grade (0-4)")
+    g3.step(day, _col(df, "icans_grade"), where="post", color="tab:cyan", ls="--", lw=1.4,
+            label="ICANS grade (0-4)")
+    g3.set_ylim(-0.2, 4.4)
+    g3.set_yticks(range(5))
+    g3.set_ylabel("grade")
+    _legend(a3, g3, loc="upper right")
+
+    # (4) IgG and autoantibody (% of baseline)
+    a4.plot(day, _col(df, "igg"), color="tab:brown", label="IgG (g/L)")
+    a4.set_ylabel("IgG (g/L)")
+    a4.set_ylim(bottom=0)
+    twins = [a4]
+    aab = _col(df, "autoantibody")
+    base = float(aab[0]) if len(aab) else 0.0  # first sample = pre-treatment, as in endpoints.py
+    if np.isfinite(base) and base > 0:
+        g4 = a4.twinx()
+        g4.plot(day, 100.0 * aab / base, color="tab:pink", ls="--", label="autoantibody (% of baseline)")
+        g4.set_ylabel("autoantibody\n(% of baseline)")
+        g4.set_ylim(bottom=0)
+        twins.append(g4)
+    _legend(*twins, loc="upper right")
+    a4.set_xlabel("days since CAR-T infusion")
+
+    for ax in (a1, a2, a3, a4):
+        ax.axvline(0.0, color="k", ls="--", lw=0.9, alpha=0.7)
+        ax.grid(alpha=0.25, which="major")
+    a1.text(0.0, 1.02, " infusion", transform=a1.get_xaxis_transform(), fontsize=8, va="bottom")
+    a1.set_xlim(day.min(), day.max())
+    fig.suptitle(title, fontsize=13)
+    fig.text(0.99, 0.005, FOOTER, ha="right", va="bottom", fontsize=7, color="grey")
+    fig.tight_layout(rect=(0, 0.015, 1, 1))
+
+    fd, tmp = tempfile.mkstemp(suffix=".png", prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=120, format="png")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    finally:
+        plt.close(fig)

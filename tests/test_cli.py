@@ -1,0 +1,70 @@
+"""The command line: outputs, and bad input that must fail cleanly (exit 2, one line, nothing written)."""
+
+import json
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from cartsim.cli import app
+
+runner = CliRunner()
+
+
+def test_simulate_sle_writes_outputs_and_shapes(tmp_path):
+    out = tmp_path / "sle"
+    r = runner.invoke(app, ["simulate", "--therapy", "mb-cart19", "--disease", "sle", "--days", "365",
+                            "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    df = pd.read_parquet(out / "trajectories.parquet")
+    assert (out / "figure.png").stat().st_size > 10_000
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["endpoints"]["crs_max_grade"] in (0, 1)
+    day7 = df.loc[(df.day - 7).abs().idxmin()]
+    assert day7.b_blood_per_uL < 1.0                      # depleted within a week
+    peak_day = df.loc[df.car_blood_per_uL.idxmax(), "day"]
+    assert 7 <= peak_day <= 14                            # CAR-T peaks in the second week
+    assert df.day.iloc[-1] == 365
+
+
+def test_csv_format(tmp_path):
+    r = runner.invoke(app, ["simulate", "--therapy", "kyv-101", "--disease", "ms", "--days", "30",
+                            "--format", "csv", "--out", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    assert pd.read_csv(tmp_path / "trajectories.csv").shape[0] > 30
+
+
+@pytest.mark.parametrize("args, field, allowed", [
+    (["--therapy", "foo"], "--therapy", "mb-cart19"),
+    (["--therapy", "mb-cart19", "--disease", "flu"], "--disease", "sle"),
+    (["--therapy", "mb-cart19", "--dose", "-1e6 cells/kg"], "--dose", "cells/kg"),
+    (["--therapy", "mb-cart19", "--dose", "lots"], "--dose", "cells/kg"),
+    (["--therapy", "mb-cart19", "--days", "0"], "--days", ">= 1"),
+    (["--therapy", "mb-cart19", "--days", "ten"], "--days", ">= 1"),
+    (["--therapy", "mb-cart19", "--lymphodepletion", "heavy"], "--lymphodepletion", "autoimmune-erlangen"),
+])
+def test_bad_input_is_one_clear_line(tmp_path, args, field, allowed):
+    out = tmp_path / "never"
+    r = runner.invoke(app, ["simulate", *args, "--out", str(out)])
+    assert r.exit_code == 2
+    lines = [ln for ln in r.output.strip().splitlines() if ln]
+    assert len(lines) == 1 and lines[0].startswith(f"error: {field}:") and allowed in lines[0]
+    assert not out.exists()
+
+
+def test_unwritable_out(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    r = runner.invoke(app, ["simulate", "--therapy", "mb-cart19", "--out", str(blocker / "sub")])
+    assert r.exit_code == 2 and "error: --out:" in r.output
+    assert blocker.read_text() == "x"
+
+
+def test_parameters_json_lists_every_parameter_with_provenance():
+    r = runner.invoke(app, ["parameters", "--json"])
+    assert r.exit_code == 0
+    rows = json.loads(r.output)
+    assert len(rows) > 80
+    for row in rows:
+        assert row["kind"] in ("literature", "derived", "calibrated", "assumed"), row
+        assert row["source"].strip() and row["unit"].strip(), row

@@ -1,0 +1,54 @@
+"""Published targets: each acceptance key of each target in scope is a check.
+
+Targets the model does not reproduce yet are expected failures (strict: if the
+model starts to pass them, the marker must go). They are reported as missed
+by ``cartsim validate``, never adjusted.
+"""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from cartsim.cli import app
+from cartsim.validate import CHECKS, run_checks, targets
+
+KNOWN_MISSES = {
+    ("mackensen2022_bcell_reappearance", "pop_mean"): "B cells return after ~30-60 days, not ~110",
+    ("mackensen2022_bcell_reappearance", "pop_sd"): "spread from patients whose B cells stay suppressed",
+    ("autoimmune_bcell_depletion_onset", "pop_fraction_below_1_per_uL_at_day_7"): "~80% depleted at day 7, target >= 90%",
+}
+
+
+def _cases():
+    for tid in CHECKS:
+        for metric in targets()[tid]["accept"]:
+            marks = [pytest.mark.xfail(strict=True, reason=KNOWN_MISSES[(tid, metric)])] \
+                if (tid, metric) in KNOWN_MISSES else []
+            yield pytest.param(tid, metric, id=f"{tid}:{metric}", marks=marks)
+
+
+@pytest.fixture(scope="module")
+def checks():
+    return {(c.id, c.metric): c for c in run_checks()}
+
+
+@pytest.mark.parametrize("tid, metric", list(_cases()))
+def test_target(checks, tid, metric):
+    key = (tid, metric) if (tid, metric) in checks else (tid, metric + "_day")
+    c = checks[key]
+    assert c.passed, f"{tid} {metric}: predicted {c.predicted} outside {c.accept}"
+
+
+def test_every_target_key_is_checked(checks):
+    for tid in CHECKS:
+        for metric in targets()[tid]["accept"]:
+            assert (tid, metric) in checks or (tid, metric + "_day") in checks
+
+
+def test_validate_json_contract_and_exit_code(checks):
+    r = CliRunner().invoke(app, ["validate", "--json"])
+    rows = json.loads(r.output)
+    assert {tuple(sorted(x)) for x in rows} == {("accept", "id", "metric", "pass", "predicted")}
+    assert {x["id"] for x in rows} == set(CHECKS)
+    assert r.exit_code == (0 if all(x["pass"] for x in rows) else 1)
