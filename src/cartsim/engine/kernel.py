@@ -213,7 +213,9 @@ def _solve_one(p, act_t, act_s, act_bolus, act_rate, n_act,
                         t_stop = t_hit
                         fired = k
             theta_stop = (t_stop - t) / h
-            while k_out < n_out and t_out[k_out] <= t_stop:
+            # an output exactly at a dose or trigger time is recorded after the action
+            action_at_stop = fired >= 0 or (t_stop == t_seg and a < n_act and act_t[a] == t_seg)
+            while k_out < n_out and (t_out[k_out] < t_stop or (t_out[k_out] == t_stop and not action_at_stop)):
                 theta = (t_out[k_out] - t) / h
                 _dense(y, K, h, theta, y_dense)
                 for i in range(ns):
@@ -230,6 +232,9 @@ def _solve_one(p, act_t, act_s, act_bolus, act_rate, n_act,
                 y[trig_state[fired]] += q[trig_amt[fired]]
                 fires_out[fired, n_fired[fired]] = t
                 n_fired[fired] += 1
+                while k_out < n_out and t_out[k_out] <= t:
+                    _columns(t, y, q, obs, cols, out[k_out])
+                    k_out += 1
             for k in range(n_trig):
                 g_old[k] = _trigger_value(t, y, q, obs, trig_obs, trig_thr, k)
             _rhs_u(t, y, q, u, K[0])
