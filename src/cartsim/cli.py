@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 import tempfile
 from enum import Enum
 from pathlib import Path
@@ -139,14 +138,14 @@ def parameters(as_json: bool = typer.Option(False, "--json", help="print JSON in
     from cartsim.disease import diseases
     from cartsim.model import load_table
 
+    table = load_table()
     rows = [{"name": r.name, "value": r.value, "unit": r.unit, "component": r.component, "kind": r.kind,
-             "source": r.source, "iiv_omega": r.iiv_omega} for r in load_table()]
+             "source": r.source, "iiv_omega": r.iiv_omega} for r in table]
     for d in diseases().values():
         for k, v in d.overrides.items():
-            prov = d.provenance[k]
-            rows.append({"name": f"{k} [{d.name}]", "value": v, "unit": load_table()[k].unit,
-                         "component": load_table()[k].component, "kind": prov["kind"],
-                         "source": prov["source"], "iiv_omega": load_table()[k].iiv_omega})
+            r, prov = table[k], d.provenance[k]
+            rows.append({"name": f"{k} [{d.name}]", "value": v, "unit": r.unit, "component": r.component,
+                         "kind": prov["kind"], "source": prov["source"], "iiv_omega": r.iiv_omega})
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
@@ -158,10 +157,3 @@ def parameters(as_json: bool = typer.Option(False, "--json", help="print JSON in
                   r["component"], r["kind"], r["source"])
     Console(width=max(console.width, 200)).print(t)
 
-
-def main() -> None:  # pragma: no cover
-    try:
-        app()
-    except CartsimInputError as err:
-        typer.echo(f"error: {err}", err=True)
-        sys.exit(2)

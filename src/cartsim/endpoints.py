@@ -24,16 +24,15 @@ COLUMNS = ("b_blood_per_uL", "naive_fraction_blood", "car_blood_per_uL", "il6_si
 
 def _after_nadir(times: np.ndarray, b: np.ndarray, limit: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
     """First time after the nadir at which ``b`` reaches ``limit`` (per patient), and censoring."""
-    n = b.shape[0]
     post = times >= 0
     bt, tt = b[:, post], times[post]
     nadir_idx = np.argmin(bt, axis=1)
-    reached = (bt >= np.broadcast_to(np.atleast_1d(limit)[:, None] if np.ndim(limit) else limit, bt.shape))
+    reached = bt >= (np.asarray(limit)[:, None] if np.ndim(limit) else limit)
     reached &= np.arange(tt.size)[None, :] > nadir_idx[:, None]
     has = reached.any(axis=1)
     first = np.where(has, np.argmax(reached, axis=1), tt.size - 1)
     day = np.where(has, tt[first], tt[-1])
-    return day, ~has if n else np.zeros(0, bool)
+    return day, ~has
 
 
 def first_crossing(times: np.ndarray, values: np.ndarray, limit: float) -> tuple[np.ndarray, np.ndarray]:
