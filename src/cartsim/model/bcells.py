@@ -51,6 +51,14 @@ def add(b: ModelBuilder) -> None:
     pc0 = b.derive("pc0", k_pbpc * pb0 / p("pc_death"))
     pca0 = b.derive("pc_auto0", k_pbpc * pba0 / p("pc_auto_death"))
 
+    # CD19-negative lymphoid progenitors (CLP / pre-pro-B), relative to normal: spared by
+    # CD19 CAR-T but hit by lymphodepleting chemotherapy; they regrow logistically, and the
+    # CD19+ precursor supply follows them. This is the slow step of B-cell regeneration.
+    prog = b.state("b_prog", "1", "CD19- lymphoid progenitors in marrow (relative to normal)", 1)
+    g = p("prog_regrowth")
+    b.flow(None, "b_prog", g * prog, "progenitor self-renewal")
+    b.flow("b_prog", None, g * prog**2, "progenitor niche limit (logistic)")
+    b.flow("b_prog", None, p("prog_ld_sensitivity") * sp.Symbol("ld_kill") * prog, "killed by lymphodepletion")
     pre = b.state("b_pre", "cells/uL-eq", "CD19+ B-cell precursors in marrow", s_pre / k_mat)
     nb = b.state("b_naive_blood", "cells/uL", "naive B cells in blood", nb0)
     nt = b.state("b_naive_tissue", "cells/uL-eq", "naive B cells in lymphoid tissue", nt0)
@@ -62,7 +70,7 @@ def add(b: ModelBuilder) -> None:
     pc = b.state("pc", "cells/uL-eq", "long-lived plasma cells (CD19-, BCMA+)", pc0)
     pca = b.state("pc_auto", "cells/uL-eq", "autoreactive long-lived plasma cells", pca0)
 
-    b.flow(None, "b_pre", s_pre, "supply from CD19- progenitors")
+    b.flow(None, "b_pre", s_pre * prog, "supply from CD19- progenitors (asymmetric division)")
     b.flow("b_pre", "b_naive_blood", k_mat * pre, "maturation and release to blood")
     b.flow("b_naive_blood", "b_naive_tissue", k_bt_n * nb, "homing to lymphoid tissue")
     b.flow("b_naive_tissue", "b_naive_blood", k_tb * nt, "recirculation to blood")

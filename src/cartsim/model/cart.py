@@ -11,6 +11,15 @@ Activation is a programme, not a switch: antigen drives the activated share
 antigen is gone (Kaech & Ahmed 2001), which is why CAR-T cells peak around day
 9-10 even when targets are cleared within days. Costimulation (CD28 vs 4-1BB)
 scales expansion and memory formation.
+
+Immunity against the CAR: endogenous T cells that recognise the CAR construct
+(its foreign scFv and junctions) are primed while CAR-T cells are present, at a
+rate that rises steeply with the recovery of the patient's own T cells, and
+then eliminate CAR-T cells. Anti-CAR T cells were found when a re-infused CD19
+CAR-T failed to expand (Mueller F et al. Nat Med 2025), and immune-competent
+autoimmune patients lose CAR-T cells sooner than lymphopenic cancer patients
+(Mueller F et al. Blood 2025). The response is remembered: it persists after
+the CAR-T cells are gone and blunts a second infusion of the same product.
 """
 
 from __future__ import annotations
@@ -51,6 +60,17 @@ def add(b: ModelBuilder) -> None:
     b.flow("car_mem", None, beta * m, "memory decay")
     b.flow("car_eff", None, ld_kill * e, "killed by residual lymphodepletion")
     b.flow("car_mem", None, ld_kill * m, "killed by residual lymphodepletion")
+
+    anti = b.state("anti_car", "1", "T-cell immunity against the CAR (relative to a fully primed response)",
+                   b.p("anti_car0"))
+    car_blood = b.p("f_blood_lymph") * (e + m)
+    competence = b.observe("anti_car_competence", (sp.Symbol("t_blood_per_uL") / b.p("anti_car_t_ref"))**2, "1",
+                           "T-cell competence for priming (lymphopenia primes poorly)")
+    b.flow(None, "anti_car", b.p("anti_car_r") * competence * car_blood / (car_blood + b.p("anti_car_k")) * anti,
+           "priming and expansion by CAR-T cells")
+    clear = b.observe("anti_car_kill", b.p("anti_car_kill_max") * anti, "1/day", "CAR-T elimination by anti-CAR immunity")
+    b.flow("car_eff", None, clear * e, "killed by anti-CAR T cells")
+    b.flow("car_mem", None, clear * m, "killed by anti-CAR T cells")
 
     potency = b.p("car_k_kill") * b.p("car_potency") * (e + b.p("car_mem_kill") * m)
     b.observe("kill_cd19", b.p("target_cd19") * potency, "1/day", "kill rate of each CD19+ cell")
