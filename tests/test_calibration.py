@@ -1,0 +1,21 @@
+"""The parameter table holds the values that the recorded calibration chose."""
+
+import json
+from pathlib import Path
+
+from cartsim.model import build_model
+
+RECORD = Path(__file__).resolve().parents[1] / "bench" / "calibration.json"
+
+
+def test_calibrated_values_are_the_best_grid_point():
+    record = json.loads(RECORD.read_text())
+    table = build_model().table
+    assert record["best"] == {k: table.value(k) for k in record["grid"]}
+    for name in record["grid"]:
+        assert table[name].kind == "calibrated" and "bench/calibrate.py" in table[name].source
+
+
+def test_best_point_has_the_lowest_loss():
+    rows = json.loads(RECORD.read_text())["rows"]
+    assert rows[0]["loss"] == min(r["loss"] for r in rows)
