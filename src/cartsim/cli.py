@@ -15,11 +15,13 @@ from rich.console import Console
 from rich.table import Table
 
 from cartsim.errors import CartsimInputError
+from cartsim.exporters.cli import export_app
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="cartsim: in-silico trials of CAR T-cell therapy for autoimmune disease. "
                        "Research software, not medical advice.")
 console = Console()
+app.add_typer(export_app, name="export")
 
 
 class Format(str, Enum):
@@ -157,3 +159,46 @@ def parameters(as_json: bool = typer.Option(False, "--json", help="print JSON in
                   r["component"], r["kind"], r["source"])
     Console(width=max(console.width, 200)).print(t)
 
+
+
+def _count(field: str, text: str | None) -> int | None:
+    """A whole number given on the command line, or None when the option was not given."""
+    if text is None:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise CartsimInputError(field, f"must be a whole number, got {text!r}", "an integer >= 1") from None
+
+
+@app.command()
+def trial(
+    config: Path = typer.Argument(..., help="trial configuration (TOML), e.g. examples/quick.toml"),
+    out: Path = typer.Option(..., "--out", help="output directory"),
+    n: Optional[str] = typer.Option(None, "--n", help="patients per arm (overrides the configuration)"),
+    workers: str = typer.Option("1", "--workers", help="local worker processes"),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Dask scheduler address, e.g. tcp://host:8786"),
+    resume: bool = typer.Option(False, "--resume", help="keep the finished chunks of an interrupted run"),
+    save_trajectories: bool = typer.Option(False, "--save-trajectories", help="also write trajectories.parquet"),
+    times: Optional[str] = typer.Option(None, "--times", help="days for --save-trajectories, e.g. '0,7,14,28'"),
+    chunk_size: Optional[str] = typer.Option(None, "--chunk-size", help="patients per chunk (default 256)"),
+) -> None:
+    """Run an in-silico trial: patients, failures, summary.json and report.html in OUT."""
+    from cartsim.trial.config import load_config
+    from cartsim.trial.run import execute, prepare
+
+    try:
+        cfg = load_config(config).with_n(_count("--n", n))
+        _check_out(out)
+        plan = prepare(cfg, out, chunk_size=_count("--chunk-size", chunk_size), resume=resume,
+                       save_trajectories=save_trajectories, times=times, workers=_count("--workers", workers),
+                       scheduler=scheduler)
+        result = execute(plan)
+    except CartsimInputError as err:
+        _fail(err)
+    rate = f" ({result.simulated / result.seconds:,.0f} patients/s)" if result.simulated else ""
+    console.print(f"[bold]{cfg.trial.name}[/]: simulated {result.simulated} patients in {result.seconds:.1f} s{rate}")
+    for arm in result.summary["arms"]:
+        console.print(f"  {arm['name']} ({arm['therapy']}): n={arm['n']}, failed {arm['n_failed']}")
+    written = "patients.parquet, failures.parquet, summary.json, report.html"
+    console.print(f"  wrote {out}/{written}" + (", trajectories.parquet" if save_trajectories else ""))

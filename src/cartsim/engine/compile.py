@@ -56,8 +56,17 @@ def _load(key: str, source: str) -> ModuleType:
     return module
 
 
+_BY_MODEL: dict[int, tuple[Model, ModuleType]] = {}
+
+
 def compiled(model: Model) -> ModuleType:
-    """The compiled module for ``model`` (generated and compiled on first use)."""
+    """The compiled module for ``model`` (generated and compiled on first use, then kept per model object:
+    generating the source takes about half a second, which would dominate small batches)."""
+    hit = _BY_MODEL.get(id(model))
+    if hit is not None and hit[0] is model:
+        return hit[1]
     source = module_source(model)
     key = hashlib.sha256((ENGINE_VERSION + source).encode()).hexdigest()[:16]
-    return _load(key, source)
+    module = _load(key, source)
+    _BY_MODEL[id(model)] = (model, module)
+    return module

@@ -1,0 +1,1 @@
+"""In-silico trials: a configuration, virtual patients in chunks, a summary and a report."""

@@ -1,0 +1,105 @@
+"""One chunk of one arm: a block of consecutive patients solved in one compiled call."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+import pandas as pd
+
+from cartsim import endpoints
+from cartsim.engine import Solution
+from cartsim.model import build_model
+from cartsim.population import iiv_parameters
+from cartsim.simulate import TRAJECTORY_COLUMNS
+from cartsim.trial import cohort
+from cartsim.trial.config import TrialConfig
+
+IIV_PREFIX = "iiv_"
+
+
+@dataclass(frozen=True)
+class Chunk:
+    arm: int
+    index: int
+    first: int      # first patient number
+    n: int
+
+    @property
+    def name(self) -> str:
+        return f"arm{self.arm}_chunk{self.index}"
+
+    @property
+    def ids(self) -> np.ndarray:
+        return np.arange(self.first, self.first + self.n)
+
+
+@dataclass(frozen=True)
+class ChunkResult:
+    patients: pd.DataFrame              # one row per patient
+    trajectories: pd.DataFrame | None   # long format: arm, patient, day, columns
+    roles: dict[str, list[str]]         # column names of patients by role: covariates, parameters, endpoints
+
+
+def plan(cfg: TrialConfig, chunk_size: int) -> list[Chunk]:
+    """All chunks of the trial, arm by arm."""
+    n = cfg.population.n
+    return [Chunk(a, c, first, min(chunk_size, n - first))
+            for a in range(len(cfg.arm)) for c, first in enumerate(range(0, n, chunk_size))]
+
+
+def _at(sol: Solution, times: np.ndarray, columns: tuple[str, ...]) -> Solution:
+    """``sol`` restricted to ``times`` (a subset of its times) and ``columns``.
+
+    The solver's output is dense interpolation between its own steps, so values at
+    the standard times do not depend on which extra times were requested."""
+    ti = np.searchsorted(sol.times, times)
+    ci = [sol.columns.index(c) for c in columns]
+    return replace(sol, times=sol.times[ti], columns=columns, values=sol.values[:, ti][:, :, ci])
+
+
+def simulate_chunk(cfg: TrialConfig, chunk: Chunk, traj_times: tuple[float, ...] | None = None,
+                   traj_columns: tuple[str, ...] = TRAJECTORY_COLUMNS, solver: dict | None = None) -> ChunkResult:
+    """Patients, endpoints and (optionally) trajectories at ``traj_times`` of one chunk."""
+    model = build_model()
+    scenario = cfg.scenario(chunk.arm)
+    pop = cohort.draw(cfg, model, chunk.arm, chunk.first, chunk.n)
+    grid = scenario.output_times()
+    extra = np.asarray(traj_times if traj_times is not None else (), dtype=float)
+    columns = tuple(dict.fromkeys(endpoints.COLUMNS + (traj_columns if extra.size else ())))
+    sol = scenario.run(pop, columns=columns, times=np.union1d(grid, extra), model=model, **(solver or {}))
+    ep = endpoints.compute(_at(sol, grid, endpoints.COLUMNS), model.table)
+    if "infusions_count" not in ep:
+        ep["infusions_count"] = pd.array(np.full(chunk.n, int(scenario.product is not None)), dtype="Int64")
+        ep.loc[sol.status != 0, "infusions_count"] = pd.NA   # like every endpoint of a failed patient
+    iiv = iiv_parameters(model)
+    keys = pd.DataFrame({"arm": np.full(chunk.n, chunk.arm), "arm_name": cfg.arm[chunk.arm].name,
+                         "patient": chunk.ids})
+    covariates = pop.covariates.drop(columns="patient").reset_index(drop=True)
+    params = pd.DataFrame(pop.params[:, [pop.parameter_names.index(p) for p in iiv]],
+                          columns=[IIV_PREFIX + p for p in iiv])
+    status = pd.Series([sol.failures.get(i, "ok") for i in range(chunk.n)], name="status", dtype="str")
+    patients = pd.concat([keys, covariates, params, ep.reset_index(drop=True), status], axis=1)
+    trajectories = None
+    if extra.size:
+        days = np.unique(extra) + 0.0   # + 0.0: no "-0.0" days
+        t = _at(sol, days, traj_columns)
+        trajectories = pd.DataFrame({"arm": np.full(chunk.n * days.size, chunk.arm),
+                                     "patient": np.repeat(chunk.ids, days.size), "day": np.tile(days, chunk.n)}
+                                    | {c: t.values[:, :, k].ravel() for k, c in enumerate(traj_columns)})
+    roles = {"covariates": list(covariates.columns), "parameters": list(params.columns),
+             "endpoints": list(ep.columns)}
+    return ChunkResult(patients, trajectories, roles)
+
+
+def trajectory_bands(cfg: TrialConfig, arm: int, n: int, times: tuple[float, ...],
+                     columns: tuple[str, ...]) -> pd.DataFrame:
+    """Median and 5th/95th percentiles of ``columns`` over the first ``n`` patients of ``arm``.
+
+    Bounded in memory by ``n`` whatever the size of the trial."""
+    res = simulate_chunk(cfg, Chunk(arm, 0, 0, min(n, cfg.population.n)), times, columns)
+    assert res.trajectories is not None
+    ok = res.patients.loc[res.patients["status"] == "ok", "patient"]
+    g = res.trajectories[res.trajectories["patient"].isin(ok)].groupby("day")[list(columns)]
+    bands = [g.quantile(q).add_suffix(f"_{label}") for q, label in ((0.05, "p05"), (0.5, "median"), (0.95, "p95"))]
+    return pd.concat(bands, axis=1).reset_index()

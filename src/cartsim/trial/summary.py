@@ -1,0 +1,137 @@
+"""``summary.json``: each arm's endpoints, reported as the endpoint dictionary prescribes.
+
+How an arm reports an endpoint (endpoint dictionary, "How an arm reports an endpoint"):
+
+- continuous (and count): mean, sd, median, p05, p25, p75, p95, n
+- time to event: the same over observed events, plus n_events, n_censored, and the
+  Kaplan-Meier km_median with its 95% confidence interval
+- ordinal: fractions keyed by grade "0".."4", plus fraction_any (grade >= 1),
+  fraction_grade2plus, fraction_grade3plus
+- binary / rate: value with its 95% confidence interval (ci95)
+
+Every arm also reports n (patients simulated), n_failed and the seed. Failed
+patients have no endpoint values and are left out of every endpoint's statistics.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from cartsim import __version__
+from cartsim.trial import stats
+from cartsim.trial.config import TrialConfig
+
+Kind = Literal["continuous", "count", "time_to_event", "ordinal", "binary", "rate"]
+
+# Every endpoint of the endpoint dictionary, and the model's extra ones, with their kind.
+KINDS: dict[str, Kind] = {
+    "bcell_baseline_per_uL": "continuous",
+    "bcell_nadir_per_uL": "continuous",
+    "bcell_reappearance_day": "time_to_event",
+    "bcell_repletion_day": "time_to_event",
+    "bcell_repletion_after_last_dose_week": "time_to_event",
+    "naive_fraction_at_reappearance": "continuous",
+    "cart_peak_per_uL": "continuous",
+    "cart_tmax_day": "continuous",
+    "cart_persistence_day": "time_to_event",
+    "crs_max_grade": "ordinal",
+    "icans_max_grade": "ordinal",
+    "tocilizumab_given": "binary",
+    "igg_nadir_fraction": "continuous",
+    "autoantibody_fraction_day_180": "continuous",
+    "cns_plasma_cell_fraction_day_90": "continuous",
+    "intrathecal_igg_fraction_day_180": "continuous",
+    "annualized_relapse_rate": "rate",
+    "gd_lesions_per_scan": "rate",
+    "cdp12_fraction": "binary",
+    "cdp24_fraction": "binary",
+    "edss_change": "continuous",
+    "infusions_count": "count",
+}
+CENSORED = "_censored"
+GRADES = range(5)
+
+
+def censoring(name: str, columns: list[str]) -> str | None:
+    """The censoring flag of time-to-event column ``name`` (``x_day`` -> ``x_censored``), if any."""
+    for candidate in (name + CENSORED, name.rsplit("_", 1)[0] + CENSORED):
+        if candidate in columns:
+            return candidate
+    return None
+
+
+def kind_of(name: str, columns: list[str]) -> Kind:
+    """The kind of endpoint ``name``; one not in :data:`KINDS` is a time to event if it has a
+    censoring column, else continuous."""
+    return KINDS.get(name, "time_to_event" if censoring(name, columns) else "continuous")
+
+
+def time_to_event(time: np.ndarray, censored: np.ndarray) -> dict:
+    event = ~censored
+    median, ci = stats.kaplan_meier(time, event).median()
+    return stats.describe(time[event]) | {"n_events": int(event.sum()), "n_censored": int(censored.sum()),
+                                          "km_median": median, "km_median_ci95": ci}
+
+
+def ordinal(grades: np.ndarray) -> dict:
+    n = grades.size
+    frac = lambda mask: float(mask.sum() / n) if n else None  # noqa: E731
+    return {"fractions": {str(g): frac(grades == g) for g in GRADES}, "fraction_any": frac(grades >= 1),
+            "fraction_grade2plus": frac(grades >= 2), "fraction_grade3plus": frac(grades >= 3)}
+
+
+def binary(values: np.ndarray) -> dict:
+    value, ci = stats.wilson(int(values.sum()), values.size)
+    return {"value": value, "ci95": ci}
+
+
+def rate(values: np.ndarray) -> dict:
+    """Arm rate over patients followed for the same time: the mean of the patients' rates. Its
+    interval is the normal one for a mean, which stays valid for overdispersed events (relapses)."""
+    value, ci = stats.mean_ci(values)
+    return {"value": value, "ci95": ci}
+
+
+def endpoint(df: pd.DataFrame, name: str, kind: Kind) -> dict:
+    """One endpoint of one arm (rows of failed patients already removed)."""
+    v = df[name]
+    if kind == "time_to_event":
+        out = time_to_event(v.to_numpy(float), df[censoring(name, list(df.columns))].to_numpy(bool))
+    elif kind == "ordinal":
+        out = ordinal(v.dropna().to_numpy(int))
+    elif kind == "binary":
+        out = binary(v.dropna().to_numpy(bool))
+    elif kind == "rate":
+        out = rate(v.to_numpy(float, na_value=np.nan))
+    else:
+        out = stats.describe(v.to_numpy(float, na_value=np.nan))
+    return {"kind": kind} | out
+
+
+def summarize(cfg: TrialConfig, patients: pd.DataFrame, endpoints: list[str]) -> dict:
+    """The trial summary from the patients table (columns ``arm``, ``status`` and ``endpoints``)."""
+    names = [e for e in endpoints if not e.endswith(CENSORED)]
+    arms = []
+    for a, spec in enumerate(cfg.arm):
+        rows = patients[patients["arm"] == a]
+        ok = rows[rows["status"] == "ok"]
+        arms.append({"name": spec.name, "therapy": spec.therapy, "n": len(rows),
+                     "n_failed": int(len(rows) - len(ok)), "seed": cfg.trial.seed,
+                     "endpoints": {e: endpoint(ok, e, kind_of(e, endpoints)) for e in names}})
+    return _finite({"trial": cfg.trial.name, "seed": cfg.trial.seed, "cartsim_version": __version__,
+                    "config": cfg.model_dump(mode="json"), "arms": arms})
+
+
+def _finite(obj: Any) -> Any:
+    """``obj`` with NaN and infinities replaced by None (JSON has neither)."""
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
