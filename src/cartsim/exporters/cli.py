@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import NoReturn, Optional
+from typing import NoReturn
 
 import typer
 
@@ -55,8 +55,8 @@ def sbml(
     therapy: str = typer.Option(..., "--therapy", help="CAR-T product (mb-cart19, kyv-101, tisa-cel) or 'untreated'"),
     output: Path = typer.Option(..., "-o", "--output", help="SBML file to write"),
     disease: str = typer.Option("sle", "--disease", help="healthy | sle | ms | b-all | lbcl"),
-    dose: Optional[str] = typer.Option(None, "--dose", help="e.g. '1e6 cells/kg' or '1e8 cells'"),
-    lymphodepletion: Optional[str] = typer.Option(None, "--lymphodepletion", help="regimen name"),
+    dose: str | None = typer.Option(None, "--dose", help="e.g. '1e6 cells/kg' or '1e8 cells'"),
+    lymphodepletion: str | None = typer.Option(None, "--lymphodepletion", help="regimen name"),
 ) -> None:
     """SBML Level 3 Version 2: the typical patient, the therapy's doses and the tocilizumab rescue as events."""
     from cartsim.exporters.sbml import TIME_OFFSET, to_sbml

@@ -25,8 +25,8 @@ so the shift is exact.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 from xml.sax.saxutils import escape, quoteattr
 
 import libsbml
@@ -44,7 +44,7 @@ LEVEL, VERSION = 3, 2
 PROVENANCE_NS = "urn:cartsim:provenance"
 TIME_OFFSET = "t_start"
 STUDY_DAY = "study_day"
-TIME = sp.Dummy("time")  # SBML's time csymbol in the expressions handed to :func:`math_ast`
+TIME = sp.Dummy("time")  # SBML's time csymbol in the expressions handed to :class:`_MathWriter`
 
 # (kind, exponent, scale, multiplier) of an SBML <unit>
 UnitTerm = tuple[int, float, int, float]
@@ -96,7 +96,7 @@ def to_sbml(model: Model, scenario: Scenario | None = None, population: Populati
 
 
 def export_inputs(model: Model, scenario: Scenario | None = None, population: Population | None = None,
-                   row: int = 0) -> ExportInputs:
+                  row: int = 0) -> ExportInputs:
     """The export inputs of one patient, as :meth:`Scenario.run` would simulate them."""
     if scenario is None:
         params = (population.params[row] if population is not None
@@ -109,15 +109,17 @@ def export_inputs(model: Model, scenario: Scenario | None = None, population: Po
         for t, s, a, d in zip(doses.time[row], doses.state[row], doses.amount[row], doses.duration[row])
         if a > 0
     )
-    provenance = {k: {"kind": v["kind"], "source": v["source"], "set_by": f"disease {scenario.disease.name}"}
-                  for k, v in scenario.disease.provenance.items() if k in scenario.disease.overrides}
-    title = "untreated" if scenario.product is None else (
-        f"{scenario.product.name} ({scenario.product.dose}, lymphodepletion {scenario.product.lymphodepletion})")
-    if scenario.product is not None:
-        provenance |= {k: {"set_by": f"product {scenario.product.name}", "source": scenario.product.source}
-                       for k in scenario.product.model_parameters(model.table)}
+    disease, product = scenario.disease, scenario.product
+    provenance = {k: {"kind": v["kind"], "source": v["source"], "set_by": f"disease {disease.name}"}
+                  for k, v in disease.provenance.items() if k in disease.overrides}
+    if product is None:
+        therapy = "untreated"
+    else:
+        therapy = f"{product.name} ({product.dose}, lymphodepletion {product.lymphodepletion})"
+        provenance |= {k: {"set_by": f"product {product.name}", "source": product.source}
+                       for k in product.model_parameters(model.table)}
     return ExportInputs(population.params[row].astype(float), events, RESCUE, scenario.start, provenance,
-                         f"{title} in {scenario.disease.name}, patient {row}")
+                        f"{therapy} in {disease.name}, patient {row}")
 
 
 def sbml_document(model: Model, inputs: ExportInputs) -> libsbml.SBMLDocument:
@@ -135,7 +137,7 @@ def sbml_document(model: Model, inputs: ExportInputs) -> libsbml.SBMLDocument:
     for o in model.observables:
         w.parameter(o.name, None, constant=False, unit=o.unit, note=o.description, tag="observable")
         w.rule(o.name, o.expr, rate=False)
-    _write_triggers(w, model, inputs.triggers)
+    _write_triggers(w, inputs.triggers)
     return w.finish()
 
 
@@ -155,7 +157,7 @@ def _check_triggers(model: Model, inputs: ExportInputs) -> None:
                               "in jumps: SBML would fire it at the jump, cartsim does not")
 
 
-def _write_parameters(w: "_Writer", model: Model, inputs: ExportInputs) -> None:
+def _write_parameters(w: _Writer, model: Model, inputs: ExportInputs) -> None:
     for name, value in zip(model.parameters, inputs.params):
         w.parameter(name, float(value), **_provenance(model, name, inputs))
     for name, expr in model.derived:
@@ -169,17 +171,22 @@ def _provenance(model: Model, name: str, inputs: ExportInputs) -> dict:
     return {"unit": r.unit, "note": r.description, "provenance": prov}
 
 
-def _write_doses(w: "_Writer", model: Model, inputs: ExportInputs) -> dict[str, list[str]]:
+def _write_doses(w: _Writer, model: Model, inputs: ExportInputs) -> dict[str, list[str]]:
     """Dose parameters and one event per dose time; returns the infusion rate ids of each state."""
     units = {s.name: s.unit for s in model.states}
     # SBML time -> variable -> its value after the event; simultaneous boluses into a state add up
     actions: dict[float, dict[str, sp.Expr]] = {}
+
+    def at_time(day: float) -> dict[str, sp.Expr]:
+        """The actions on cartsim ``day``; those before the start happen at the start, as in the engine."""
+        return actions.setdefault(max(day - inputs.start, 0.0), {})
+
     infusions: dict[str, list[str]] = {}
     for k, d in enumerate(inputs.doses, start=1):
         amount = f"dose_{k}"
         what = "bolus" if d.duration == 0 else f"infusion over {d.duration:g} days"
         w.parameter(amount, d.amount, unit=units[d.state], note=f"{what} into {d.state} on cartsim day {d.time:g}")
-        at = actions.setdefault(d.time - inputs.start, {})
+        at = at_time(d.time)
         if d.duration == 0:
             at[d.state] = at.get(d.state, sp.Symbol(d.state)) + sp.Symbol(amount)
             continue
@@ -187,14 +194,14 @@ def _write_doses(w: "_Writer", model: Model, inputs: ExportInputs) -> dict[str, 
         w.parameter(duration, d.duration, unit="day", note=f"duration of {amount}")
         w.parameter(rate, 0.0, constant=False, unit=f"{units[d.state]}/day", note=f"infusion rate of {amount}")
         at[rate] = sp.Symbol(amount) / sp.Symbol(duration)
-        actions.setdefault(d.time + d.duration - inputs.start, {})[rate] = sp.Integer(0)
+        at_time(d.time + d.duration)[rate] = sp.Integer(0)
         infusions.setdefault(d.state, []).append(rate)
     for k, (t, assign) in enumerate(sorted(actions.items()), start=1):
         w.event(f"dose_event_{k}", TIME >= t, assign.items(), initial_value=False)
     return infusions
 
 
-def _write_states(w: "_Writer", model: Model, infusions: dict[str, list[str]]) -> None:
+def _write_states(w: _Writer, model: Model, infusions: dict[str, list[str]]) -> None:
     rhs = model.rhs()
     for s in model.states:
         w.parameter(s.name, None, constant=False, unit=s.unit, note=s.description, tag="state",
@@ -204,7 +211,7 @@ def _write_states(w: "_Writer", model: Model, infusions: dict[str, list[str]]) -
                rate=True)
 
 
-def _write_triggers(w: "_Writer", model: Model, triggers: tuple[Trigger, ...]) -> None:
+def _write_triggers(w: _Writer, triggers: tuple[Trigger, ...]) -> None:
     for k, trig in enumerate(triggers, start=1):
         fires = f"trigger_{k}_fires"
         w.parameter(fires, 0.0, constant=False, unit="1", note=f"times trigger_{k} has fired")
@@ -215,21 +222,21 @@ def _write_triggers(w: "_Writer", model: Model, triggers: tuple[Trigger, ...]) -
 
 def _model_notes(model: Model, inputs: ExportInputs) -> str:
     lines = [
-        f"Generated by cartsim {__version__} from its symbolic model: {len(model.states)} states, "
-        f"{len(model.parameters)} free and {len(model.derived)} derived parameters, "
-        f"{len(model.observables)} observables.",
+        (f"Generated by cartsim {__version__} from its symbolic model: {len(model.states)} states, "
+         f"{len(model.parameters)} free and {len(model.derived)} derived parameters, "
+         f"{len(model.observables)} observables."),
         f"Patient and therapy: {inputs.title}.",
-        f"Time: SBML time t is cartsim day t + {TIME_OFFSET} ({TIME_OFFSET} = {inputs.start:g}); "
-        f"the assignment rule {STUDY_DAY} gives the cartsim day. Time unit: day.",
-        "States are parameters with rate rules, initialised by initial assignments to the untreated steady "
-        "state; derived parameters are assignment rules of the free ones.",
-        "Doses: events named dose_event_N (boluses add dose_K to their state; infusions set dose_K_rate "
-        "for dose_K_duration days).",
-        "Triggers: trigger_N adds its dose when the observable reaches its threshold from below "
-        "(at most once unless trigger_N_fires allows more), not when it is already above at time 0.",
-        "All states are non-negative amounts; the cartsim engine projects numerical round-off below zero "
-        "back to zero, which SBML does not express.",
-        "Parameter annotations (namespace " + PROVENANCE_NS + ") give unit, kind, component and source.",
+        (f"Time: SBML time t is cartsim day t + {TIME_OFFSET} ({TIME_OFFSET} = {inputs.start:g}); "
+         f"the assignment rule {STUDY_DAY} gives the cartsim day. Time unit: day."),
+        ("States are parameters with rate rules, initialised by initial assignments to the untreated steady "
+         "state; derived parameters are assignment rules of the free ones."),
+        ("Doses: events named dose_event_N (boluses add dose_K to their state; infusions set dose_K_rate "
+         "for dose_K_duration days)."),
+        ("Triggers: trigger_N adds its dose when the observable reaches its threshold from below "
+         "(at most once unless trigger_N_fires allows more), not when it is already above at time 0."),
+        ("All states are non-negative amounts; the cartsim engine projects numerical round-off below zero "
+         "back to zero, which SBML does not express."),
+        f"Parameter annotations (namespace {PROVENANCE_NS}) give unit, kind, component and source.",
     ]
     return "".join(f"<p>{escape(line)}</p>" for line in lines)
 
@@ -244,7 +251,7 @@ class _Writer:
         self.model.setName("cartsim: CAR T-cell therapy in autoimmune disease")
         self.units = _Units(self.model)
         self._unit_of: dict[str, str | None] = {}          # SBML id -> unit id
-        self._math: list[tuple[libsbml.SBase, sp.Basic, str | None]] = []  # element, expression, id of its unit
+        self._math: list[tuple[libsbml.SBase, sp.Basic, str | None]] = []  # element, math, id whose units it has
 
     def _new_id(self, sid: str, unit: str | None) -> str:
         if not libsbml.SyntaxChecker.isValidSBMLSId(sid):
