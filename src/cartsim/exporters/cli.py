@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import tempfile
 from pathlib import Path
 from typing import NoReturn
@@ -11,6 +10,7 @@ import typer
 
 from cartsim.errors import CartsimInputError
 from cartsim.exporters import ExportError
+from cartsim.outputs.files import write_text_atomic
 
 export_app = typer.Typer(add_completion=False, no_args_is_help=True,
                          help="Export the model with a patient and a therapy's doses to other tools' formats.")
@@ -35,21 +35,6 @@ def check_output_file(path: Path, field: str = "--output") -> None:
         raise CartsimInputError(field, f"cannot write to {str(folder)!r} ({err.strerror})") from None
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path``, then move it into place."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        os.chmod(tmp, 0o666 & ~umask)  # as an ordinary new file, not mkstemp's owner-only mode
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 @export_app.command("sbml")
 def sbml(
     therapy: str = typer.Option(..., "--therapy", help="CAR-T product (mb-cart19, kyv-101, tisa-cel) or 'untreated'"),
@@ -70,7 +55,7 @@ def sbml(
     except (CartsimInputError, ExportError) as err:
         _fail(err)
     try:
-        write_atomic(output, text)
+        write_text_atomic(output, text)
     except OSError as err:
         _fail(CartsimInputError("--output", f"cannot write {str(output)!r} ({err.strerror})"))
     typer.echo(f"wrote {output} ({therapy} in {disease}, typical patient; SBML time 0 is day "

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -14,6 +12,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
+
+from cartsim.outputs.files import atomic_path  # noqa: E402
 
 FLOOR = 1e-3  # display floor so log axes never see zeros
 FOOTER = "cartsim research simulation - not medical advice"
@@ -117,14 +117,8 @@ def plot_trajectories(
     fig.text(0.99, 0.005, FOOTER, ha="right", va="bottom", fontsize=7, color="grey")
     fig.tight_layout(rect=(0, 0.015, 1, 1))
 
-    fd, tmp = tempfile.mkstemp(suffix=".png", prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=120, format="png")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        with atomic_path(path, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=120, format="png")
     finally:
         plt.close(fig)

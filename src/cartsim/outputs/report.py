@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import base64
 import io
-import os
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -25,6 +23,7 @@ import pandas as pd  # noqa: E402
 from jinja2 import Environment, select_autoescape  # noqa: E402
 from markupsafe import Markup, escape  # noqa: E402
 
+from cartsim.outputs.files import write_text_atomic  # noqa: E402
 from cartsim.outputs.plots import FLOOR, FOOTER  # noqa: E402
 from cartsim.trial.stats import Z95, kaplan_meier, wilson  # noqa: E402
 from cartsim.trial.summary import censoring  # noqa: E402
@@ -227,13 +226,4 @@ def render(data: ReportData) -> str:
 
 def write_report(path: Path, data: ReportData) -> None:
     """Render the report and write it atomically to ``path``."""
-    html = render(data)
-    fd, tmp = tempfile.mkstemp(suffix=".html", prefix=f".{Path(path).name}.", dir=Path(path).parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(html)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, render(data))

@@ -13,7 +13,6 @@ import hashlib
 import json
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -35,6 +34,7 @@ from cartsim import __version__
 from cartsim.engine.compile import module_source
 from cartsim.errors import CartsimInputError
 from cartsim.model import build_model
+from cartsim.outputs.files import atomic_path
 from cartsim.outputs.report import ReportData, write_report
 from cartsim.therapy import lymphodepletion_regimens
 from cartsim.trial.chunks import Chunk, ChunkResult, plan, simulate_chunk, trajectory_bands
@@ -226,19 +226,6 @@ def _progress() -> Progress:
 
 # ---- files ------------------------------------------------------------------------------------
 
-@contextmanager
-def _atomic(path: Path) -> Iterator[Path]:
-    """A temporary path next to ``path`` that replaces it when the block succeeds."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-
-
 def _table(df: pd.DataFrame, roles: dict[str, list[str]] | None = None) -> pa.Table:
     t = pa.Table.from_pandas(df, preserve_index=False)
     if roles is not None:
@@ -247,7 +234,7 @@ def _table(df: pd.DataFrame, roles: dict[str, list[str]] | None = None) -> pa.Ta
 
 
 def _write(table: pa.Table, path: Path) -> None:
-    with _atomic(path) as tmp:
+    with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
 
 
@@ -276,7 +263,7 @@ def _is_done(p: TrialPlan, c: Chunk) -> bool:
 
 def _assemble(sources: list[Path], dest: Path) -> None:
     """Concatenate Parquet files (same columns) into ``dest``, one at a time, in the given order."""
-    with _atomic(dest) as tmp:
+    with atomic_path(dest) as tmp:
         writer = None
         try:
             for src in sources:
@@ -304,7 +291,7 @@ def _start(p: TrialPlan) -> None:
             f.unlink()
     manifest = {"config_hash": p.config_hash, "chunk_size": p.chunk_size, "cartsim_version": __version__,
                 "config": p.config.model_dump(mode="json")}
-    with _atomic(p.chunk_dir / MANIFEST) as tmp:
+    with atomic_path(p.chunk_dir / MANIFEST) as tmp:
         tmp.write_text(json.dumps(manifest, indent=2))
 
 
@@ -340,7 +327,7 @@ def write_summary(p: TrialPlan) -> dict:
     roles = json.loads(pq.read_schema(p.out / "patients.parquet").metadata[ROLES_KEY])
     patients = pq.read_table(p.out / "patients.parquet", columns=["arm", "status", *roles["endpoints"]]).to_pandas()
     summary = summarize(p.config, patients, roles["endpoints"])
-    with _atomic(p.out / "summary.json") as tmp:
+    with atomic_path(p.out / "summary.json") as tmp:
         tmp.write_text(json.dumps(summary, indent=2))
     return summary
 
