@@ -49,7 +49,9 @@ def add(b: ModelBuilder) -> None:
     ld_kill = sp.Symbol("ld_kill")
 
     act = b.state("car_act", "1", "activated (dividing) share of CAR-T effectors", 0)
-    present = sp.Piecewise((1, e + m > 0), (0, True))  # no activation before CAR-T cells are infused
+    # No activation before CAR-T cells are infused: a smooth gate (a step would stall implicit solvers
+    # whenever round-off leaves the count slightly negative after CAR-T cells are cleared).
+    present = (e + m)**2 / ((e + m)**2 + b.p("car_presence_eps")**2)
     b.flow(None, "car_act", present * b.p("car_k_on") * stim * (1 - act), "activation by antigen")
     b.flow("car_act", None, act / b.p("car_program"), "end of the proliferation programme")
     b.flow(None, "car_eff", (b.p("car_r_exp") * b.p("costim_expansion") * act + boost) * e,
