@@ -104,7 +104,8 @@ def test_dose_events_at_shifted_times(model):
     assert "il6_signal >= crs_il6_grade2" in triggers["trigger_1"]
 
 
-@pytest.mark.parametrize("therapy, disease, days", [("untreated", "healthy", 60), ("mb-cart19", "sle", 120)])
+@pytest.mark.parametrize("therapy, disease, days", [("untreated", "healthy", 60), ("mb-cart19", "sle", 120),
+                                                    ("ocrelizumab", "ms", 200), ("ofatumumab", "ms", 60)])
 def test_roadrunner_reproduces_cartsim(model, therapy, disease, days):
     scenario = Scenario.make(therapy, disease, days)
     rel, fires, _ = _compare_scenario(model, scenario, typical(model, scenario.disease))

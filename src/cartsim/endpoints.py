@@ -22,9 +22,10 @@ COLUMNS = ("b_blood_per_uL", "naive_fraction_blood", "car_blood_per_uL", "il6_si
            "igg", "autoantibody", "toci_central")
 
 
-def _after_nadir(times: np.ndarray, b: np.ndarray, limit: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
-    """First time after the nadir at which ``b`` reaches ``limit`` (per patient), and censoring."""
-    post = times >= 0
+def _after_nadir(times: np.ndarray, b: np.ndarray, limit: np.ndarray | float,
+                 start: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """First time after the nadir (from ``start`` on) at which ``b`` reaches ``limit`` (per patient), and censoring."""
+    post = times >= start
     bt, tt = b[:, post], times[post]
     nadir_idx = np.argmin(bt, axis=1)
     reached = bt >= (np.asarray(limit)[:, None] if np.ndim(limit) else limit)
@@ -58,8 +59,12 @@ def persistence_halflives(times: np.ndarray, car: np.ndarray, tmax: np.ndarray) 
     return slope(tmax + 3, tmax + 14), slope(np.full_like(tmax, 180.0), np.full_like(tmax, 365.0))
 
 
-def compute(sol: Solution, table: ParameterTable) -> pd.DataFrame:
-    """One row per patient with every endpoint the model can compute."""
+def compute(sol: Solution, table: ParameterTable, last_dose_day: float | None = None) -> pd.DataFrame:
+    """One row per patient with every endpoint the model can compute.
+
+    ``last_dose_day``: the last dose of a repeated antibody regimen, from which
+    ``bcell_repletion_after_last_dose_week`` counts (NaN without one).
+    """
     t = sol.times
     post = t >= 0
     b = sol.column("b_blood_per_uL")
@@ -74,6 +79,13 @@ def compute(sol: Solution, table: ParameterTable) -> pd.DataFrame:
     out["naive_fraction_at_reappearance"] = np.where(cens, np.nan, sol.column("naive_fraction_blood")[rows, idx])
     repl = np.minimum(b[:, 0], REPLETION_LIMIT)
     out["bcell_repletion_day"], out["bcell_repletion_censored"] = _after_nadir(t, b, repl)
+    if last_dose_day is not None and last_dose_day < t[-1]:
+        day, cens = _after_nadir(t, b, repl, start=last_dose_day)
+        out["bcell_repletion_after_last_dose_week"] = (day - last_dose_day) / 7.0
+        out["bcell_repletion_after_last_dose_censored"] = cens
+    else:
+        out["bcell_repletion_after_last_dose_week"] = np.full(b.shape[0], np.nan)
+        out["bcell_repletion_after_last_dose_censored"] = np.zeros(b.shape[0], bool)
     carp = car[:, post]
     out["cart_peak_per_uL"] = carp.max(axis=1)
     out["cart_tmax_day"] = t[post][np.argmax(carp, axis=1)]

@@ -11,7 +11,8 @@ from cartsim.engine import Doses, Solution, Trigger, solve
 from cartsim.errors import CartsimInputError, choose
 from cartsim.model import Model, build_model
 from cartsim.population import Population
-from cartsim.therapy import CarTProduct, lymphodepletion_regimens, products
+from cartsim.therapy import Antibody, CarTProduct, antibodies, lymphodepletion_regimens, products
+from cartsim.therapy.antibodies import DOSE_STATE, FIRST_DOSE_STATES
 
 RESCUE = (Trigger("il6_signal", "crs_il6_grade2", "toci_central", "toci_dose_mg"),)
 
@@ -19,37 +20,84 @@ THERAPIES_UNTREATED = "untreated"
 
 
 def therapy_names() -> list[str]:
-    return [*products(), THERAPIES_UNTREATED]
+    return [*products(), *antibodies(), THERAPIES_UNTREATED]
 
 
 @dataclass(frozen=True)
 class Scenario:
     disease: Disease
-    product: CarTProduct | None     # None: untreated
+    product: CarTProduct | None     # a CAR-T product, or None
     days: float
+    antibody: Antibody | None = None  # an anti-CD20 antibody with its regimen, or None
 
     @staticmethod
     def make(therapy: str, disease: str = "sle", days: float = 365, dose: str | None = None,
-             lymphodepletion: str | None = None) -> "Scenario":
+             lymphodepletion: str | None = None, regimen: str | None = None) -> "Scenario":
         dis = choose("--disease", disease, diseases())
-        if therapy == THERAPIES_UNTREATED:
+        product, antibody = None, None
+        choose("--therapy", therapy, dict.fromkeys(therapy_names()))
+        if therapy in antibodies():
+            if dose is not None or lymphodepletion is not None:
+                raise CartsimInputError("--therapy", f"{therapy!r} is an antibody: set its doses with --regimen, "
+                                        "not --dose or --lymphodepletion")
+            antibody = antibodies()[therapy].with_regimen(regimen)
+        elif regimen is not None:
+            raise CartsimInputError("--regimen", f"{therapy!r} takes no regimen; regimens apply to the antibodies",
+                                    ", ".join(antibodies()))
+        elif therapy == THERAPIES_UNTREATED:
             if dose is not None or lymphodepletion is not None:
                 raise CartsimInputError("--therapy", "'untreated' takes no --dose or --lymphodepletion")
-            product = None
         else:
-            product = choose("--therapy", therapy, {**products(), THERAPIES_UNTREATED: None})
-            product = product.with_dose(dose).with_lymphodepletion(lymphodepletion)
+            product = products()[therapy].with_dose(dose).with_lymphodepletion(lymphodepletion)
         try:
             days = float(days)
         except (TypeError, ValueError):
             raise CartsimInputError("--days", f"must be a number, got {days!r}", "a whole number of days >= 1")
         if not np.isfinite(days) or days < 1:
             raise CartsimInputError("--days", f"must be at least 1, got {days:g}", "a whole number of days >= 1")
-        return Scenario(dis, product, days)
+        return Scenario(dis, product, days, antibody)
+
+    @property
+    def therapy(self) -> str:
+        """The therapy's name ('untreated' when there is none)."""
+        return (self.product or self.antibody).name if (self.product or self.antibody) else THERAPIES_UNTREATED
+
+    def describe(self) -> str:
+        """One line: the therapy and how it is given."""
+        if self.product is not None:
+            return f"{self.product.name} ({self.product.dose}, lymphodepletion {self.product.lymphodepletion})"
+        if self.antibody is not None:
+            return f"{self.antibody.name} ({self.antibody.regimen})"
+        return THERAPIES_UNTREATED
+
+    def dosing(self) -> list[tuple[float, str]]:
+        """Drug administrations over the horizon as (day, label); lymphodepletion is not counted."""
+        if self.product is not None:
+            return [(0.0, f"{self.product.name} infusion ({self.product.dose})")]
+        if self.antibody is not None:
+            return [(d.day, f"{self.antibody.name} {d.amount_mg:g} mg {d.route}")
+                    for d in self.antibody.doses(self.days)]
+        return []
+
+    def last_dose_day(self) -> float | None:
+        """Day of the last antibody dose within the horizon (None for CAR-T and untreated)."""
+        return self.antibody.regimen.last_dose_day(self.days) if self.antibody is not None else None
+
+    def parameter_provenance(self) -> dict[str, dict[str, str]]:
+        """Where the values this scenario sets (disease, product, antibody) come from."""
+        dis = self.disease
+        out = {k: {"kind": v["kind"], "source": v["source"], "set_by": f"disease {dis.name}"}
+               for k, v in dis.provenance.items() if k in dis.overrides}
+        if self.product is not None:
+            out |= {k: {"kind": "assumed", "source": self.product.source, "set_by": f"product {self.product.name}"}
+                    for k in ("target_cd19", "target_bcma", "costim_expansion", "costim_memory", "car_potency")}
+        if self.antibody is not None:
+            out |= {k: {**v, "set_by": f"antibody {self.antibody.name}"} for k, v in self.antibody.provenance.items()}
+        return out
 
     @property
     def start(self) -> float:
-        """First simulated day: the first lymphodepletion dose, or day 0."""
+        """First simulated day: the first lymphodepletion dose, or day 0 (the first antibody dose)."""
         if self.product is None:
             return 0.0
         reg = lymphodepletion_regimens()[self.product.lymphodepletion]
@@ -65,6 +113,8 @@ class Scenario:
     def patient_inputs(self, model: Model, population: Population) -> tuple[Population, Doses]:
         """Product-set parameters and the dose events of every patient."""
         n = len(population)
+        if self.antibody is not None:
+            return self._antibody_inputs(model, population)
         if self.product is None:
             return population, Doses.empty(n)
         population = population.with_parameters(self.product.model_parameters(model.table))
@@ -84,6 +134,26 @@ class Scenario:
             duration=np.zeros((n, len(events))),
         )
         return population, doses
+
+    def _antibody_inputs(self, model: Model, population: Population) -> tuple[Population, Doses]:
+        """Antibody parameters (keeping each patient's random effect) and the regimen's dose events."""
+        ab = self.antibody
+        assert ab is not None
+        values = {}
+        for name, v in ab.model_parameters().items():
+            typical = self.disease.overrides.get(name, model.table.value(name))
+            iiv = model.table[name].iiv_omega > 0 and typical != 0
+            values[name] = population.column(name) * (v / typical) if iiv else v
+        population = population.with_parameters(values)
+        doses = ab.doses(self.days)
+        events = [(d.day, DOSE_STATE[d.route], d.amount_mg, d.duration_days) for d in doses]
+        if doses:
+            events += [(doses[0].day, s, 1.0, 0.0) for s in FIRST_DOSE_STATES]
+        n = len(population)
+        col = lambda k, dtype=float: np.tile(np.array([e[k] for e in events], dtype=dtype), (n, 1))  # noqa: E731
+        idx = [model.state_index(e[1]) for e in events]
+        return population, Doses(time=col(0), state=np.tile(np.array(idx, dtype=np.int64), (n, 1)),
+                                 amount=col(2), duration=col(3))
 
     def run(self, population: Population, columns: tuple[str, ...] | None = None,
             times: np.ndarray | None = None, model: Model | None = None, **solver) -> Solution:

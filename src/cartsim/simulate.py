@@ -13,7 +13,7 @@ from cartsim.scenario import Scenario
 
 TRAJECTORY_COLUMNS = ("b_blood_per_uL", "b_tissue", "naive_fraction_blood", "car_blood_per_uL", "car_eff",
                       "car_mem", "t_blood_per_uL", "il6_signal", "icans_signal", "crs_grade", "icans_grade",
-                      "toci_conc", "igg", "autoantibody", "plasma_cells", "malignant")
+                      "toci_conc", "igg", "autoantibody", "plasma_cells", "malignant", "mab_conc")
 
 
 @dataclass(frozen=True)
@@ -22,10 +22,11 @@ class SimulationResult:
     trajectories: pd.DataFrame     # one row per output time, column "day" first
     endpoints: dict[str, float]
     tocilizumab_days: list[float]
+    dosing: list[tuple[float, str]]   # drug administrations: (day, label)
 
 
 def simulate(therapy: str, disease: str = "sle", days: float = 365, dose: str | None = None,
-             lymphodepletion: str | None = None) -> SimulationResult:
+             lymphodepletion: str | None = None, regimen: str | None = None) -> SimulationResult:
     """Simulate the typical patient of ``disease`` given ``therapy``.
 
     >>> r = simulate("mb-cart19", "sle", days=120)
@@ -33,13 +34,13 @@ def simulate(therapy: str, disease: str = "sle", days: float = 365, dose: str | 
     True
     """
     model = build_model()
-    scenario = Scenario.make(therapy, disease, days, dose, lymphodepletion)
+    scenario = Scenario.make(therapy, disease, days, dose, lymphodepletion, regimen)
     sol = scenario.run(typical(model, scenario.disease),
                        columns=tuple(dict.fromkeys(TRAJECTORY_COLUMNS + endpoints.COLUMNS)))
     if sol.failures:
         raise RuntimeError(f"simulation failed: {sol.failures[0]}")
     df = pd.DataFrame(sol.values[0], columns=sol.columns)[list(TRAJECTORY_COLUMNS)]
     df.insert(0, "day", sol.times)
-    ep = endpoints.compute(sol, model.table).iloc[0].to_dict()
+    ep = endpoints.compute(sol, model.table, scenario.last_dose_day()).iloc[0].to_dict()
     fires = [float(t) for t in sol.trigger_times[0].ravel() if t == t]
-    return SimulationResult(scenario, df, ep, fires)
+    return SimulationResult(scenario, df, ep, fires, scenario.dosing())

@@ -58,6 +58,8 @@ _NAMED: dict[str, list[UnitTerm]] = {
     "cells": [(libsbml.UNIT_KIND_ITEM, 1, 0, 1.0)],
     "h": [(libsbml.UNIT_KIND_SECOND, 1, 0, 3600.0)],
     "day": [(libsbml.UNIT_KIND_SECOND, 1, 0, 86400.0)],
+    "nM": [(libsbml.UNIT_KIND_MOLE, 1, -9, 1.0), (libsbml.UNIT_KIND_LITRE, -1, 0, 1.0)],
+    "kDa": [(libsbml.UNIT_KIND_GRAM, 1, 3, 1.0), (libsbml.UNIT_KIND_MOLE, -1, 0, 1.0)],
 }
 _FACTOR = re.compile(r"([A-Za-z]+)(?:-eq)?(\d*)")  # 'uL-eq': blood-equivalent microlitres, 'm2': square metres
 
@@ -109,17 +111,9 @@ def export_inputs(model: Model, scenario: Scenario | None = None, population: Po
         for t, s, a, d in zip(doses.time[row], doses.state[row], doses.amount[row], doses.duration[row])
         if a > 0
     )
-    disease, product = scenario.disease, scenario.product
-    provenance = {k: {"kind": v["kind"], "source": v["source"], "set_by": f"disease {disease.name}"}
-                  for k, v in disease.provenance.items() if k in disease.overrides}
-    if product is None:
-        therapy = "untreated"
-    else:
-        therapy = f"{product.name} ({product.dose}, lymphodepletion {product.lymphodepletion})"
-        provenance |= {k: {"set_by": f"product {product.name}", "source": product.source}
-                       for k in product.model_parameters(model.table)}
+    provenance = scenario.parameter_provenance()
     return ExportInputs(population.params[row].astype(float), events, RESCUE, scenario.start, provenance,
-                        f"{therapy} in {disease.name}, patient {row}")
+                        f"{scenario.describe()} in {scenario.disease.name}, patient {row}")
 
 
 def sbml_document(model: Model, inputs: ExportInputs) -> libsbml.SBMLDocument:

@@ -68,9 +68,9 @@ def simulate_chunk(cfg: TrialConfig, chunk: Chunk, traj_times: tuple[float, ...]
     extra = np.asarray(traj_times if traj_times is not None else (), dtype=float)
     columns = tuple(dict.fromkeys(endpoints.COLUMNS + (traj_columns if extra.size else ())))
     sol = scenario.run(pop, columns=columns, times=np.union1d(grid, extra), model=model, **(solver or {}))
-    ep = endpoints.compute(_at(sol, grid, endpoints.COLUMNS), model.table)
+    ep = endpoints.compute(_at(sol, grid, endpoints.COLUMNS), model.table, scenario.last_dose_day())
     if "infusions_count" not in ep:
-        ep["infusions_count"] = pd.array(np.full(chunk.n, int(scenario.product is not None)), dtype="Int64")
+        ep["infusions_count"] = pd.array(np.full(chunk.n, len(scenario.dosing())), dtype="Int64")
         ep.loc[sol.status != 0, "infusions_count"] = pd.NA   # like every endpoint of a failed patient
     iiv = iiv_parameters(model)
     keys = pd.DataFrame({"arm": np.full(chunk.n, chunk.arm), "arm_name": cfg.arm[chunk.arm].name,
@@ -97,9 +97,13 @@ def trajectory_bands(cfg: TrialConfig, arm: int, n: int, times: tuple[float, ...
     """Median and 5th/95th percentiles of ``columns`` over the first ``n`` patients of ``arm``.
 
     Bounded in memory by ``n`` whatever the size of the trial."""
-    res = simulate_chunk(cfg, Chunk(arm, 0, 0, min(n, cfg.population.n)), times, columns)
+    return bands(simulate_chunk(cfg, Chunk(arm, 0, 0, min(n, cfg.population.n)), times, columns), columns)
+
+
+def bands(res: ChunkResult, columns: tuple[str, ...]) -> pd.DataFrame:
+    """Median and 5th/95th percentiles of ``columns`` per day over the patients of ``res`` that did not fail."""
     assert res.trajectories is not None
     ok = res.patients.loc[res.patients["status"] == "ok", "patient"]
     g = res.trajectories[res.trajectories["patient"].isin(ok)].groupby("day")[list(columns)]
-    bands = [g.quantile(q).add_suffix(f"_{label}") for q, label in ((0.05, "p05"), (0.5, "median"), (0.95, "p95"))]
-    return pd.concat(bands, axis=1).reset_index()
+    qs = [g.quantile(q).add_suffix(f"_{label}") for q, label in ((0.05, "p05"), (0.5, "median"), (0.95, "p95"))]
+    return pd.concat(qs, axis=1).reset_index()

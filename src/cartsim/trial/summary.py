@@ -99,6 +99,8 @@ def rate(values: np.ndarray) -> dict:
 def endpoint(df: pd.DataFrame, name: str, kind: Kind) -> dict:
     """One endpoint of one arm (rows of failed patients already removed)."""
     v = df[name]
+    if len(v) and v.isna().all():
+        return {"kind": kind, "applicable": False}   # e.g. a repeated-dose endpoint in a CAR-T arm
     if kind == "time_to_event":
         out = time_to_event(v.to_numpy(float), df[censoring(name, list(df.columns))].to_numpy(bool))
     elif kind == "ordinal":
@@ -112,18 +114,25 @@ def endpoint(df: pd.DataFrame, name: str, kind: Kind) -> dict:
     return {"kind": kind} | out
 
 
-def summarize(cfg: TrialConfig, patients: pd.DataFrame, endpoints: list[str]) -> dict:
-    """The trial summary from the patients table (columns ``arm``, ``status`` and ``endpoints``)."""
+def summarize_arm(cfg: TrialConfig, arm: int, rows: pd.DataFrame, endpoints: list[str]) -> dict:
+    """The summary of arm ``arm`` from its rows of the patients table (``status`` and ``endpoints``)."""
+    spec = cfg.arm[arm]
     names = [e for e in endpoints if not e.endswith(CENSORED)]
-    arms = []
-    for a, spec in enumerate(cfg.arm):
-        rows = patients[patients["arm"] == a]
-        ok = rows[rows["status"] == "ok"]
-        arms.append({"name": spec.name, "therapy": spec.therapy, "n": len(rows),
-                     "n_failed": int(len(rows) - len(ok)), "seed": cfg.trial.seed,
-                     "endpoints": {e: endpoint(ok, e, kind_of(e, endpoints)) for e in names}})
+    ok = rows[rows["status"] == "ok"]
+    return {"name": spec.name, "therapy": spec.therapy, "n": len(rows), "n_failed": int(len(rows) - len(ok)),
+            "seed": cfg.trial.seed, "endpoints": {e: endpoint(ok, e, kind_of(e, endpoints)) for e in names}}
+
+
+def summary_document(cfg: TrialConfig, arms: list[dict]) -> dict:
+    """The trial summary from the summaries of its arms (in arm order)."""
     return _finite({"trial": cfg.trial.name, "seed": cfg.trial.seed, "cartsim_version": __version__,
                     "config": cfg.model_dump(mode="json"), "arms": arms})
+
+
+def summarize(cfg: TrialConfig, patients: pd.DataFrame, endpoints: list[str]) -> dict:
+    """The trial summary from the patients table (columns ``arm``, ``status`` and ``endpoints``)."""
+    return summary_document(cfg, [summarize_arm(cfg, a, patients[patients["arm"] == a], endpoints)
+                                  for a in range(len(cfg.arm))])
 
 
 def _finite(obj: Any) -> Any:

@@ -1,0 +1,61 @@
+"""Anti-CD20 antibodies as data (``cartsim/data/antibodies.toml``): model parameters and a regimen."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, replace
+from functools import lru_cache
+from importlib import resources
+
+from cartsim.model.parameters import KINDS, load_table
+from cartsim.therapy.regimen import Dose, Regimen
+
+# model states that receive doses, by route
+DOSE_STATE = {"IV": "mab_central", "SC": "mab_depot"}
+# states set to 1 by the first dose (the clocks of time-dependent clearance and target synthesis)
+FIRST_DOSE_STATES = ("mab_started", "mab_clock")
+
+
+@dataclass(frozen=True)
+class Antibody:
+    name: str
+    description: str
+    regimen: Regimen
+    source: str
+    overrides: dict[str, float]
+    provenance: dict[str, dict[str, str]]
+
+    @property
+    def default_duration_h(self) -> dict[str, float]:
+        """Infusion duration used when a regimen omits 'over': the labelled one of the default regimen."""
+        iv = [s.duration_h for s in self.regimen.segments if s.route == "IV" and s.duration_h is not None]
+        return {"IV": iv[-1]} if iv else {}
+
+    def with_regimen(self, text: str | None, field: str = "--regimen") -> "Antibody":
+        if text is None:
+            return self
+        return replace(self, regimen=Regimen.parse(text, default_duration_h=self.default_duration_h, field=field))
+
+    def model_parameters(self) -> dict[str, float]:
+        """Parameter-table values this antibody replaces."""
+        return dict(self.overrides)
+
+    def doses(self, horizon_days: float) -> list[Dose]:
+        return self.regimen.doses(horizon_days)
+
+
+@lru_cache(maxsize=1)
+def antibodies() -> dict[str, Antibody]:
+    raw = tomllib.loads(resources.files("cartsim.data").joinpath("antibodies.toml").read_text())
+    table = load_table()
+    out = {}
+    for name, e in raw.items():
+        prov = e.get("provenance", {})
+        for key in e["overrides"]:
+            table[key]  # must be a known parameter
+            if prov.get(key, {}).get("kind") not in KINDS or not prov.get(key, {}).get("source"):
+                raise ValueError(f"antibody {name!r}: override {key!r} needs a kind and a source")
+        regimen = Regimen.parse(e["regimen"], field=f"antibodies.toml [{name}] regimen")
+        out[name] = Antibody(name, e["description"], regimen, e["source"],
+                             {k: float(v) for k, v in e["overrides"].items()}, prov)
+    return out

@@ -1,0 +1,138 @@
+"""Anti-CD20 antibodies: two-compartment PK against its closed form, target-mediated
+disposition, weight effects, depletion and repletion, regimens wired into scenarios."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.linalg import expm
+
+from cartsim.errors import CartsimInputError
+from cartsim.model import build_model
+from cartsim.population import sample, typical
+from cartsim.scenario import Scenario
+from cartsim.simulate import simulate
+from cartsim.therapy import antibodies
+
+
+@pytest.fixture(scope="module")
+def model():
+    return build_model()
+
+
+def _linear_pk(model, pop):
+    """The plain two-compartment model: no time-dependent clearance, no target."""
+    return pop.with_parameters({"mab_cl_t": 0.0, "mab_r0": 0.0})
+
+
+def _closed_form(v1, v2, q, cl, t, bolus=0.0, rate=0.0, duration=0.0):
+    """Central concentration of the linear two-compartment model, by matrix exponential and its integral."""
+    a = np.array([[-(cl + q) / v1, q / v2], [q / v1, -q / v2]])
+    out = []
+    for ti in t:
+        x = expm(a * ti) @ np.array([bolus, 0.0])
+        if rate:
+            tau = min(ti, duration)
+            # amount infused up to tau, propagated: int_0^tau expm(a (ti - s)) ds @ [rate, 0]
+            integral = np.linalg.solve(a, (expm(a * ti) - expm(a * (ti - tau))) @ np.array([rate, 0.0]))
+            x = x + integral
+        out.append(x[0] / v1)
+    return np.array(out)
+
+
+def _pk_values(model, pop):
+    col = lambda n: float(pop.params[0, model.parameter_index(n)])  # noqa: E731
+    return col("mab_v1"), col("mab_v2"), col("mab_q"), col("mab_cl_inf")
+
+
+@pytest.mark.parametrize("duration", [0.0, 3.5 / 24])
+def test_two_compartment_pk_matches_closed_form(model, duration):
+    sc = Scenario.make("ocrelizumab", "healthy", 120, regimen=f"600 mg IV over {duration * 24:g} h on day 0")
+    pop = _linear_pk(model, typical(model, sc.disease))   # 70 kg vs a 75 kg reference: weight scaling applies
+    times = np.concatenate([np.linspace(0, 0.3, 31), np.arange(1.0, 120.0, 1.0)])
+    sol = sc.run(pop, columns=("mab_conc",), times=times, rtol=1e-11, atol=1e-13)
+    v1, v2, q, cl = _pk_values(model, pop)
+    w = (70.0 / model.table.value("mab_wt_ref")) ** model.table.value("mab_wt_exp_cl")
+    if duration:
+        expected = _closed_form(v1, v2, q * w, cl * w, times, rate=600 / duration, duration=duration)
+    else:
+        expected = _closed_form(v1, v2, q * w, cl * w, times, bolus=600.0)
+    np.testing.assert_allclose(sol.column("mab_conc")[0], expected, rtol=1e-6)
+
+
+def test_time_dependent_clearance_speeds_early_elimination(model):
+    sc = Scenario.make("ocrelizumab", "healthy", 100, regimen="600 mg IV over 0 h on day 0")
+    base = typical(model, sc.disease)
+    t = np.array([0.0, 50.0, 100.0])
+    with_t = sc.run(base, columns=("mab_conc",), times=t).column("mab_conc")[0]
+    without = sc.run(base.with_parameters({"mab_cl_t": 0.0}), columns=("mab_conc",), times=t).column("mab_conc")[0]
+    assert with_t[0] == pytest.approx(without[0])
+    assert with_t[2] < 0.8 * without[2]
+
+
+def test_target_mediated_disposition_free_below_total_and_mass_of_target(model):
+    sc = Scenario.make("ofatumumab", "ms", 60)
+    sol = sc.run(typical(model, sc.disease), columns=("mab_conc", "mab_free_conc", "cd20_target"),
+                 times=np.array([0.0, 0.5, 3.0, 30.0]))
+    total, free, target = (sol.column(c)[0] for c in ("mab_conc", "mab_free_conc", "cd20_target"))
+    assert target[0] == pytest.approx(model.table.value("mab_r0")) or target[0] == pytest.approx(32.5)
+    assert np.all(free <= total + 1e-12)
+    assert free[1] < 0.1 * total[1]          # early on, most drug is bound to the target
+    assert free[3] > 0.8 * total[3]          # target depleted later: drug mostly free
+    assert target[3] < 0.1 * target[0]
+
+
+def test_lighter_patients_have_higher_exposure(model):
+    sc = Scenario.make("ocrelizumab", "ms", 168)
+    pop = typical(model, sc.disease)
+    light = pop.with_parameters({"weight_kg": 55.0})
+    heavy = pop.with_parameters({"weight_kg": 100.0})
+    t = np.arange(0.0, 168.0, 0.5)
+    auc = [np.trapezoid(sc.run(p, columns=("mab_conc",), times=t).column("mab_conc")[0], t) for p in (light, heavy)]
+    assert auc[0] / auc[1] == pytest.approx((100 / 55) ** 0.8, rel=0.1)
+
+
+def test_ocrelizumab_keeps_b_cells_depleted_and_they_return_after_stopping(model):
+    r = simulate("ocrelizumab", "ms", 900, regimen="300 mg IV on days 0 and 14, then 600 mg IV every 24 weeks "
+                 "for 2 doses")
+    b = r.trajectories.set_index("day").b_blood_per_uL
+    assert b.loc[0] > 150
+    assert b.loc[14:420].max() < 10        # depleted while dosed (last dose day 336)
+    assert b.loc[900] > 80                 # repleted within ~80 weeks of the last dose
+    assert 40 < r.endpoints["bcell_repletion_after_last_dose_week"] < 90
+    assert [d for d, _ in r.dosing] == [0.0, 14.0, 168.0, 336.0]
+
+
+def test_csf_exposure_is_a_thousandth_of_serum(model):
+    sc = Scenario.make("ocrelizumab", "ms", 30)
+    sol = sc.run(typical(model, sc.disease), columns=("mab_conc", "mab_csf_conc"), times=np.array([1.0, 20.0]))
+    np.testing.assert_allclose(sol.column("mab_csf_conc") / sol.column("mab_conc"), 1e-3)
+
+
+def test_antibody_overrides_keep_patient_variability(model):
+    sc = Scenario.make("ofatumumab", "ms", 30)
+    pop = sample(model, sc.disease, 50, seed=3)
+    pop2, _ = sc.patient_inputs(model, pop)
+    ratio = pop2.column("mab_cl_inf") / pop.column("mab_cl_inf")
+    np.testing.assert_allclose(ratio, antibodies()["ofatumumab"].overrides["mab_cl_inf"] / 0.17)
+    assert pop.column("mab_cl_inf").std() > 0
+
+
+def test_regimen_doses_reach_the_engine(model):
+    sc = Scenario.make("ofatumumab", "ms", 60)
+    _, doses = sc.patient_inputs(model, typical(model, sc.disease))
+    depot = doses.state[0] == model.state_index("mab_depot")
+    assert doses.time[0][depot].tolist() == [0.0, 7.0, 14.0, 28.0, 56.0]
+    assert set(doses.amount[0][depot]) == {20.0}
+
+
+@pytest.mark.parametrize("kwargs, field", [
+    ({"therapy": "ocrelizumab", "dose": "1e8 cells"}, "--therapy"),
+    ({"therapy": "kyv-101", "regimen": "600 mg IV on day 0"}, "--regimen"),
+    ({"therapy": "ocrelizumab", "regimen": "600 mg IV every"}, "--regimen"),
+    ({"therapy": "ocrelizumab", "regimen": "600 mg IM on day 0"}, "--regimen"),
+])
+def test_bad_antibody_inputs(kwargs, field):
+    with pytest.raises(CartsimInputError) as err:
+        Scenario.make(**kwargs, disease="ms")
+    assert err.value.field == field
