@@ -50,24 +50,31 @@ def _check_out(out: Path) -> None:
 
 @app.command()
 def simulate(
-    therapy: str = typer.Option(..., "--therapy", help="CAR-T product (mb-cart19, kyv-101, tisa-cel) or 'untreated'"),
+    therapy: str = typer.Option(..., "--therapy", help="CAR-T product (mb-cart19, kyv-101, tisa-cel, axi-cel, "
+                                "eque-cel), antibody (ocrelizumab, ofatumumab, rituximab) or 'untreated'"),
     out: Path = typer.Option(..., "--out", help="output directory"),
     disease: str = typer.Option("sle", "--disease", help="healthy | sle | ms | b-all | lbcl"),
     days: str = typer.Option("365", "--days", help="days to simulate after infusion"),
     dose: Optional[str] = typer.Option(None, "--dose", help="e.g. '1e6 cells/kg' or '1e8 cells'"),
     lymphodepletion: Optional[str] = typer.Option(None, "--lymphodepletion", help="regimen name"),
+    regimen: Optional[str] = typer.Option(None, "--regimen", help="antibody regimen, e.g. '300 mg IV on days 0 "
+                                          "and 14, then 600 mg IV every 24 weeks'"),
     fmt: Format = typer.Option(Format.parquet, "--format", help="trajectory file format"),
+    observed: Optional[Path] = typer.Option(None, "--observed", help="NONMEM-style CSV of observations to "
+                                            "overlay on figure.png (matched by DVID)"),
 ) -> None:
     """Simulate the typical patient: trajectories, endpoints and a figure."""
+    from cartsim.exporters.nonmem import read_observed
     from cartsim.model import build_model
     from cartsim.outputs.plots import plot_trajectories
     from cartsim.scenario import Scenario
     from cartsim.simulate import simulate as run
 
     try:
-        Scenario.make(therapy, disease, days, dose, lymphodepletion)  # validate before any work
+        Scenario.make(therapy, disease, days, dose, lymphodepletion, regimen)  # validate before any work
         _check_out(out)
-        result = run(therapy, disease, float(days), dose, lymphodepletion)
+        points = read_observed(observed) if observed is not None else None
+        result = run(therapy, disease, float(days), dose, lymphodepletion, regimen)
     except CartsimInputError as err:
         _fail(err)
     try:
@@ -84,6 +91,8 @@ def simulate(
         summary = {"therapy": therapy, "disease": disease, "days": float(days),
                    "dose": str(result.scenario.product.dose) if result.scenario.product else None,
                    "lymphodepletion": result.scenario.product.lymphodepletion if result.scenario.product else None,
+                   "regimen": str(result.scenario.antibody.regimen) if result.scenario.antibody else None,
+                   "dosing": [{"day": d, "what": w} for d, w in result.dosing],
                    "tocilizumab_days": result.tocilizumab_days,
                    "endpoints": {k: (None if v != v else (float(v) if not isinstance(v, bool) else v))
                                  for k, v in result.endpoints.items()}}
@@ -91,7 +100,7 @@ def simulate(
         table = build_model().table
         thresholds = {f"crs_il6_grade{g}": table.value(f"crs_il6_grade{g}") for g in range(1, 5)}
         plot_trajectories(result.trajectories, tmp / "figure.png",
-                          f"{therapy} in {disease}: typical patient", thresholds)
+                          f"{therapy} in {disease}: typical patient", thresholds, observed=points)
         for f in tmp.iterdir():
             os.replace(f, out / f.name)
     finally:
@@ -202,3 +211,21 @@ def trial(
         console.print(f"  {arm['name']} ({arm['therapy']}): n={arm['n']}, failed {arm['n_failed']}")
     written = "patients.parquet, failures.parquet, summary.json, report.html"
     console.print(f"  wrote {out}/{written}" + (", trajectories.parquet" if save_trajectories else ""))
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="address to listen on"),
+    port: str = typer.Option("8000", "--port", help="TCP port to listen on"),
+) -> None:
+    """Serve the comparison web page and its JSON API (described at /openapi.json) until interrupted."""
+    from cartsim.web.app import serve as run
+
+    try:
+        number = _count("--port", port)
+        if number is None or not 1 <= number <= 65535:
+            raise CartsimInputError("--port", f"must be from 1 to 65535, got {port!r}", "1-65535")
+    except CartsimInputError as err:
+        _fail(err)
+    console.print(f"cartsim serve: http://{host}:{number}/  (research simulation, not medical advice)")
+    run(host, number)

@@ -60,3 +60,112 @@ def sbml(
         _fail(CartsimInputError("--output", f"cannot write {str(output)!r} ({err.strerror})"))
     typer.echo(f"wrote {output} ({therapy} in {disease}, typical patient; SBML time 0 is day "
                f"{scenario.start:g}, parameter {TIME_OFFSET})")
+
+
+def check_output_dir(path: Path, field: str = "--output") -> None:
+    """``path`` must be a directory or creatable as one, somewhere writable (checked by writing a probe)."""
+    if path.exists() and not path.is_dir():
+        raise CartsimInputError(field, f"{str(path)!r} exists and is not a directory")
+    probe = path
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise CartsimInputError(field, f"{str(probe)!r} is not a directory")
+    try:
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as err:
+        raise CartsimInputError(field, f"cannot write to {str(path)!r} ({err.strerror})") from None
+
+
+def _whole(field: str, text: str, least: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise CartsimInputError(field, f"must be a whole number, got {text!r}", f"an integer >= {least}") from None
+    if value < least:
+        raise CartsimInputError(field, f"must be at least {least}, got {value}", f"an integer >= {least}")
+    return value
+
+
+@export_app.command("petab")
+def petab(
+    therapy: str = typer.Option(..., "--therapy", help="CAR-T product (mb-cart19, kyv-101, tisa-cel) or 'untreated'"),
+    output: Path = typer.Option(..., "-o", "--output", help="directory for the PEtab files"),
+    disease: str = typer.Option("sle", "--disease", help="healthy | sle | ms | b-all | lbcl"),
+    data: Path | None = typer.Option(None, "--data", help="NONMEM-style CSV of observations "
+                                                          "(default: a simulated typical patient)"),
+    dose: str | None = typer.Option(None, "--dose", help="e.g. '1e6 cells/kg' or '1e8 cells'"),
+    lymphodepletion: str | None = typer.Option(None, "--lymphodepletion", help="regimen name"),
+    regimen: str | None = typer.Option(None, "--regimen", help="antibody regimen (antibody therapies)"),
+) -> None:
+    """PEtab v1 problem for calibrating the model to a NONMEM-style dataset: SBML, tables and problem.yaml."""
+    from cartsim.exporters.nonmem import read_nonmem, simulate_dataset
+    from cartsim.exporters.petab import FILES, petab_files
+    from cartsim.model import build_model
+    from cartsim.population import typical
+    from cartsim.scenario import Scenario
+
+    try:
+        scenario = Scenario.make(therapy, disease, dose=dose, lymphodepletion=lymphodepletion, regimen=regimen)
+        check_output_dir(output)
+        model = build_model()
+        if data is not None:
+            dataset = read_nonmem(data, "--data")
+            dataset_id, label = "data", f"{data.name}"
+        else:
+            dataset = simulate_dataset(model, scenario, typical(model, scenario.disease))
+            dataset_id = "simulated_typical_patient"
+            label = f"SIMULATED typical patient ({therapy} in {disease}; model prediction, not observed data)"
+        files = petab_files(model, scenario, dataset, dataset_id, label)
+    except (CartsimInputError, ExportError) as err:
+        _fail(err)
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+        for name, text in files.items():
+            write_text_atomic(output / name, text)
+    except OSError as err:
+        _fail(CartsimInputError("--output", f"cannot write {str(output)!r} ({err.strerror})"))
+    n_obs = int(((dataset.EVID == 0) & (dataset.MDV == 0)).sum())
+    source = str(data) if data is not None else "simulated typical patient"
+    typer.echo(f"wrote {output}/{FILES['problem']} and its tables: {therapy} in {disease}, {n_obs} observations "
+               f"of {dataset.ID.nunique()} ID(s) from {source}; check with: petablint {output}/{FILES['problem']}")
+
+
+@export_app.command("nonmem")
+def nonmem(
+    therapy: str = typer.Option(..., "--therapy", help="CAR-T product (mb-cart19, kyv-101, tisa-cel) or 'untreated'"),
+    output: Path = typer.Option(..., "-o", "--output", help="CSV file to write"),
+    disease: str = typer.Option("sle", "--disease", help="healthy | sle | ms | b-all | lbcl"),
+    n: str = typer.Option("20", "--n", help="virtual patients"),
+    seed: str = typer.Option("1", "--seed", help="random seed of the cohort"),
+    days: str = typer.Option("365", "--days", help="days after infusion to observe"),
+    dose: str | None = typer.Option(None, "--dose", help="e.g. '1e6 cells/kg' or '1e8 cells'"),
+    lymphodepletion: str | None = typer.Option(None, "--lymphodepletion", help="regimen name"),
+    regimen: str | None = typer.Option(None, "--regimen", help="antibody regimen (antibody therapies)"),
+) -> None:
+    """Simulated virtual cohort as a NONMEM-style CSV (and FILE.define.txt describing its columns and codes)."""
+    from cartsim.exporters.nonmem import define_text, simulate_dataset, to_csv
+    from cartsim.model import build_model
+    from cartsim.population import sample
+    from cartsim.scenario import Scenario
+
+    try:
+        scenario = Scenario.make(therapy, disease, days, dose, lymphodepletion, regimen)
+        size, rng = _whole("--n", n, 1), _whole("--seed", seed, 0)
+        check_output_file(output)
+        model = build_model()
+        dataset = simulate_dataset(model, scenario, sample(model, scenario.disease, size, rng))
+        title = (f"SIMULATED virtual cohort (not observed data): {therapy} in {disease}, n={size}, seed={rng}, "
+                 f"{scenario.days:g} days")
+        define = define_text(model, scenario, dataset, title)
+    except (CartsimInputError, ExportError) as err:
+        _fail(err)
+    define_path = output.with_suffix(".define.txt")
+    try:
+        write_text_atomic(define_path, define)
+        write_text_atomic(output, to_csv(dataset))
+    except OSError as err:
+        _fail(CartsimInputError("--output", f"cannot write {str(output)!r} ({err.strerror})"))
+    typer.echo(f"wrote {output} ({len(dataset)} records of {size} simulated patients: {therapy} in {disease}) "
+               f"and {define_path}")

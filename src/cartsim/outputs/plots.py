@@ -17,6 +17,8 @@ from cartsim.outputs.files import atomic_path  # noqa: E402
 
 FLOOR = 1e-3  # display floor so log axes never see zeros
 FOOTER = "cartsim research simulation - not medical advice"
+# quantities that observed data can be overlaid on (serum IL-6 is drawn on the IL-6 panel)
+OBSERVED_QUANTITIES = ("b_blood_per_uL", "car_blood_per_uL", "il6", "igg")
 
 
 def _col(df: pd.DataFrame, name: str, floor: float | None = None) -> np.ndarray:
@@ -35,17 +37,39 @@ def _legend(*axes: Axes, loc: str = "best") -> None:
     axes[0].legend(handles, labels, loc=loc, fontsize=9, framealpha=0.85)
 
 
+def _overlay(ax: Axes, observed: pd.DataFrame | None, quantity: str, color: str, floor: float | None = None) -> None:
+    """Observed values of ``quantity`` (columns day, quantity, value) as open circles."""
+    if observed is None:
+        return
+    pts = observed[observed["quantity"] == quantity]
+    if len(pts):
+        v = pts["value"].to_numpy(dtype=float)
+        ax.plot(pts["day"].to_numpy(dtype=float), np.clip(v, floor, None) if floor is not None else v, "o",
+                mfc="none", mec=color, ms=4, mew=1, label=f"observed ({len(pts)} values)")
+
+
 def plot_trajectories(
-    df: pd.DataFrame, path: Path, title: str, thresholds: dict[str, float] | None = None
+    df: pd.DataFrame, path: Path, title: str, thresholds: dict[str, float] | None = None,
+    observed: pd.DataFrame | None = None,
 ) -> None:
-    """Plot B cells, CAR-T, IL-6/CRS/ICANS and IgG/autoantibody vs day; write PNG atomically."""
+    """Plot B cells, CAR-T, IL-6/CRS/ICANS and IgG/autoantibody vs day; write PNG atomically.
+
+    ``observed`` (columns day, quantity, value) adds observations of the quantities in
+    :data:`OBSERVED_QUANTITIES` to their panel.
+    """
     path = Path(path)
+    if observed is not None:
+        other = sorted(set(observed["quantity"]) - set(OBSERVED_QUANTITIES))
+        if other:
+            raise ValueError(f"cannot plot observations of {', '.join(other)}; "
+                             f"plotted quantities: {', '.join(OBSERVED_QUANTITIES)}")
     day = df["day"].to_numpy(dtype=float)
     fig, (a1, a2, a3, a4) = plt.subplots(4, 1, figsize=(12, 9), sharex=True, dpi=120)
 
     # (1) B cells
     a1.plot(day, _col(df, "b_blood_per_uL", FLOOR), color="tab:blue", label="B cells, blood (cells/uL)")
     a1.plot(day, _col(df, "b_tissue", FLOOR), color="tab:purple", label="B cells, lymphoid tissue (cells/uL-eq)")
+    _overlay(a1, observed, "b_blood_per_uL", "tab:blue", FLOOR)
     a1.axhline(1.0, color="grey", ls=":", lw=1, label="detection limit (1/uL)")
     a1.axhline(80.0, color="tab:green", ls=":", lw=1, label="LLN (80/uL)")
     a1.set_yscale("log")
@@ -55,6 +79,7 @@ def plot_trajectories(
     # (2) CAR-T in blood
     car = _col(df, "car_blood_per_uL", FLOOR)
     a2.plot(day, car, color="tab:red", label="CAR-T, blood (cells/uL)")
+    _overlay(a2, observed, "car_blood_per_uL", "tab:red", FLOOR)
     a2.axhline(0.1, color="grey", ls=":", lw=1, label="qPCR limit (0.1/uL)")
     if np.isfinite(car).any() and np.nanmax(car) > FLOOR:
         i = int(np.nanargmax(car))
@@ -68,6 +93,7 @@ def plot_trajectories(
 
     # (3) IL-6 with CRS / ICANS grades on a twin axis
     a3.plot(day, _col(df, "il6_signal", FLOOR), color="tab:orange", label="IL-6 (pg/mL)")
+    _overlay(a3, observed, "il6", "tab:orange", FLOOR)
     for g in range(1, 5):
         thr = (thresholds or {}).get(f"crs_il6_grade{g}")
         if thr is not None:
@@ -94,6 +120,7 @@ def plot_trajectories(
 
     # (4) IgG and autoantibody (% of baseline)
     a4.plot(day, _col(df, "igg"), color="tab:brown", label="IgG (g/L)")
+    _overlay(a4, observed, "igg", "tab:brown")
     a4.set_ylabel("IgG (g/L)")
     a4.set_ylim(bottom=0)
     twins = [a4]
