@@ -119,7 +119,10 @@ def trajectories(data: ReportData) -> Section:
 
 
 def _of_kind(data: ReportData, kind: str) -> list[str]:
-    return [n for n, e in _arms(data)[0]["endpoints"].items() if e["kind"] == kind]
+    """Endpoints of ``kind`` that apply to at least one arm."""
+    arms = _arms(data)
+    return [n for n, e in arms[0]["endpoints"].items()
+            if e["kind"] == kind and any(a["endpoints"][n].get("applicable", True) for a in arms)]
 
 
 def event_curves(data: ReportData) -> Section:
@@ -130,6 +133,8 @@ def event_curves(data: ReportData) -> Section:
     ok = data.patients[data.patients["status"] == "ok"]
     for ax, name in zip(axes[0], names):
         for a, arm in enumerate(_arms(data)):
+            if not arm["endpoints"][name].get("applicable", True):
+                continue
             rows = ok[ok["arm"] == a]
             censored = rows[censoring(name, list(rows.columns))].to_numpy(bool)
             km = kaplan_meier(rows[name].to_numpy(float), ~censored)
@@ -138,7 +143,7 @@ def event_curves(data: ReportData) -> Section:
             ax.fill_between(t, np.concatenate([[1.0], km.lower]), np.concatenate([[1.0], km.upper]),
                             step="post", color=line.get_color(), alpha=0.15, lw=0)
         ax.set_title(name, fontsize=10)
-        ax.set_xlabel("day")
+        ax.set_xlabel("week" if name.endswith("_week") else "day")
         ax.set_ylabel("fraction without the event")
         ax.set_ylim(0, 1.02)
         ax.grid(alpha=0.25)
@@ -172,6 +177,8 @@ def toxicity(data: ReportData) -> Section:
 
 def _cell(e: dict, n_ok: int) -> str:
     kind = e["kind"]
+    if not e.get("applicable", True):
+        return "not applicable"
     if kind == "time_to_event":
         return (f"KM median {_num(e['km_median']) if e['km_median'] is not None else 'not reached'}"
                 f"{_ci(e['km_median_ci95'])}; events {e['n_events']}/{e['n_events'] + e['n_censored']}")

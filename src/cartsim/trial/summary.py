@@ -99,8 +99,10 @@ def rate(values: np.ndarray) -> dict:
 def endpoint(df: pd.DataFrame, name: str, kind: Kind) -> dict:
     """One endpoint of one arm (rows of failed patients already removed)."""
     v = df[name]
-    if len(v) and v.isna().all():
-        return {"kind": kind, "applicable": False}   # e.g. a repeated-dose endpoint in a CAR-T arm
+    if kind == "time_to_event" and len(v) and v.isna().all():
+        # every patient has a time or a censoring time, unless the endpoint does not apply to the arm
+        # (e.g. repletion after the last dose of a repeated regimen, in a CAR-T arm)
+        return {"kind": kind, "applicable": False}
     if kind == "time_to_event":
         out = time_to_event(v.to_numpy(float), df[censoring(name, list(df.columns))].to_numpy(bool))
     elif kind == "ordinal":
