@@ -122,6 +122,34 @@ def _first_below(result) -> float:
 
 
 @app.command()
+def compare(
+    therapy_a: str = typer.Argument(..., metavar="THERAPY_A", help="first therapy, e.g. kyv-101"),
+    therapy_b: str = typer.Argument(..., metavar="THERAPY_B", help="second therapy, e.g. ocrelizumab"),
+    out: Path = typer.Option(..., "--out", help="output directory"),
+    disease: str = typer.Option("ms", "--disease", help="healthy | sle | ms | b-all | lbcl"),
+    days: str = typer.Option("1095", "--days", help="days to simulate"),
+    fmt: Format = typer.Option(Format.parquet, "--format", help="trajectory file format"),
+) -> None:
+    """Two therapies side by side for the typical patient: compare.png/.svg, trajectories, summary.json."""
+    from cartsim.compare import check_inputs
+    from cartsim.compare import compare as run
+
+    try:
+        check_inputs(therapy_a, therapy_b, disease, days)  # validate before any work
+        _check_out(out)
+        result = run(therapy_a, therapy_b, disease, days)
+    except CartsimInputError as err:
+        _fail(err)
+    try:
+        result.write(out, fmt.value)
+    except OSError as err:
+        _fail(CartsimInputError("--out", f"cannot write to {str(out)!r} ({err.strerror})"))
+    for line in result.lines():
+        typer.echo(f"  {line}")
+    typer.echo(f"  wrote {out}/trajectories.{fmt.value}, summary.json, compare.png, compare.svg")
+
+
+@app.command()
 def validate(as_json: bool = typer.Option(False, "--json", help="print a JSON list of checks")) -> None:
     """Check the model against published targets; exit 1 if any check fails."""
     from cartsim.validate import run_checks

@@ -1,0 +1,124 @@
+"""The JSON API's request limits and response models (these make its OpenAPI description)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, Field
+
+
+class Limits(BaseModel):
+    """What one request may ask for: the work of a request grows with patients x arms."""
+
+    max_patients: Annotated[int, Field(ge=1)] = 300
+    min_days: Annotated[int, Field(ge=1)] = 30
+    max_days: Annotated[int, Field(ge=1)] = 1095
+    default_patients: Annotated[int, Field(ge=1)] = 100
+    default_days: Annotated[int, Field(ge=1)] = 365
+
+
+class Problem(BaseModel):
+    """A request the API refuses: the field at fault, what went wrong, and what is allowed."""
+
+    detail: str
+    field: str | None = None
+    allowed: str | None = None
+
+
+class Choice(BaseModel):
+    name: str
+    description: str
+    kind: str | None = None          # therapies: car-t | drug | untreated
+
+
+class PanelInfo(BaseModel):
+    column: str
+    title: str
+    unit: str
+    log: bool
+
+
+class Defaults(BaseModel):
+    disease: str
+    therapy_a: str
+    therapy_b: str
+    patients: int
+    days: int
+    seed: int
+
+
+class Options(BaseModel):
+    diseases: list[Choice]
+    therapies: list[Choice]
+    ms_courses: list[str]
+    ms_course_note: str | None
+    panels: list[PanelInfo]
+    defaults: Defaults
+    limits: Limits
+    disclaimer: str
+
+
+class Band(PanelInfo):
+    p05: list[float | None]
+    median: list[float | None]
+    p95: list[float | None]
+
+
+class DoseOut(BaseModel):
+    day: float
+    kind: str                        # lymphodepletion | car-t | dose
+    label: str
+    duration_days: float
+    amount_mg: float | None
+
+
+class Grades(BaseModel):
+    fractions: dict[str, float | None]
+    fraction_any: float | None
+    fraction_grade2plus: float | None
+    fraction_grade3plus: float | None
+
+
+class Safety(BaseModel):
+    disease: str
+    disease_name: str
+    n: int
+    days: float
+    crs: Grades | None
+    icans: Grades | None
+    tocilizumab: float | None
+
+
+class ArmOut(BaseModel):
+    therapy: str
+    kind: str
+    description: str
+    disease: str
+    n: int
+    n_failed: int
+    days: list[float]
+    panels: list[Band]
+    doses: list[DoseOut]
+    safety: Safety
+    lymphoma: Safety | None = Field(description="the same CAR-T product in large B-cell lymphoma")
+    endpoints: dict[str, dict[str, Any]] = Field(description="summary.json's entry for each endpoint")
+    summary: list[str]
+
+
+class AnswerOut(BaseModel):
+    id: str
+    question: str
+    answer: str
+
+
+class Comparison(BaseModel):
+    disease: str
+    disease_name: str
+    ms_course: str | None
+    patients: int
+    days: int
+    seed: int
+    arms: list[ArmOut]
+    summary: list[str]
+    questions: list[AnswerOut]
+    disclaimer: str

@@ -1,0 +1,218 @@
+"""``cartsim serve``: the JSON API (limits, errors, its own OpenAPI description), the plain-language text,
+and the page in a real headless Chromium."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import schemathesis
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, settings
+from typer.testing import CliRunner
+from schemathesis.specs.openapi.checks import positive_data_acceptance
+
+from cartsim.cli import app as cli_app
+from cartsim.scenario import therapy_names
+from cartsim.web import text
+from cartsim.web.app import create_app, default_pair
+from cartsim.web.arms import Arm, DoseEvent
+from cartsim.web.schemas import Limits
+
+ROOT = Path(__file__).resolve().parents[1]
+SCREENSHOT = ROOT / "test-artifacts" / "web-comparison.png"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+SMALL = Limits(max_patients=6, min_days=30, max_days=60, default_patients=4, default_days=45)
+APP = create_app(SMALL, warm_up=False)     # small limits keep every simulation of these tests short
+
+
+@pytest.fixture(scope="module")
+def client():
+    with TestClient(APP) as c:
+        yield c
+
+
+# ---- the API ----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("query, field, detail, allowed", [
+    ("patients=7", "patients", "7 is over the request limit of 6 patients", "from 1 to 6"),
+    ("days=61", "days", "61 is over the request limit of 60 days", "from 30 to 60"),
+    ("days=29", "days", "must be from 30 to 60, got 29", "from 30 to 60"),
+    ("patients=many", "patients", "must be a whole number, got 'many'", "from 1 to 6"),
+    ("therapy_a=aspirin", "therapy_a", "unknown therapy_a 'aspirin'", "untreated"),
+    ("disease=flu", "disease", "unknown disease 'flu'", "lbcl, ms, sle"),
+    ("disease=sle&ms_course=rrms", "ms_course", "applies only when disease = 'ms'", None),
+])
+def test_bad_requests_name_the_field_and_what_is_allowed(client, query, field, detail, allowed):
+    r = client.get(f"/api/compare?{query}")
+    assert r.status_code == 422
+    body = r.json()
+    assert body["field"] == field and body["detail"].startswith(f"{field}: ") and detail in body["detail"], body
+    assert allowed is None or allowed in body["allowed"], body
+
+
+def test_options_list_the_models_therapies_and_limits(client):
+    opts = client.get("/api/options").json()
+    assert [t["name"] for t in opts["therapies"]] == therapy_names()
+    assert opts["limits"]["max_patients"] == 6 and "investigational" in opts["disclaimer"]
+    assert (opts["defaults"]["therapy_a"], opts["defaults"]["therapy_b"]) == default_pair()
+    assert {p["column"] for p in opts["panels"]} >= {"b_blood_per_uL", "car_blood_per_uL", "igg"}
+
+
+def test_dosing_timeline_one_infusion_against_repeated_doses(client):
+    cart = client.get("/api/arm?therapy=kyv-101&patients=2&days=45").json()
+    kinds = [(d["day"], d["kind"]) for d in cart["doses"]]
+    assert kinds == [(-5.0, "lymphodepletion"), (-4.0, "lymphodepletion"), (-3.0, "lymphodepletion"),
+                     (0.0, "car-t")]
+    assert cart["lymphoma"]["disease"] == "lbcl" and set(cart["lymphoma"]["crs"]["fractions"]) == set("01234")
+    assert client.get("/api/arm?therapy=untreated&patients=2&days=45").json()["doses"] == []
+    if "ocrelizumab" in therapy_names():
+        ocr = client.get("/api/arm?therapy=ocrelizumab&patients=2&days=45").json()
+        assert [(d["day"], d["kind"], d["amount_mg"]) for d in ocr["doses"]] == [(0.0, "dose", 300.0),
+                                                                                  (14.0, "dose", 300.0)]
+        assert ocr["lymphoma"] is None
+
+
+def test_ms_course_is_accepted_for_ms(client):
+    r = client.get("/api/compare?disease=ms&ms_course=rrms&patients=2&days=30")
+    assert r.status_code == 200 and r.json()["ms_course"] == "rrms"
+
+
+@pytest.mark.parametrize("port", ["0", "70000", "http"])
+def test_serve_refuses_a_bad_port_in_one_line(port):
+    r = CliRunner().invoke(cli_app, ["serve", "--port", port])
+    assert r.exit_code == 2 and r.output.strip().startswith("error: --port:") and len(r.output.strip().splitlines()) == 1
+
+
+schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
+
+
+@schema.parametrize()
+@settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
+def test_api_conforms_to_its_openapi_description(case):
+    """No 5xx, and every response (200 or 422) matches the schema the app publishes."""
+    query = case.query or {}
+    if query.get("ms_course") and query.get("disease", "ms") != "ms":
+        # a rule across two fields that OpenAPI cannot state: refused with 422, which must still match the schema
+        assert case.call_and_validate(excluded_checks=[positive_data_acceptance]).status_code in (405, 422)
+    else:
+        case.call_and_validate()
+
+
+# ---- plain-language text ---------------------------------------------------------------------------
+
+def _arm(reappearance: list[float], naive: float = 0.95) -> Arm:
+    n = len(reappearance)
+    patients = pd.DataFrame({"bcell_baseline_per_uL": np.full(n, 300.0), "bcell_nadir_per_uL": np.full(n, 1e-4),
+                             "bcell_reappearance_day": reappearance,
+                             "bcell_reappearance_censored": np.array(reappearance) >= 365,
+                             "naive_fraction_at_reappearance": np.full(n, naive)})
+    return Arm("ms", "kyv-101", "car-t", "", n, 0, (-5.0, 365.0), {}, (DoseEvent(0.0, "car-t", "", 0.0, None),),
+               {}, patients)
+
+
+def test_reappearance_sentence_counts_patients_and_months():
+    s = text.bcell_sentence(_arm([95, 100, 105, 110, 115, 120, 125, 130, 135, 365]))
+    assert "below the detection limit of 1 cell/µL in 10 of 10" in s
+    assert "In 7 of 10 they returned between month 3 and month 5, as naive cells (median naive share 95%)" in s
+    assert "In 1 of 10 they had not returned by day 365" in s
+    assert "mostly as memory cells" in text.bcell_sentence(_arm([100, 120], naive=0.2))
+
+
+# ---- the page in Chromium ----------------------------------------------------------------------------
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server():
+    """``cartsim serve`` on a free loopback port, ready once it has warmed up."""
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-c", "from cartsim.cli import app; app()", "serve", "--port",
+                             str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 300      # the first run on a fresh cache compiles the model
+    try:
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"cartsim serve exited with {proc.returncode}:\n{proc.stdout.read()}")
+            try:
+                with urllib.request.urlopen(f"{url}/api/health", timeout=2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail("cartsim serve did not answer within 300 s")
+                time.sleep(0.3)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not os.path.exists(CHROMIUM):
+        message = f"{CHROMIUM} is missing: install Debian's chromium package (apt-get install chromium)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+def test_page_compares_two_therapies_and_updates_on_change(server, browser):
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    a, b = default_pair()
+    page.goto(server)
+    page.wait_for_selector(f'body[data-state="ready"][data-pair="{a}|{b}"]', timeout=30_000)
+
+    disclaimer = page.locator("#disclaimer")
+    assert disclaimer.is_visible() and "investigational" in disclaimer.inner_text()
+    assert "not medical advice" in disclaimer.inner_text()
+    assert page.locator("#charts figure").count() >= 3
+    assert page.locator("#timeline .dose-car-t").count() == 1
+    assert page.locator("#safety-table tbody tr").count() >= 3          # both arms and the lymphoma reference
+    summary = page.locator("#summary-section").inner_text()
+    assert "simulated patients" in summary and "returned between month" in summary
+    b_line = f'#chart-b_blood_per_uL path.median[data-therapy="{b}"]'
+    before = page.locator(b_line).get_attribute("d")
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOT), full_page=True)
+    print(f"screenshot: {SCREENSHOT}")
+
+    page.select_option("#therapy_b", "untreated")
+    page.wait_for_selector(f'body[data-state="ready"][data-pair="{a}|untreated"]', timeout=30_000)
+    assert page.locator("#summary-section").inner_text() != summary
+    assert "Blood B cells stayed near their starting level" in page.locator(".arm-summary.b").inner_text()
+    after = page.locator('#chart-b_blood_per_uL path.median[data-therapy="untreated"]').get_attribute("d")
+    assert after and after != before
+    assert page.locator("#timeline .dose-dose").count() == 0
+
+    page.locator("#q-safety summary").click()
+    answer = page.locator("#q-safety p").inner_text()
+    assert "lymphoma" in answer and "%" in answer
+    assert errors == []
+
+    page.fill("#patients", "100000")
+    page.locator("#patients").dispatch_event("change")
+    page.wait_for_selector('body[data-state="error"]', timeout=10_000)
+    assert "patients: 100000 is over the request limit" in page.locator("#status").inner_text()
+    page.close()
