@@ -1,0 +1,96 @@
+"""``cartsim compare``: two therapies side by side (API, figure, files, and bad input)."""
+
+import json
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from cartsim.cli import app
+from cartsim.compare import Comparison, compare
+from cartsim.therapy import antibodies
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def cmp() -> Comparison:
+    return compare("kyv-101", "ocrelizumab", "ms", 1095)
+
+
+def test_one_infusion_versus_repeated_antibody(cmp):
+    kyv, ocr = cmp.results
+    assert cmp.therapies == ("kyv-101", "ocrelizumab") and cmp.days == 1095
+    # six-monthly ocrelizumab keeps blood B cells depleted for the whole horizon
+    b = ocr.trajectories.query("day >= 14 and day <= 1095").b_blood_per_uL
+    assert b.max() < 10.0
+    # after one kyv-101 infusion B cells go, then come back, mostly naive
+    f = cmp.summary()["therapies"][0]["facts"]
+    assert f["bcells_below_1_per_uL_day"] is not None and f["bcells_below_1_per_uL_day"] < 14
+    assert 60 <= f["bcell_reappearance_day"] <= 180
+    assert f["naive_share_at_reappearance"] > 0.8
+    assert kyv.trajectories.b_blood_per_uL.iloc[-1] > 80.0
+    # dosing: one infusion versus the regimen's administrations (300 mg on days 0 and 14, then every 24 weeks)
+    regimen = antibodies()["ocrelizumab"].doses(1095)
+    assert len(kyv.dosing) == 1
+    assert [d for d, _ in ocr.dosing] == [d.day for d in regimen] == [0, 14, 168, 336, 504, 672, 840, 1008]
+    assert [a["facts"]["administrations"] for a in cmp.summary()["therapies"]] == [1, len(regimen)]
+
+
+def test_summary_is_plain_json(cmp):
+    s = json.loads(json.dumps(cmp.summary(), allow_nan=False))
+    a, b = s["therapies"]
+    assert (a["therapy"], b["therapy"]) == ("kyv-101", "ocrelizumab")
+    assert b["endpoints"]["cart_peak_per_uL"] == 0 and a["endpoints"]["bcell_repletion_after_last_dose_week"] is None
+    assert len(b["dosing"]) == b["facts"]["administrations"] and "mg" in b["dosing"][0]["what"]
+    traj = cmp.trajectories
+    assert list(traj.columns[:3]) == ["arm", "therapy", "day"]
+    assert set(traj.therapy) == {"kyv-101", "ocrelizumab"}
+
+
+def test_same_therapy_twice(tmp_path):
+    c = compare("untreated", "untreated", "ms", 30)
+    assert [a["label"] for a in c.summary()["therapies"]] == ["untreated (A)", "untreated (B)"]
+    assert (tmp_path / "compare.png") in c.write(tmp_path, "csv")
+    assert set(pd.read_csv(tmp_path / "trajectories.csv").arm) == {"A", "B"}
+
+
+def test_cli_writes_figure_and_summary(tmp_path):
+    out = tmp_path / "cmp"
+    r = runner.invoke(app, ["compare", "kyv-101", "ocrelizumab", "--disease", "ms", "--days", "1095",
+                            "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    png = (out / "compare.png").read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 20_000
+    assert (out / "compare.svg").read_text().lstrip().startswith("<?xml")
+    summary = json.loads((out / "summary.json").read_text())
+    assert [a["therapy"] for a in summary["therapies"]] == ["kyv-101", "ocrelizumab"]
+    assert summary["disease"] == "ms" and summary["days"] == 1095
+    df = pd.read_parquet(out / "trajectories.parquet")
+    assert set(df.therapy) == {"kyv-101", "ocrelizumab"} and df.day.max() == 1095
+    assert sorted(p.name for p in out.iterdir()) == ["compare.png", "compare.svg", "summary.json",
+                                                     "trajectories.parquet"]
+
+
+@pytest.mark.parametrize("args, field, allowed", [
+    (["foo", "ocrelizumab"], "THERAPY_A", "kyv-101"),
+    (["kyv-101", "ocrelizumab-xl"], "THERAPY_B", "ocrelizumab"),
+    (["kyv-101", "ocrelizumab", "--days", "0"], "--days", ">= 1"),
+    (["kyv-101", "ocrelizumab", "--days", "ten"], "--days", ">= 1"),
+    (["kyv-101", "ocrelizumab", "--disease", "flu"], "--disease", "ms"),
+])
+def test_bad_input_is_one_clear_line(tmp_path, args, field, allowed):
+    out = tmp_path / "never"
+    r = runner.invoke(app, ["compare", *args, "--out", str(out)])
+    assert r.exit_code == 2
+    lines = [ln for ln in r.output.strip().splitlines() if ln]
+    assert len(lines) == 1 and lines[0].startswith(f"error: {field}:") and allowed in lines[0], r.output
+    assert not out.exists()
+
+
+def test_unwritable_out(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    r = runner.invoke(app, ["compare", "kyv-101", "ocrelizumab", "--out", str(blocker / "sub")])
+    assert r.exit_code == 2 and r.output.startswith("error: --out:")
+    assert blocker.read_text() == "x" and sorted(p.name for p in tmp_path.iterdir()) == ["file"]
