@@ -1,23 +1,30 @@
-"""Speed and accuracy of cartsim's batched engine against libRoadRunner and SciPy on the same model.
+"""Speed and endpoint accuracy of cartsim's batched engine against libRoadRunner and SciPy, and a large trial.
 
-All three solve the same virtual patients (mb-cart19 in lupus, daily outputs of
-every state for a year, lymphodepletion and CAR-T doses, tocilizumab rescue):
+Every method solves the same virtual patients (MB-CART19.1 in SLE, seed 1):
+730 days with daily outputs, lymphodepletion and CAR-T doses, tocilizumab
+rescue, at rtol 1e-6 and atol 1e-8:
 
-- cartsim: ``Scenario.run`` on the whole population in one compiled call
-  (after a warm-up that compiles or loads the cached machine code);
-- libRoadRunner (CVODE) on the SBML exported once, looping over patients:
-  set the patient's free parameters and dose amounts, ``reset()``, simulate;
+- cartsim: ``Scenario.run`` on the whole population in one compiled call,
+  on all of numba's threads (after a warm-up that loads or compiles the
+  machine code);
+- libRoadRunner (CVODE) on cartsim's SBML export (loaded once), looping over
+  patients as a user would: set the patient's parameters and doses,
+  ``reset()``, simulate;
 - SciPy ``solve_ivp`` (LSODA) looping over patients, with the right-hand side
-  lambdified from the same symbolic model (derived parameters substituted).
+  lambdified from the same symbolic model.
 
-Accuracy is measured on a few patients against a reference: cartsim's engine at
-rtol 1e-10, atol 1e-14, which keeps states non-negative. Unprojected solvers
-cannot serve as the reference here: once CAR-T cells have decayed far below any
-absolute tolerance they wander below zero, where the switch on ``car_eff +
-car_mem > 0`` in the activation rate turns off and CVODE may stall. The
-reference is cross-checked against libRoadRunner at rtol 1e-12 on SBML exported
-for each reference patient alone, where CVODE finishes. Patients a solver fails
-on count as failures and are left out of its error. Run ``python bench/run.py --help``.
+Throughput is patients per second per core: cartsim's divided by its number
+of threads, the loops run on one. Accuracy is the largest relative error of
+the endpoints (:func:`cartsim.endpoints.compute`) against a reference:
+CVODE at rtol 1e-10, atol 1e-14, an implicit solver suited to this stiff model,
+independent of cartsim's code and fast at that tolerance. cartsim's engine at
+the same tolerance is solved too and compared with it, which bounds how much
+the choice of reference matters.
+
+The harness also times ``cartsim trial`` end to end on a two-arm trial
+(``--trial-n`` patients in all) with its peak memory, and with ``--million``
+checks that a million-patient trial runs in flat memory. Run
+``python bench/run.py --help``; results go to ``bench/results/latest.json``.
 """
 
 from __future__ import annotations
@@ -26,345 +33,354 @@ import argparse
 import json
 import os
 import platform
+import subprocess
+import sys
+import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import libsbml
 import numba
 import numpy as np
+import pandas as pd
+import psutil
 import roadrunner
 import scipy
-import sympy as sp
-from scipy.integrate import solve_ivp
 
-from cartsim.engine import Trigger
-from cartsim.exporters.sbml import ExportInputs, export_inputs, to_sbml
+import cartsim
+from cartsim import endpoints
+from cartsim.engine import Solution
+from cartsim.exporters.sbml import export_inputs
 from cartsim.model import Model, build_model
-from cartsim.model.ir import substitute_derived
+from cartsim.outputs.files import write_text_atomic
 from cartsim.population import Population, sample
 from cartsim.scenario import RESCUE, Scenario
 
-RTOL, ATOL = 1e-6, 1e-8                 # every method, as cartsim's defaults
-REF_RTOL, REF_ATOL = 1e-10, 1e-14         # the cartsim reference
-CHECK_RTOL, CHECK_ATOL = 1e-12, 1e-14     # libRoadRunner cross-check of the reference
-# relative error |a - b| / max(|b|, FLOOR): 1e-3 in the states' units (one cell per mL of blood, 0.001 pg/mL
-# IL-6) is far below anything measurable, and well above the solvers' absolute tolerance of 1e-8
+sys.path.insert(0, str(Path(__file__).parent))
+from peers import Lambdified, Trajectories, roadrunner_loop, scipy_loop  # noqa: E402
+from trial_timing import config_text, million, run_trial  # noqa: E402
+
+RTOL, ATOL = 1e-6, 1e-8            # every method: cartsim's defaults
+REF_RTOL, REF_ATOL = 1e-10, 1e-14  # the reference
+# Relative error |a - b| / max(|b|, FLOOR), in each endpoint's own unit: 1e-3 cells/uL is a thousandth of the
+# flow-cytometry detection limit, 1e-3 day is under 2 minutes, 1e-3 of baseline for fractions. Endpoints far
+# below it (B-cell nadirs of 1e-6 cells/uL) are measured by their absolute error relative to the floor.
 FLOOR = 1e-3
+COLUMNS = endpoints.COLUMNS
+TRIAL_WALL_LIMIT_S, TRIAL_MEMORY_LIMIT_MB = 300.0, 4096.0
+RESULTS = Path(__file__).parent / "results" / "latest.json"
 
 
 @dataclass(frozen=True)
-class Result:
-    method: str
-    patients: int
-    seconds: float                # all patients
-    median_ms: float | None       # per patient, for the loops
+class Accuracy:
+    """Endpoint errors of one method against the reference, over patients both solved."""
+
     max_rel_error: float
-    worst_state: str
+    worst_endpoint: str
+    per_endpoint: dict[str, float]
+    failed: int        # patients the method failed on
+    mismatched: int    # patients whose flags, grades or defined/undefined endpoints differ from the reference
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    key: str             # key in the results file
+    patients: int
+    seconds: float       # all patients
+    threads: int
+    accuracy: Accuracy
     note: str
 
     @property
-    def ms_per_patient(self) -> float:
-        return 1e3 * self.seconds / self.patients
+    def per_core(self) -> float:
+        return self.patients / self.seconds / self.threads
 
 
-def accuracy(model: Model, values: np.ndarray, refs: np.ndarray) -> tuple[float, str]:
-    """The largest relative error over the reference patients a solver finished, days and states, and its state."""
-    rel = np.abs(values[:len(refs)] - refs) / np.maximum(np.abs(refs), FLOOR)
-    if np.isnan(rel).all():
-        return float("nan"), "-"
-    worst = np.unravel_index(np.nanargmax(rel), rel.shape)
-    return float(rel[worst]), model.state_names[worst[2]]
-
-
-def _failures(values: np.ndarray) -> str:
-    failed = int(np.isnan(values).any(axis=(1, 2)).sum())
-    return f"; failed on {failed} of {len(values)}" if failed else ""
-
-
-# ---- cartsim ------------------------------------------------------------------------------------------------
-
-
-def run_cartsim(model: Model, scenario: Scenario, population: Population, times: np.ndarray,
-                rtol: float = RTOL, atol: float = ATOL) -> np.ndarray:
-    sol = scenario.run(population, columns=model.state_names, times=times, model=model, rtol=rtol, atol=atol,
-                       max_steps=2_000_000)
-    if sol.failures:
-        raise RuntimeError(f"cartsim failed: {sol.failures}")
-    return sol.values
-
-
-# ---- libRoadRunner ------------------------------------------------------------------------------------------
-
-
-def _roadrunner(text: str, rtol: float, atol: float, model: Model) -> roadrunner.RoadRunner:
-    rr = roadrunner.RoadRunner(text)
-    integrator = rr.getIntegrator()
-    integrator.relative_tolerance = rtol
-    integrator.absolute_tolerance = atol
-    integrator.setValue("maximum_num_steps", 1_000_000)
-    rr.timeCourseSelections = list(model.state_names)
-    return rr
-
-
-def _patient_values(model: Model, inputs: ExportInputs) -> dict[str, float]:
-    """The SBML constants that differ between patients: free parameters and dose amounts."""
-    return {**dict(zip(model.parameters, inputs.params)),
-            **{f"dose_{k}": d.amount for k, d in enumerate(inputs.doses, start=1)}}
-
-
-def _event_variables(text: str) -> dict[str, float]:
-    """Non-constant parameters that only events change (trigger counters, infusion rates), with their start values.
-
-    libRoadRunner's ``reset()`` restores states and time but not these, so each patient sets them back.
-    """
-    m = libsbml.readSBMLFromString(text).getModel()
-    return {p.getId(): p.getValue() for p in m.getListOfParameters()
-            if not p.getConstant() and m.getRuleByVariable(p.getId()) is None}
-
-
-def run_roadrunner(model: Model, scenario: Scenario, population: Population, times: np.ndarray,
-                   patients: list[ExportInputs]) -> tuple[np.ndarray, np.ndarray, float]:
-    """Trajectories and seconds of every patient, and the seconds spent loading (compiling) the SBML once."""
-    t = time.perf_counter()
-    text = to_sbml(model, scenario, population, 0)
-    rr = _roadrunner(text, RTOL, ATOL, model)
-    load = time.perf_counter() - t
-    restart = _event_variables(text)
-    names = list(_patient_values(model, patients[0]))
-    out = np.empty((len(patients), times.size, len(model.states)))
-    seconds = np.empty(len(patients))
-    for i, inputs in enumerate(patients):
-        t = time.perf_counter()
-        values = _patient_values(model, inputs)
-        if list(values) != names:
-            raise ValueError(f"patient {i} has a different dose schedule than patient 0")
-        for name, value in values.items():
-            rr.setValue(name, float(value))
-        rr.reset()  # time, states (initial assignments from the new parameters) and the events at time 0
-        for name, value in restart.items():
-            rr.setValue(name, value)
-        try:
-            out[i] = rr.simulate(times=list(times - inputs.start))
-        except RuntimeError:  # CVODE gave up (too much work)
-            out[i] = np.nan
-        seconds[i] = time.perf_counter() - t
-    return out, seconds, load
-
-
-def roadrunner_check(model: Model, scenario: Scenario, population: Population, times: np.ndarray,
-                     row: int) -> np.ndarray:
-    """One patient at tight tolerance on SBML exported for that patient alone; NaN where CVODE fails."""
-    rr = _roadrunner(to_sbml(model, scenario, population, row), CHECK_RTOL, CHECK_ATOL, model)
-    try:
-        return np.asarray(rr.simulate(times=list(times - scenario.start)))
-    except RuntimeError:
-        return np.full((times.size, len(model.states)), np.nan)
-
-
-# ---- SciPy LSODA --------------------------------------------------------------------------------------------
-
-
-def _lambdify(model: Model, exprs: list[sp.Expr], args: list) -> Callable:
-    return sp.lambdify(args, [substitute_derived(model, e) for e in exprs], modules="math", cse=True)
-
-
-@dataclass(frozen=True)
-class Lambdified:
-    """The model as plain Python functions of (states, free parameters)."""
-
-    rhs: Callable           # (y, p) -> dy
-    initial: Callable       # (p) -> y0
-    triggers: tuple[tuple[Callable, Callable, int, int], ...]  # (y, p) -> [observable]; p -> [threshold, amount]
-
-    @staticmethod
-    def build(model: Model, triggers: tuple[Trigger, ...]) -> Lambdified:
-        y = [sp.Symbol(n) for n in model.state_names]
-        p = [sp.Symbol(n) for n in model.parameters]
-        rhs = model.rhs()
-        return Lambdified(
-            _lambdify(model, [rhs[n] for n in model.state_names], [y, p]),
-            _lambdify(model, [s.initial for s in model.states], [p]),
-            tuple((_lambdify(model, [model.observables[model.observable_index(t.observable)].expr], [y, p]),
-                   _lambdify(model, [sp.Symbol(t.threshold), sp.Symbol(t.amount)], [p]),
-                   model.state_index(t.state), t.max_fires) for t in triggers))
-
-
-@dataclass
-class _Event:
-    """A state trigger of one patient for ``solve_ivp``: a terminal upward crossing."""
-
-    g: Callable
-    amount: float
-    state: int
-    left: int  # fires left
-
-
-def _crossing(observable: Callable, threshold: float, q: list[float]) -> Callable:
-    def g(t: float, y: np.ndarray) -> float:
-        return observable(y, q)[0] - threshold
-
-    g.terminal, g.direction = True, 1.0
-    return g
-
-
-def _events(f: Lambdified, q: list[float]) -> list[_Event]:
-    out = []
-    for observable, constants, state, max_fires in f.triggers:
-        threshold, amount = constants(q)
-        out.append(_Event(_crossing(observable, threshold, q), amount, state, max_fires))
-    return out
-
-
-def run_lsoda(model: Model, f: Lambdified, inputs: ExportInputs, times: np.ndarray) -> np.ndarray:
-    """One patient with the engine's semantics: doses before outputs at the same time, upward-crossing triggers."""
-    if any(d.duration > 0 for d in inputs.doses):
-        raise ValueError("the SciPy peer handles boluses only")
-    q = list(inputs.params)
-    events = _events(f, q)
-    doses = sorted((d.time, model.state_index(d.state), d.amount) for d in inputs.doses)
-    stops = sorted({d[0] for d in doses if d[0] > inputs.start} | {float(times[-1])})
-    y, t = np.array(f.initial(q), dtype=float), inputs.start
-    out = np.full((times.size, y.size), np.nan)
-    for stop in stops:
-        while doses and doses[0][0] <= t:
-            _, state, amount = doses.pop(0)
-            y[state] += amount
-        out[times == t] = y
-        while t < stop:
-            live = [e for e in events if e.left > 0]
-            grid = np.union1d(times[(times > t) & (times <= stop)], [stop])
-            sol = solve_ivp(lambda _t, yy: f.rhs(yy, q), (t, stop), y, method="LSODA", t_eval=grid,
-                            events=[e.g for e in live], rtol=RTOL, atol=ATOL)
-            if sol.status < 0:
-                raise RuntimeError(sol.message)
-            keep = np.isin(sol.t, times)
-            out[np.searchsorted(times, sol.t[keep])] = sol.y.T[keep]
-            hit = [k for k, te in enumerate(sol.t_events) if te.size]
-            if not hit:
-                t, y = stop, sol.y[:, -1].copy()
-                continue
-            k = min(hit, key=lambda k: sol.t_events[k][0])
-            t, y = float(sol.t_events[k][0]), sol.y_events[k][0].copy()
-            y[live[k].state] += live[k].amount
-            live[k].left -= 1
-            out[times == t] = y
-    return out
-
-
-# ---- harness ------------------------------------------------------------------------------------------------
-
-
-def _timed(fn: Callable, *args) -> tuple[object, float]:
-    t = time.perf_counter()
-    value = fn(*args)
-    return value, time.perf_counter() - t
-
-
-def _loop_lsoda(model: Model, f: Lambdified, patients: list[ExportInputs],
-                times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    values, seconds = [], []
-    for inputs in patients:
-        t = time.perf_counter()
-        try:
-            values.append(run_lsoda(model, f, inputs, times))
-        except RuntimeError:
-            values.append(np.full((times.size, len(model.states)), np.nan))
-        seconds.append(time.perf_counter() - t)
-    return np.stack(values), np.array(seconds)
+def accuracy(values: pd.DataFrame, failed: np.ndarray, ref: pd.DataFrame, ref_failed: np.ndarray) -> Accuracy:
+    """Largest relative error over the numeric endpoints; flags and grades are compared for equality."""
+    both = ~failed & ~ref_failed
+    a, b = values[both].reset_index(drop=True), ref[both].reset_index(drop=True)
+    numeric = [c for c in b.columns if pd.api.types.is_float_dtype(b[c])]
+    per: dict[str, float] = {}
+    mismatch = np.zeros(len(b), bool)
+    for c in b.columns:
+        x, y = a[c].to_numpy(float, na_value=np.nan), b[c].to_numpy(float, na_value=np.nan)
+        defined = np.isfinite(x) & np.isfinite(y)
+        mismatch |= np.isfinite(x) != np.isfinite(y)
+        if c in numeric:
+            if defined.any():
+                per[c] = float(np.max(np.abs(x - y)[defined] / np.maximum(np.abs(y[defined]), FLOOR)))
+        else:
+            mismatch |= defined & (x != y)
+    worst = max(per, key=per.get) if per else "-"
+    return Accuracy(per.get(worst, float("nan")), worst, per, int(failed.sum()), int(mismatch.sum()))
 
 
 def _head(population: Population, n: int) -> Population:
     return Population(population.covariates.iloc[:n], population.params[:n], population.parameter_names)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, default=200, help="patients for cartsim's batched engine")
-    ap.add_argument("--peers", type=int, default=20, help="patients for the libRoadRunner and SciPy loops")
-    ap.add_argument("--ref", type=int, default=3, help="patients solved at tight tolerance for accuracy")
-    ap.add_argument("--days", type=float, default=365)
-    ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--out", type=Path, default=Path(__file__).with_name("results.json"))
-    args = ap.parse_args()
-    if min(args.n, args.peers, args.ref) < 1 or args.ref > min(args.n, args.peers):
-        ap.error("need n >= 1, peers >= 1 and 1 <= ref <= min(n, peers)")
+def _endpoints(model: Model, sol: Solution) -> pd.DataFrame:
+    return endpoints.compute(sol, model.table)
 
-    roadrunner.Logger.setLevel(roadrunner.Logger.LOG_FATAL)  # CVODE failures are counted, not logged
+
+def _cartsim(model: Model, scenario: Scenario, population: Population, times: np.ndarray, rtol: float = RTOL,
+             atol: float = ATOL) -> tuple[Solution, float]:
+    t = time.perf_counter()
+    sol = scenario.run(population, columns=COLUMNS, times=times, model=model, rtol=rtol, atol=atol,
+                       max_steps=2_000_000)
+    return sol, time.perf_counter() - t
+
+
+def _loop(model: Model, traj: Trajectories, times: np.ndarray) -> pd.DataFrame:
+    return _endpoints(model, traj.solution(times, COLUMNS))
+
+
+def _steps(sol: Solution) -> dict[str, float]:
+    s = sol.steps.astype(float)
+    return {"median": float(np.median(s)), "mean": float(s.mean()), "p99": float(np.percentile(s, 99)),
+            "max": float(s.max())}
+
+
+def benchmark(args: argparse.Namespace) -> tuple[list[Method], dict]:
+    """Solve the population with every method and the reference; timings and endpoint errors."""
     model = build_model()
     scenario = Scenario.make("mb-cart19", "sle", args.days)
     times = np.arange(scenario.start, np.floor(args.days) + 1)
     population = sample(model, scenario.disease, args.n, seed=args.seed)
-    peers = _head(population, args.peers)
-    patients = [export_inputs(model, scenario, peers, i) for i in range(args.peers)]
+    patients = [export_inputs(model, scenario, population, i) for i in range(args.n)]
 
-    run_cartsim(model, scenario, peers, times)  # warm-up: compile or load the cached machine code
-    refs = run_cartsim(model, scenario, _head(population, args.ref), times, REF_RTOL, REF_ATOL)
-    check = np.stack([roadrunner_check(model, scenario, population, times, i) for i in range(args.ref)])
-    check_error = accuracy(model, check, refs)
-
+    _cartsim(model, scenario, _head(population, 8), times)   # warm-up: load or compile the machine code
     threads = numba.get_num_threads()
-    results = []
-    for n_threads in (threads, 1):
-        numba.set_num_threads(n_threads)
-        values, seconds = _timed(run_cartsim, model, scenario, population, times)
-        results.append(Result(f"cartsim batched, {n_threads} thr", args.n, seconds, None,
-                              *accuracy(model, values, refs), "one call for all patients"))
+    runs = [_cartsim(model, scenario, population, times) for _ in range(args.repeat)]
+    sol, seconds = runs[0][0], float(np.median([s for _, s in runs]))
+    numba.set_num_threads(1)
+    _, one_thread = _cartsim(model, scenario, population, times)
     numba.set_num_threads(threads)
 
-    values, seconds, load = run_roadrunner(model, scenario, peers, times, patients)
-    results.append(Result("libRoadRunner CVODE loop", args.peers, seconds.sum(), 1e3 * np.median(seconds),
-                          *accuracy(model, values, refs),
-                          f"+ {load:.2f} s to load the SBML once{_failures(values)}"))
+    ref = roadrunner_loop(model, scenario, population, patients, times, COLUMNS, REF_RTOL, REF_ATOL)
+    ref_ep, ref_failed = _loop(model, ref, times), ref.failed
+    check, _ = _cartsim(model, scenario, population, times, REF_RTOL, REF_ATOL)
+    agreement = accuracy(_endpoints(model, check), check.status != 0, ref_ep, ref_failed)
 
-    f, build = _timed(Lambdified.build, model, RESCUE)
-    values, seconds = _loop_lsoda(model, f, patients, times)
-    results.append(Result("SciPy LSODA loop", args.peers, seconds.sum(), 1e3 * np.median(seconds),
-                          *accuracy(model, values, refs),
-                          f"+ {build:.2f} s to lambdify the model{_failures(values)}"))
+    def acc(ep: pd.DataFrame, failed: np.ndarray) -> Accuracy:
+        return accuracy(ep, failed, ref_ep, ref_failed)
 
-    report(results, args, threads, check_error, _failures(check))
+    failed = sol.status != 0
+    methods = [Method(f"cartsim batched ({threads} thr)", "cartsim", args.n, seconds, threads,
+                      acc(_endpoints(model, sol), failed), f"one call; median of {args.repeat}"),
+               Method("cartsim batched (1 thr)", "cartsim_1thread", args.n, one_thread, 1,
+                      acc(_endpoints(model, sol), failed), "same call on one thread")]
+    rr = roadrunner_loop(model, scenario, population, patients, times, COLUMNS, RTOL, ATOL)
+    methods.append(Method("libRoadRunner CVODE loop", "roadrunner", args.n, rr.seconds.sum(), 1,
+                          acc(_loop(model, rr, times), rr.failed),
+                          f"+ {rr.setup:.2f} s to load the SBML once; median {1e3 * np.median(rr.seconds):.1f} ms; "
+                          f"{rr.warnings} CVODE warnings"))
+    t = time.perf_counter()
+    f = Lambdified.build(model, RESCUE, COLUMNS)
+    sp_ = scipy_loop(model, f, patients, times, len(COLUMNS), "LSODA", RTOL, ATOL, time.perf_counter() - t)
+    methods.append(Method("SciPy LSODA loop", "scipy", args.n, sp_.seconds.sum(), 1,
+                          acc(_loop(model, sp_, times), sp_.failed),
+                          f"+ {sp_.setup:.2f} s to lambdify; median {1e3 * np.median(sp_.seconds):.1f} ms; "
+                          f"{sp_.warnings} warnings"))
+    reference = {"method": f"libRoadRunner CVODE, rtol {REF_RTOL:g}, atol {REF_ATOL:g}",
+                 "seconds": float(ref.seconds.sum()), "failed": int(ref_failed.sum()), "cvode_warnings": ref.warnings,
+                 "cartsim_at_reference_tolerance": _accuracy_record(agreement) | {"steps": _steps(check)}}
+    return methods, {"reference": reference, "cartsim_steps": _steps(sol), "threads": threads}
 
 
-def report(results: list[Result], args: argparse.Namespace, threads: int, check: tuple[float, str],
-           check_failures: str) -> None:
-    base = results[0].ms_per_patient
-    head = (f"{'method':<26} {'patients':>8} {'ms/patient':>11} {'median ms':>10} {'x cartsim':>10} "
-            f"{'max rel err':>12} {'worst state':<14} note")
-    print(f"mb-cart19 in sle, {args.days:g} days, daily outputs of all states; rtol {RTOL:g}, atol {ATOL:g}; "
-          f"error vs cartsim at rtol {REF_RTOL:g}, atol {REF_ATOL:g} on {args.ref} patients (floor {FLOOR:g})")
-    print(f"reference vs libRoadRunner at rtol {CHECK_RTOL:g}: max rel err {check[0]:.2e} ({check[1]})"
-          f"{check_failures}")
+def _accuracy_record(a: Accuracy) -> dict:
+    return {"max_rel_error": a.max_rel_error, "worst_endpoint": a.worst_endpoint, "per_endpoint": a.per_endpoint,
+            "failed": a.failed, "mismatched": a.mismatched}
+
+
+# ---- trial --------------------------------------------------------------------------------------------------
+
+
+def trial(args: argparse.Namespace, work: Path) -> dict | None:
+    """``cartsim trial`` on ``--trial-n`` patients in all (two arms), timed with its peak memory."""
+    if args.trial_n <= 0:
+        return None
+    run = run_trial(work / "trial", config_text(args.trial_n // 2, args.days), args.trial_workers)
+    out = run.record()
+    if run.n_per_arm * run.arms >= 100_000:
+        out["acceptance"] = {"wall_limit_s": TRIAL_WALL_LIMIT_S, "memory_limit_mb": TRIAL_MEMORY_LIMIT_MB,
+                             "wall_ok": run.completed and run.wall_s <= TRIAL_WALL_LIMIT_S,
+                             "memory_ok": run.peak_rss_mb <= TRIAL_MEMORY_LIMIT_MB}
+    return out
+
+
+# ---- report -------------------------------------------------------------------------------------------------
+
+
+def _git_commit() -> str | None:
+    try:
+        res = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                             text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if res.returncode != 0:
+        return None
+    return res.stdout.strip() or None
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def machine(threads: int) -> dict:
+    return {"platform": platform.platform(), "cpu": _cpu_model(), "cpus": os.cpu_count(),
+            "cpus_available": len(os.sched_getaffinity(0)), "memory_gb": psutil.virtual_memory().total / 1024**3,
+            "load_average": os.getloadavg(), "numba_threads": threads, "numba_threading_layer": _layer(),
+            "python": platform.python_version(), "cartsim": cartsim.__version__, "numpy": np.__version__,
+            "numba": numba.__version__, "scipy": scipy.__version__, "roadrunner": roadrunner.__version__,
+            "libsbml": libsbml.getLibSBMLDottedVersion()}
+
+
+def _layer() -> str | None:
+    try:
+        return numba.threading_layer()
+    except ValueError:    # no parallel region has run
+        return None
+
+
+def print_table(methods: list[Method], extra: dict, args: argparse.Namespace) -> None:
+    rr = next(m for m in methods if m.key == "roadrunner")
+    agree = extra["reference"]["cartsim_at_reference_tolerance"]
+    print(f"\nMB-CART19.1 in SLE, {args.n} patients, {args.days:g} days, daily outputs; rtol {RTOL:g}, atol {ATOL:g}")
+    print(f"endpoint errors against {extra['reference']['method']} (relative, floor {FLOOR:g}); "
+          f"cartsim at that tolerance agrees to {agree['max_rel_error']:.1e} ({agree['worst_endpoint']})")
+    head = (f"{'method':<26} {'patients':>8} {'seconds':>8} {'thr':>4} {'patients/s/core':>15} {'x RR':>6} "
+            f"{'max rel err':>11} {'worst endpoint':<28} {'failed':>6} {'mism.':>5}  note")
     print(head)
     print("-" * len(head))
-    for r in results:
-        median = "" if r.median_ms is None else f"{r.median_ms:.3f}"
-        print(f"{r.method:<26} {r.patients:>8} {r.ms_per_patient:>11.3f} {median:>10} "
-              f"{r.ms_per_patient / base:>10.1f} {r.max_rel_error:>12.2e} {r.worst_state:<14} {r.note}")
-    payload = {
-        "scenario": {"therapy": "mb-cart19", "disease": "sle", "days": args.days, "outputs": "daily, all states"},
+    for m in methods:
+        a = m.accuracy
+        print(f"{m.name:<26} {m.patients:>8} {m.seconds:>8.2f} {m.threads:>4} {m.per_core:>15.1f} "
+              f"{m.per_core / rr.per_core:>6.2f} {a.max_rel_error:>11.2e} {a.worst_endpoint:<28} {a.failed:>6} "
+              f"{a.mismatched:>5}  {m.note}")
+
+
+def print_trial(name: str, t: dict | None) -> None:
+    if t is None:
+        return
+    status = "completed" if t["completed"] else f"stopped (exit status {t['returncode']})"
+    fin = t["peak_rss_finishing_mb"]
+    print(f"{name}: {t['n_total']:,} patients ({t['arms']} arms, {t['workers']} worker(s)) {status} in "
+          f"{t['wall_s']:.1f} s; peak memory {t['peak_rss_mb']:.0f} MB (simulating "
+          f"{t['peak_rss_simulating_mb']:.0f} MB" + (f", finishing {fin:.0f} MB)" if fin else ")"))
+    if "acceptance" in t:
+        acc = t["acceptance"]
+        print(f"  acceptance (<= {acc['wall_limit_s']:.0f} s, <= {acc['memory_limit_mb']:.0f} MB): "
+              f"time {'ok' if acc['wall_ok'] else 'FAIL'}, memory {'ok' if acc['memory_ok'] else 'FAIL'}")
+
+
+def print_million(m: dict | None) -> None:
+    if m is None:
+        return
+    f = m["flatness"]
+    print_trial("million-patient trial, simulating", m["simulation"])
+    if "early_peak_mb" in f:
+        print(f"  memory over chunks {f['early_chunks']}: {f['early_peak_mb']:.0f} MB; over chunks "
+              f"{f['late_chunks']}: {f['late_peak_mb']:.0f} MB (growth {f['growth_mb']:+.0f} MB, "
+              f"{f['slope_mb_per_1000_chunks']:+.1f} MB per 1000 chunks)")
+    if "finishing" in m:
+        print_trial(f"  finishing phase over {m['n_total']:,} rows ({m['finishing']['copied_chunks']} copied chunks)",
+                    m["finishing"])
+
+
+def _finite(obj: object) -> object:
+    """``obj`` with NaN and infinities as None (JSON has neither)."""
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    return obj
+
+
+def payload(methods: list[Method], extra: dict, args: argparse.Namespace, trial_run: dict | None,
+            million_run: dict | None) -> dict:
+    by = {m.key: m for m in methods}
+    return {
+        "cartsim_patients_per_s_per_core": by["cartsim"].per_core,
+        "roadrunner_patients_per_s_per_core": by["roadrunner"].per_core,
+        "scipy_patients_per_s_per_core": by["scipy"].per_core,
+        "ratio_vs_roadrunner": by["cartsim"].per_core / by["roadrunner"].per_core,
+        "cartsim_max_rel_error": by["cartsim"].accuracy.max_rel_error,
+        "max_rel_error": {k: by[k].accuracy.max_rel_error for k in ("cartsim", "roadrunner", "scipy")},
+        "methods": [{"name": m.name, "key": m.key, "patients": m.patients, "seconds": m.seconds,
+                     "threads": m.threads, "patients_per_s_per_core": m.per_core,
+                     "ratio_vs_roadrunner": m.per_core / by["roadrunner"].per_core, "note": m.note}
+                    | _accuracy_record(m.accuracy) for m in methods],
+        "reference": extra["reference"],
+        "cartsim_steps_per_patient": extra["cartsim_steps"],
+        "workload": {"therapy": "mb-cart19", "disease": "sle", "days": args.days, "outputs": "daily",
+                     "columns": list(COLUMNS), "seed": args.seed},
+        "n": args.n,
         "tolerances": {"rtol": RTOL, "atol": ATOL, "reference_rtol": REF_RTOL, "reference_atol": REF_ATOL,
                        "error_floor": FLOOR},
-        "reference_check": {"method": f"libRoadRunner CVODE rtol {CHECK_RTOL:g}, atol {CHECK_ATOL:g}",
-                            "max_relative_error": check[0], "worst_state": check[1],
-                            "failures": check_failures.removeprefix("; ")},
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "numba_threads": threads,
-                    "python": platform.python_version(), "numba": numba.__version__,
-                    "roadrunner": roadrunner.__version__, "scipy": scipy.__version__},
-        "seed": args.seed,
-        "reference_patients": args.ref,
-        "results": [{"method": r.method, "patients": r.patients, "seconds": r.seconds,
-                     "ms_per_patient": r.ms_per_patient, "median_ms_per_patient": r.median_ms,
-                     "relative_to_cartsim": r.ms_per_patient / base,
-                     "median_relative_to_cartsim": None if r.median_ms is None else r.median_ms / base,
-                     "max_relative_error": r.max_rel_error,
-                     "worst_state": r.worst_state, "note": r.note} for r in results],
+        "trial": trial_run,
+        "million": million_run,
+        "quick": args.quick,
+        "machine": machine(extra["threads"]),
+        "git_commit": _git_commit(),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": sys.argv,
     }
-    tmp = args.out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n")
-    os.replace(tmp, args.out)
-    print(f"wrote {args.out}")
+
+
+def parse_args() -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true",
+                    help="about two minutes: 100 patients, 3 cartsim repeats, a 2,000-patient trial")
+    ap.add_argument("--n", type=int, help="patients solved by every method (default 500; 100 with --quick)")
+    ap.add_argument("--repeat", type=int, default=3, help="cartsim timings; the median is reported")
+    ap.add_argument("--days", type=float, default=730)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--trial-n", type=int,
+                    help="patients in the timed trial, both arms together (default 100000; 2000 with --quick; 0: skip)")
+    ap.add_argument("--trial-workers", type=int, default=1, help="--workers of the timed trial")
+    ap.add_argument("--million", action="store_true", help="also check memory flatness of a 1,000,000-patient trial")
+    ap.add_argument("--million-n", type=int, default=1_000_000, help=argparse.SUPPRESS)   # smaller, to try it out
+    ap.add_argument("--million-seconds", type=float, default=600,
+                    help="stop simulating the million-patient trial after this long, then measure its finishing phase")
+    ap.add_argument("--work", type=Path, help="directory for trial outputs (default: a temporary one, removed)")
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    args = ap.parse_args()
+    args.n = args.n or (100 if args.quick else 500)
+    args.trial_n = args.trial_n if args.trial_n is not None else (2_000 if args.quick else 100_000)
+    if args.n < 1 or args.repeat < 1 or args.trial_workers < 1:
+        ap.error("--n, --repeat and --trial-workers must be at least 1")
+    return args
+
+
+def main() -> None:
+    args = parse_args()
+    methods, extra = benchmark(args)
+    print_table(methods, extra, args)
+    with tempfile.TemporaryDirectory(prefix="cartsim-bench-") as tmp:
+        work = args.work or Path(tmp)
+        trial_run = trial(args, work)
+        print_trial("\ntrial" + (" (--quick: not the 100,000-patient acceptance run)"
+                                 if trial_run and trial_run["n_total"] < 100_000 else ""), trial_run)
+        million_run = million(work, args.million_n, args.days, args.trial_workers, args.million_seconds,
+                              early_chunks=10) if args.million else None
+        print_million(million_run)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    results = _finite(payload(methods, extra, args, trial_run, million_run))
+    write_text_atomic(args.out, json.dumps(results, indent=2) + "\n")
+    print(f"\nwrote {args.out}")
 
 
 if __name__ == "__main__":

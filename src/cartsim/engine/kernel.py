@@ -104,6 +104,7 @@ def _solve_one(p, act_t, act_s, act_bolus, act_rate, n_act,
     n_trig = trig_obs.shape[0]
     n_fired = np.zeros(n_trig, dtype=np.int64)
     g_old = np.empty(n_trig)
+    g_new = np.zeros(n_trig)
     t_final = t_out[t_out.shape[0] - 1]
     n_out = t_out.shape[0]
     k_out = 0
@@ -197,8 +198,8 @@ def _solve_one(p, act_t, act_s, act_bolus, act_rate, n_act,
             for k in range(n_trig):
                 if n_fired[k] >= fires_out.shape[1]:
                     continue
-                g_new = _trigger_value(t_new, y_new, q, obs, trig_obs, trig_thr, k)
-                if g_old[k] < 0.0 and g_new >= 0.0:
+                g_new[k] = _trigger_value(t_new, y_new, q, obs, trig_obs, trig_thr, k)
+                if g_old[k] < 0.0 and g_new[k] >= 0.0:
                     lo = 0.0
                     hi = 1.0
                     for _ in range(60):
@@ -225,8 +226,13 @@ def _solve_one(p, act_t, act_s, act_bolus, act_rate, n_act,
             if fired >= 0:
                 _dense(y, K, h, theta_stop, y_new)
                 t_new = t_stop
+            projected = False
             for i in range(ns):
-                y[i] = max(y_new[i], 0.0)  # all states are amounts or counts
+                if y_new[i] < 0.0:  # all states are amounts or counts
+                    y[i] = 0.0
+                    projected = True
+                else:
+                    y[i] = y_new[i]
             t = t_new
             if fired >= 0:
                 y[trig_state[fired]] += q[trig_amt[fired]]
@@ -235,9 +241,18 @@ def _solve_one(p, act_t, act_s, act_bolus, act_rate, n_act,
                 while k_out < n_out and t_out[k_out] <= t:
                     _columns(t, y, q, obs, cols, out[k_out])
                     k_out += 1
-            for k in range(n_trig):
-                g_old[k] = _trigger_value(t, y, q, obs, trig_obs, trig_thr, k)
-            _rhs_u(t, y, q, u, K[0])
+            if fired >= 0 or projected:
+                for k in range(n_trig):
+                    g_old[k] = _trigger_value(t, y, q, obs, trig_obs, trig_thr, k)
+                _rhs_u(t, y, q, u, K[0])
+            else:
+                # First same as last: the step ends at (t_new, y_new) unchanged, where the last stage and
+                # the trigger values were just evaluated. Reusing them saves one right-hand side and one
+                # observation per step (about a sixth of the work) and gives bit-identical results.
+                for k in range(n_trig):
+                    g_old[k] = g_new[k]
+                for i in range(ns):
+                    K[0, i] = K[6, i]
             h *= min(10.0, max(0.2, 0.9 * max(norm, 1e-10) ** -0.2))
         if status != STATUS_OK:
             break

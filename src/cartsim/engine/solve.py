@@ -6,8 +6,11 @@ no biology in it.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+import numba
 import numpy as np
 
 from cartsim.engine.compile import compiled
@@ -83,6 +86,21 @@ class Solution:
         return self.values[:, :, self.columns.index(name)]
 
 
+@contextmanager
+def _one_patient_at_a_time() -> Iterator[None]:
+    """Hand patients to the solver's threads one at a time, as threads free up.
+
+    The cost per patient is heavy-tailed (a few patients need tens of times the median number of
+    steps); with numba's default of one contiguous block per thread, the thread holding them finishes
+    long after the others. Scheduling does not change any patient's numbers. (Set from here, not in
+    the kernel: a ``with`` block in a cached numba function cannot be cached.)"""
+    previous = numba.set_parallel_chunksize(1)
+    try:
+        yield
+    finally:
+        numba.set_parallel_chunksize(previous)
+
+
 def full_parameters(model: Model, params: np.ndarray) -> np.ndarray:
     """Free + derived parameters for each row of ``params`` (same as the compiled ``derive``)."""
     mod = compiled(model)
@@ -123,7 +141,8 @@ def solve(model: Model, params: np.ndarray, times: np.ndarray, columns: tuple[st
     status = np.zeros(n, dtype=np.int64)
     steps = np.zeros(n, dtype=np.int64)
     atol_v = np.full(len(model.states), float(atol))
-    mod.solve_batch(params, *act, trig_obs, trig_thr, trig_state, trig_amt, t0, times, cols,
-                    float(rtol), atol_v, int(max_steps), out, fires, status, steps)
+    with _one_patient_at_a_time():
+        mod.solve_batch(params, *act, trig_obs, trig_thr, trig_state, trig_amt, t0, times, cols,
+                        float(rtol), atol_v, int(max_steps), out, fires, status, steps)
     failures = {int(i): STATUS_TEXT.get(int(status[i]), "unknown") for i in np.flatnonzero(status)}
     return Solution(times, columns, out, fires, status, steps, failures)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -39,9 +38,10 @@ from cartsim.outputs.report import ReportData, write_report
 from cartsim.therapy import lymphodepletion_regimens
 from cartsim.trial.chunks import Chunk, ChunkResult, plan, simulate_chunk, trajectory_bands
 from cartsim.trial.config import TrialConfig
-from cartsim.trial.summary import censoring, summarize
+from cartsim.trial.summary import censoring, summarize_arm, summary_document
 
 CHUNK_SIZE = 256
+ROW_GROUP = 65_536               # rows per row group of the assembled files (chunks are far smaller)
 REPORT_PATIENTS = 200            # patients per arm behind the report's trajectory bands
 REPORT_COLUMNS = ("b_blood_per_uL", "car_blood_per_uL", "igg")
 MANIFEST = "manifest.json"
@@ -215,13 +215,24 @@ def _executor(p: TrialPlan) -> Iterator[Runner]:
 
 
 class _Rate(ProgressColumn):
+    """Patients simulated per second (rich's estimate over the last 30 s)."""
+
     def render(self, task: Task) -> Text:
         return Text(f"{task.speed:,.0f} patients/s" if task.speed else "- patients/s")
 
 
-def _progress() -> Progress:
+class _TimeLeft(TimeRemainingColumn):
+    """Estimated time to the last patient, labelled."""
+
+    def render(self, task: Task) -> Text:
+        return super().render(task).append(" left")
+
+
+def _progress(console: Console | None = None, get_time: Callable[[], float] | None = None) -> Progress:
+    """The trial's progress bar: patients done, patients per second and time left (on a terminal only)."""
+    console = console or Console(stderr=True)
     return Progress(TextColumn("{task.description}"), BarColumn(bar_width=20), MofNCompleteColumn(), _Rate(),
-                    TimeRemainingColumn(), console=Console(stderr=True), disable=not sys.stderr.isatty())
+                    _TimeLeft(), console=console, get_time=get_time, disable=not console.is_terminal)
 
 
 # ---- files ------------------------------------------------------------------------------------
@@ -262,22 +273,33 @@ def _is_done(p: TrialPlan, c: Chunk) -> bool:
 
 
 def _assemble(sources: list[Path], dest: Path) -> None:
-    """Concatenate Parquet files (same columns) into ``dest``, one at a time, in the given order."""
+    """Concatenate Parquet files (same columns) into ``dest`` in the given order.
+
+    Chunks are read one at a time and written in row groups of about :data:`ROW_GROUP` rows: memory
+    stays bounded whatever the number of patients, and the file's footer does not grow with one row
+    group per chunk (a million patients make thousands of chunks)."""
     with atomic_path(dest) as tmp:
         writer = None
+        batch: list[pa.Table] = []
         try:
             for src in sources:
                 t = pq.read_table(src)
                 writer = writer or pq.ParquetWriter(tmp, t.schema)
-                writer.write_table(t.cast(writer.schema))
+                batch.append(t.cast(writer.schema))
+                if sum(b.num_rows for b in batch) >= ROW_GROUP:
+                    writer.write_table(pa.concat_tables(batch))
+                    batch = []
+            if batch:
+                writer.write_table(pa.concat_tables(batch))
         finally:
             if writer is not None:
                 writer.close()
 
 
-def _failures(sources: list[Path]) -> pa.Table:
+def _failures(patients: Path) -> pa.Table:
+    """Failed patients and why, from the assembled patients file (four columns, failed rows only)."""
     cols = ["arm", "arm_name", "patient", "status"]
-    rows = pa.concat_tables([pq.read_table(s, columns=cols, filters=[("status", "!=", "ok")]) for s in sources])
+    rows = pq.read_table(patients, columns=cols, filters=[("status", "!=", "ok")])
     return rows.rename_columns([*cols[:-1], "reason"])
 
 
@@ -313,7 +335,7 @@ def execute(p: TrialPlan) -> TrialResult:
     seconds = time.perf_counter() - started
     sources = [_patients_file(p, c) for c in chunks]
     _assemble(sources, p.out / "patients.parquet")
-    _write(_failures(sources), p.out / "failures.parquet")
+    _write(_failures(p.out / "patients.parquet"), p.out / "failures.parquet")
     if p.traj_times is not None:
         _assemble([_trajectory_file(p, c) for c in chunks], p.out / "trajectories.parquet")
     summary = write_summary(p)
@@ -323,10 +345,18 @@ def execute(p: TrialPlan) -> TrialResult:
 
 
 def write_summary(p: TrialPlan) -> dict:
-    """Summarise ``patients.parquet`` into ``summary.json``."""
-    roles = json.loads(pq.read_schema(p.out / "patients.parquet").metadata[ROLES_KEY])
-    patients = pq.read_table(p.out / "patients.parquet", columns=["arm", "status", *roles["endpoints"]]).to_pandas()
-    summary = summarize(p.config, patients, roles["endpoints"])
+    """Summarise ``patients.parquet`` into ``summary.json``.
+
+    Reads one arm at a time and only the columns the statistics need (arm, status, endpoints), so
+    memory holds one arm's endpoints, never the covariates and parameters of the whole trial."""
+    path = p.out / "patients.parquet"
+    endpoints = json.loads(pq.read_schema(path).metadata[ROLES_KEY])["endpoints"]
+    arms = []
+    for a in range(len(p.config.arm)):
+        rows = pq.read_table(path, columns=["arm", "status", *endpoints], filters=[("arm", "=", a)]).to_pandas()
+        arms.append(summarize_arm(p.config, a, rows, endpoints))
+        del rows
+    summary = summary_document(p.config, arms)
     with atomic_path(p.out / "summary.json") as tmp:
         tmp.write_text(json.dumps(summary, indent=2))
     return summary
