@@ -147,6 +147,7 @@ def _steps(sol: Solution) -> dict[str, float]:
 
 def benchmark(args: argparse.Namespace) -> tuple[list[Method], dict]:
     """Solve the population with every method and the reference; timings and endpoint errors."""
+    load = os.getloadavg()
     model = build_model()
     scenario = Scenario.make("mb-cart19", "sle", args.days)
     times = np.arange(scenario.start, np.floor(args.days) + 1)
@@ -189,7 +190,7 @@ def benchmark(args: argparse.Namespace) -> tuple[list[Method], dict]:
     reference = {"method": f"libRoadRunner CVODE, rtol {REF_RTOL:g}, atol {REF_ATOL:g}",
                  "seconds": float(ref.seconds.sum()), "failed": int(ref_failed.sum()), "cvode_warnings": ref.warnings,
                  "cartsim_at_reference_tolerance": _accuracy_record(agreement) | {"steps": _steps(check)}}
-    return methods, {"reference": reference, "cartsim_steps": _steps(sol), "threads": threads}
+    return methods, {"reference": reference, "cartsim_steps": _steps(sol), "threads": threads, "load": load}
 
 
 def _accuracy_record(a: Accuracy) -> dict:
@@ -237,10 +238,11 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def machine(threads: int) -> dict:
+def machine(threads: int, load: tuple[float, float, float]) -> dict:
     return {"platform": platform.platform(), "cpu": _cpu_model(), "cpus": os.cpu_count(),
             "cpus_available": len(os.sched_getaffinity(0)), "memory_gb": psutil.virtual_memory().total / 1024**3,
-            "load_average": os.getloadavg(), "numba_threads": threads, "numba_threading_layer": _layer(),
+            "load_average_at_start": load, "load_average_at_end": os.getloadavg(),
+            "numba_threads": threads, "numba_threading_layer": _layer(),
             "python": platform.python_version(), "cartsim": cartsim.__version__, "numpy": np.__version__,
             "numba": numba.__version__, "scipy": scipy.__version__, "roadrunner": roadrunner.__version__,
             "libsbml": libsbml.getLibSBMLDottedVersion()}
@@ -274,10 +276,11 @@ def print_trial(name: str, t: dict | None) -> None:
     if t is None:
         return
     status = "completed" if t["completed"] else f"stopped (exit status {t['returncode']})"
-    fin = t["peak_rss_finishing_mb"]
+    phases = [f"{phase} {t[key]:.0f} MB" for phase, key in (("simulating", "peak_rss_simulating_mb"),
+                                                            ("finishing", "peak_rss_finishing_mb")) if t[key]]
+    failed = f"; failed patients {t['failed']}" if t.get("failed") else ""
     print(f"{name}: {t['n_total']:,} patients ({t['arms']} arms, {t['workers']} worker(s)) {status} in "
-          f"{t['wall_s']:.1f} s; peak memory {t['peak_rss_mb']:.0f} MB (simulating "
-          f"{t['peak_rss_simulating_mb']:.0f} MB" + (f", finishing {fin:.0f} MB)" if fin else ")"))
+          f"{t['wall_s']:.1f} s; peak memory {t['peak_rss_mb']:.0f} MB ({', '.join(phases)}){failed}")
     if "acceptance" in t:
         acc = t["acceptance"]
         print(f"  acceptance (<= {acc['wall_limit_s']:.0f} s, <= {acc['memory_limit_mb']:.0f} MB): "
@@ -290,9 +293,10 @@ def print_million(m: dict | None) -> None:
     f = m["flatness"]
     print_trial("million-patient trial, simulating", m["simulation"])
     if "early_peak_mb" in f:
-        print(f"  memory over chunks {f['early_chunks']}: {f['early_peak_mb']:.0f} MB; over chunks "
-              f"{f['late_chunks']}: {f['late_peak_mb']:.0f} MB (growth {f['growth_mb']:+.0f} MB, "
-              f"{f['slope_mb_per_1000_chunks']:+.1f} MB per 1000 chunks)")
+        (a0, a1), (b0, b1) = f["early_chunks"], f["late_chunks"]
+        print(f"  memory over chunks {a0}-{a1}: median {f['early_median_mb']:.0f} MB, peak {f['early_peak_mb']:.0f} MB;"
+              f" over chunks {b0}-{b1}: median {f['late_median_mb']:.0f} MB, peak {f['late_peak_mb']:.0f} MB; "
+              f"trend of per-chunk peaks {f['slope_mb_per_1000_chunks']:+.1f} MB per 1000 chunks")
     if "finishing" in m:
         print_trial(f"  finishing phase over {m['n_total']:,} rows ({m['finishing']['copied_chunks']} copied chunks)",
                     m["finishing"])
@@ -333,7 +337,7 @@ def payload(methods: list[Method], extra: dict, args: argparse.Namespace, trial_
         "trial": trial_run,
         "million": million_run,
         "quick": args.quick,
-        "machine": machine(extra["threads"]),
+        "machine": machine(extra["threads"], extra["load"]),
         "git_commit": _git_commit(),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": sys.argv,
@@ -374,8 +378,8 @@ def main() -> None:
         trial_run = trial(args, work)
         print_trial("\ntrial" + (" (--quick: not the 100,000-patient acceptance run)"
                                  if trial_run and trial_run["n_total"] < 100_000 else ""), trial_run)
-        million_run = million(work, args.million_n, args.days, args.trial_workers, args.million_seconds,
-                              early_chunks=10) if args.million else None
+        million_run = (million(work, args.million_n, args.days, args.trial_workers, args.million_seconds)
+                       if args.million else None)
         print_million(million_run)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     results = _finite(payload(methods, extra, args, trial_run, million_run))

@@ -8,7 +8,6 @@ Shared pages count once per process, so the sum overstates what the tree uses.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -56,19 +55,23 @@ def _tree_rss(proc: psutil.Process) -> tuple[int, int]:
     return sum(sizes), max(sizes, default=0)
 
 
-def _stop_tree(proc: psutil.Process) -> None:
-    """Terminate the CLI process started here and its descendants, by id."""
+def _stop_tree(proc: subprocess.Popen) -> None:
+    """Terminate the CLI process started here and its worker processes, by id."""
     try:
-        procs = [*proc.children(recursive=True), proc]
+        workers = psutil.Process(proc.pid).children(recursive=True)
     except psutil.NoSuchProcess:
-        return
-    for p in procs:
+        workers = []
+    for p in workers:
         try:
             p.terminate()
         except psutil.NoSuchProcess:
             pass
-    _, alive = psutil.wait_procs(procs, timeout=15)
-    for p in alive:
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    for p in psutil.wait_procs(workers, timeout=15)[1]:
         p.kill()
 
 
@@ -91,12 +94,13 @@ class TrialRun:
     chunks: int                      # planned
     wall_s: float
     simulating_s: float | None       # until the last chunk file was written
-    completed: bool                  # exited 0 within the time limit
+    completed: bool                  # exited 0 within the time limit (else stopped, or failed)
     returncode: int | None
     peak_rss_mb: float               # process tree, whole run
     peak_rss_simulating_mb: float    # while chunks were being simulated
     peak_rss_finishing_mb: float | None  # after the last chunk: assembling, summary, report
     largest_process_mb: float        # largest single process seen by the polling
+    failed: dict[str, int] | None    # patients that failed, per arm (from summary.json)
     samples: tuple[Sample, ...]
 
     def record(self, points: int = 120) -> dict:
@@ -126,7 +130,7 @@ def run_trial(out: Path, text: str, workers: int, limit_s: float | None = None, 
         while proc.poll() is None:
             now = time.perf_counter() - start
             if limit_s is not None and now > limit_s:
-                _stop_tree(ps)
+                _stop_tree(proc)
                 break
             if now >= next_count:
                 chunks, next_count = _finished_chunks(out / "chunks"), now + 1.0
@@ -143,7 +147,15 @@ def run_trial(out: Path, text: str, workers: int, limit_s: float | None = None, 
     finishing = [s.rss_mb for s in samples if last_chunk_at is not None and s.seconds >= last_chunk_at]
     return TrialRun(cfg.population.n, len(cfg.arm), workers, n_chunks, wall, last_chunk_at, completed,
                     returncode, max((s.rss_mb for s in samples), default=0.0), max(simulating, default=0.0),
-                    max(finishing) if finishing else None, largest / MB, tuple(samples))
+                    max(finishing) if finishing else None, largest / MB, _failed(out) if completed else None,
+                    tuple(samples))
+
+
+def _failed(out: Path) -> dict[str, int] | None:
+    try:
+        return {a["name"]: a["n_failed"] for a in json.loads((out / "summary.json").read_text())["arms"]}
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 def _chunk_size(out: Path) -> int:
@@ -159,18 +171,26 @@ def _chunk_size(out: Path) -> int:
 # ---- memory flatness at a million patients ------------------------------------------------------------------
 
 
-def flatness(samples: tuple[Sample, ...], early_chunks: int) -> dict:
-    """Peak tree memory over the first ``early_chunks`` finished chunks against the second half of the run."""
+def flatness(samples: tuple[Sample, ...]) -> dict:
+    """Tree memory while the first tenth of the finished chunks ran against the second half of the run.
+
+    Peaks show the largest transient (one chunk's solution and tables); medians show the level a leak
+    would raise. The slope is fitted to the per-chunk peaks."""
     done = max((s.chunks for s in samples), default=0)
-    early = [s.rss_mb for s in samples if 1 <= s.chunks <= early_chunks]
-    late = [s.rss_mb for s in samples if s.chunks >= max(early_chunks + 1, done // 2)]
+    k = max(5, done // 10)
+    early = [s.rss_mb for s in samples if 1 <= s.chunks <= k]
+    late = [s.rss_mb for s in samples if s.chunks > max(k, done // 2)]
     if not early or not late:
         return {"chunks_finished": done, "note": "too few chunks finished to compare"}
-    pts = np.array([(s.chunks, s.rss_mb) for s in samples if s.chunks >= 1])
-    slope = float(np.polyfit(pts[:, 0], pts[:, 1], 1)[0]) * 1000 if np.ptp(pts[:, 0]) > 0 else 0.0
-    return {"chunks_finished": done, "early_chunks": [1, early_chunks], "late_chunks": [max(early_chunks + 1,
-            done // 2), done], "early_peak_mb": max(early), "late_peak_mb": max(late),
-            "growth_mb": max(late) - max(early), "slope_mb_per_1000_chunks": slope}
+    peaks: dict[int, float] = {}
+    for s in samples:
+        if s.chunks >= 1:
+            peaks[s.chunks] = max(peaks.get(s.chunks, 0.0), s.rss_mb)
+    x, y = np.array(list(peaks)), np.array(list(peaks.values()))
+    return {"chunks_finished": done, "early_chunks": [1, k], "late_chunks": [max(k, done // 2) + 1, done],
+            "early_peak_mb": max(early), "late_peak_mb": max(late), "early_median_mb": float(np.median(early)),
+            "late_median_mb": float(np.median(late)), "growth_median_mb": float(np.median(late) - np.median(early)),
+            "slope_mb_per_1000_chunks": float(np.polyfit(x, y, 1)[0] * 1000) if np.ptp(x) > 0 else 0.0}
 
 
 def _fill_missing(out: Path, cfg: TrialConfig) -> int:
@@ -199,15 +219,15 @@ def _renumbered(t: pa.Table, c: Chunk, arm_name: str) -> pa.Table:
     return t.replace_schema_metadata(metadata)
 
 
-def million(work: Path, n_total: int, horizon: float, workers: int, limit_s: float, early_chunks: int) -> dict:
+def million(work: Path, n_total: int, horizon: float, workers: int, limit_s: float) -> dict:
     """Memory of a ``n_total``-patient trial: simulated for at most ``limit_s`` (flatness over chunks),
     then, if unfinished, its finishing phase over the full number of rows (resumed with copied chunks)."""
     out = work / "million"
     text = config_text(n_total // len(ARMS), horizon)
     sim = run_trial(out, text, workers, limit_s)
-    result = {"n_total": n_total, "simulation": sim.record(), "flatness": flatness(sim.samples, early_chunks)}
+    result = {"n_total": n_total, "simulation": sim.record(), "flatness": flatness(sim.samples)}
     if not sim.completed:
         copied = _fill_missing(out, parse_config(text))
         fin = run_trial(out, text, workers, resume=True)
-        result["finishing"] = fin.record() | {"copied_chunks": copied}
+        result["finishing"] = fin.record() | {"copied_chunks": copied, "failed": None}   # counts of copies: moot
     return result

@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-import numba
 import numpy as np
 
 from cartsim.engine.compile import compiled
@@ -94,6 +93,8 @@ def _one_patient_at_a_time() -> Iterator[None]:
     steps); with numba's default of one contiguous block per thread, the thread holding them finishes
     long after the others. Scheduling does not change any patient's numbers. (Set from here, not in
     the kernel: a ``with`` block in a cached numba function cannot be cached.)"""
+    import numba  # not at module level: importing cartsim should not import numba
+
     previous = numba.set_parallel_chunksize(1)
     try:
         yield
