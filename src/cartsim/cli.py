@@ -14,8 +14,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cartsim.errors import CartsimInputError
+from cartsim.errors import CartsimInputError, fail
 from cartsim.exporters.cli import export_app
+from cartsim.outputs.files import check_output_dir
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="cartsim: in-silico trials of CAR T-cell therapy for autoimmune disease. "
@@ -27,25 +28,6 @@ app.add_typer(export_app, name="export")
 class Format(str, Enum):
     parquet = "parquet"
     csv = "csv"
-
-
-def _fail(err: Exception) -> None:
-    typer.echo(f"error: {err}", err=True)
-    raise typer.Exit(2)
-
-
-def _check_out(out: Path) -> None:
-    """The output directory must exist or be creatable, and be writable (checked by writing a probe)."""
-    if out.exists() and not out.is_dir():
-        raise CartsimInputError("--out", f"{str(out)!r} exists and is not a directory")
-    probe = out
-    while not probe.exists():
-        probe = probe.parent
-    try:
-        with tempfile.TemporaryFile(dir=probe):
-            pass
-    except OSError as err:
-        raise CartsimInputError("--out", f"cannot write to {str(out)!r} ({err.strerror})") from None
 
 
 @app.command()
@@ -72,16 +54,16 @@ def simulate(
 
     try:
         Scenario.make(therapy, disease, days, dose, lymphodepletion, regimen)  # validate before any work
-        _check_out(out)
+        check_output_dir(out, "--out")
         points = read_observed(observed) if observed is not None else None
         result = run(therapy, disease, float(days), dose, lymphodepletion, regimen)
     except CartsimInputError as err:
-        _fail(err)
+        fail(err)
     try:
         out.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".cartsim-", dir=out))
     except OSError as err:
-        _fail(CartsimInputError("--out", f"cannot create {str(out)!r} ({err.strerror})"))
+        fail(CartsimInputError("--out", f"cannot create {str(out)!r} ({err.strerror})"))
     try:  # write everything into a temporary folder, then move files into place
         traj = tmp / f"trajectories.{fmt.value}"
         if fmt is Format.csv:
@@ -136,14 +118,14 @@ def compare(
 
     try:
         check_inputs(therapy_a, therapy_b, disease, days)  # validate before any work
-        _check_out(out)
+        check_output_dir(out, "--out")
         result = run(therapy_a, therapy_b, disease, days)
     except CartsimInputError as err:
-        _fail(err)
+        fail(err)
     try:
         result.write(out, fmt.value)
     except OSError as err:
-        _fail(CartsimInputError("--out", f"cannot write to {str(out)!r} ({err.strerror})"))
+        fail(CartsimInputError("--out", f"cannot write to {str(out)!r} ({err.strerror})"))
     for line in result.lines():
         typer.echo(f"  {line}")
     typer.echo(f"  wrote {out}/trajectories.{fmt.value}, summary.json, compare.png, compare.svg")
@@ -226,13 +208,13 @@ def trial(
 
     try:
         cfg = load_config(config).with_n(_count("--n", n))
-        _check_out(out)
+        check_output_dir(out, "--out")
         plan = prepare(cfg, out, chunk_size=_count("--chunk-size", chunk_size), resume=resume,
                        save_trajectories=save_trajectories, times=times, workers=_count("--workers", workers),
                        scheduler=scheduler)
         result = execute(plan)
     except CartsimInputError as err:
-        _fail(err)
+        fail(err)
     rate = f" ({result.simulated / result.seconds:,.0f} patients/s)" if result.simulated else ""
     console.print(f"[bold]{cfg.trial.name}[/]: simulated {result.simulated} patients in {result.seconds:.1f} s{rate}")
     for arm in result.summary["arms"]:
@@ -254,6 +236,6 @@ def serve(
         if number is None or not 1 <= number <= 65535:
             raise CartsimInputError("--port", f"must be from 1 to 65535, got {port!r}", "1-65535")
     except CartsimInputError as err:
-        _fail(err)
+        fail(err)
     console.print(f"cartsim serve: http://{host}:{number}/  (research simulation, not medical advice)")
     run(host, number)

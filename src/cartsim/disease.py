@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 
-from cartsim.model.parameters import KINDS, load_table
+from cartsim.model.parameters import checked_overrides, load_table
 
 
 @dataclass(frozen=True)
@@ -27,10 +27,7 @@ def diseases() -> dict[str, Disease]:
     out = {}
     for name, e in raw.items():
         prov = e.get("provenance", {})
-        for key in e["overrides"]:
-            table[key]  # must be a known parameter
-            if prov.get(key, {}).get("kind") not in KINDS or not prov.get(key, {}).get("source"):
-                raise ValueError(f"disease {name!r}: override {key!r} needs a kind and a source")
+        overrides = checked_overrides(f"disease {name!r}", e["overrides"], prov, table)
         out[name] = Disease(name, e["description"], float(e["female_share"]), float(e["age_median"]),
-                            {k: float(v) for k, v in e["overrides"].items()}, prov)
+                            overrides, prov)
     return out

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import NoReturn
+
 
 class CartsimInputError(ValueError):
     """Bad user input. The CLI prints ``error: <field>: <message>`` and exits with code 2."""
@@ -21,3 +23,11 @@ def choose(field: str, value: str, options: dict) -> object:
         return options[value]
     except KeyError:
         raise CartsimInputError(field, f"unknown {field.lstrip('-')} {value!r}", ", ".join(sorted(options))) from None
+
+
+def fail(err: Exception) -> NoReturn:
+    """Command-line exit for bad input: one line ``error: <field>: <message>`` and exit code 2."""
+    import typer  # only the command line needs it
+
+    typer.echo(f"error: {err}", err=True)
+    raise typer.Exit(2)

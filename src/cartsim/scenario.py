@@ -89,7 +89,7 @@ class Scenario:
         out = {k: {"kind": v["kind"], "source": v["source"], "set_by": f"disease {dis.name}"}
                for k, v in dis.provenance.items() if k in dis.overrides}
         if self.product is not None:
-            out |= {k: {"kind": "assumed", "source": self.product.source, "set_by": f"product {self.product.name}"}
+            out |= {k: {"source": self.product.source, "set_by": f"product {self.product.name}"}
                     for k in ("target_cd19", "target_bcma", "costim_expansion", "costim_memory", "car_potency")}
         if self.antibody is not None:
             out |= {k: {**v, "set_by": f"antibody {self.antibody.name}"} for k, v in self.antibody.provenance.items()}

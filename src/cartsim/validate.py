@@ -18,7 +18,6 @@ import sympy as sp
 import yaml
 
 from cartsim import endpoints
-from cartsim.disease import diseases
 from cartsim.engine import Solution
 from cartsim.model import Model, build_model
 from cartsim.model.ir import substitute_derived
@@ -173,8 +172,8 @@ def ofatumumab_depletion() -> dict[str, float]:
 
 
 def zuma1_toxicity() -> dict[str, float]:
-    crs = _grades(_population_run("axi-cel", "lbcl")[0].crs_max_grade)
-    icans = _grades(_population_run("axi-cel", "lbcl")[0].icans_max_grade)
+    ep = _population_run("axi-cel", "lbcl")[0]
+    crs, icans = _grades(ep.crs_max_grade), _grades(ep.icans_max_grade)
     return {"pop_crs_any": crs["pop_fraction_any"], "pop_crs_grade3plus": crs["pop_fraction_grade3plus"],
             "pop_icans_any": icans["pop_fraction_any"], "pop_icans_grade3plus": icans["pop_fraction_grade3plus"]}
 

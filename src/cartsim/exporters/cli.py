@@ -2,37 +2,16 @@
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
-from typing import NoReturn
 
 import typer
 
-from cartsim.errors import CartsimInputError
+from cartsim.errors import CartsimInputError, fail
 from cartsim.exporters import ExportError
-from cartsim.outputs.files import write_text_atomic
+from cartsim.outputs.files import check_output_dir, check_output_file, write_text_atomic
 
 export_app = typer.Typer(add_completion=False, no_args_is_help=True,
                          help="Export the model with a patient and a therapy's doses to other tools' formats.")
-
-
-def _fail(err: Exception) -> NoReturn:
-    typer.echo(f"error: {err}", err=True)
-    raise typer.Exit(2)
-
-
-def check_output_file(path: Path, field: str = "--output") -> None:
-    """``path`` must name a file (not a folder) in an existing, writable folder."""
-    if path.is_dir():
-        raise CartsimInputError(field, f"{str(path)!r} is a directory")
-    folder = path.parent
-    if not folder.is_dir():
-        raise CartsimInputError(field, f"folder {str(folder)!r} does not exist")
-    try:
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as err:
-        raise CartsimInputError(field, f"cannot write to {str(folder)!r} ({err.strerror})") from None
 
 
 @export_app.command("sbml")
@@ -53,29 +32,13 @@ def sbml(
         check_output_file(output)
         text = to_sbml(build_model(), scenario)
     except (CartsimInputError, ExportError) as err:
-        _fail(err)
+        fail(err)
     try:
         write_text_atomic(output, text)
     except OSError as err:
-        _fail(CartsimInputError("--output", f"cannot write {str(output)!r} ({err.strerror})"))
+        fail(CartsimInputError("--output", f"cannot write {str(output)!r} ({err.strerror})"))
     typer.echo(f"wrote {output} ({therapy} in {disease}, typical patient; SBML time 0 is day "
                f"{scenario.start:g}, parameter {TIME_OFFSET})")
-
-
-def check_output_dir(path: Path, field: str = "--output") -> None:
-    """``path`` must be a directory or creatable as one, somewhere writable (checked by writing a probe)."""
-    if path.exists() and not path.is_dir():
-        raise CartsimInputError(field, f"{str(path)!r} exists and is not a directory")
-    probe = path
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir():
-        raise CartsimInputError(field, f"{str(probe)!r} is not a directory")
-    try:
-        with tempfile.TemporaryFile(dir=probe):
-            pass
-    except OSError as err:
-        raise CartsimInputError(field, f"cannot write to {str(path)!r} ({err.strerror})") from None
 
 
 def _whole(field: str, text: str, least: int) -> int:
@@ -119,13 +82,13 @@ def petab(
             label = f"SIMULATED typical patient ({therapy} in {disease}; model prediction, not observed data)"
         files = petab_files(model, scenario, dataset, dataset_id, label)
     except (CartsimInputError, ExportError) as err:
-        _fail(err)
+        fail(err)
     try:
         output.mkdir(parents=True, exist_ok=True)
         for name, text in files.items():
             write_text_atomic(output / name, text)
     except OSError as err:
-        _fail(CartsimInputError("--output", f"cannot write {str(output)!r} ({err.strerror})"))
+        fail(CartsimInputError("--output", f"cannot write {str(output)!r} ({err.strerror})"))
     n_obs = int(((dataset.EVID == 0) & (dataset.MDV == 0)).sum())
     source = str(data) if data is not None else "simulated typical patient"
     typer.echo(f"wrote {output}/{FILES['problem']} and its tables: {therapy} in {disease}, {n_obs} observations "
@@ -160,12 +123,12 @@ def nonmem(
                  f"{scenario.days:g} days")
         define = define_text(model, scenario, dataset, title)
     except (CartsimInputError, ExportError) as err:
-        _fail(err)
+        fail(err)
     define_path = output.with_suffix(".define.txt")
     try:
         write_text_atomic(define_path, define)
         write_text_atomic(output, to_csv(dataset))
     except OSError as err:
-        _fail(CartsimInputError("--output", f"cannot write {str(output)!r} ({err.strerror})"))
+        fail(CartsimInputError("--output", f"cannot write {str(output)!r} ({err.strerror})"))
     typer.echo(f"wrote {output} ({len(dataset)} records of {size} simulated patients: {therapy} in {disease}) "
                f"and {define_path}")

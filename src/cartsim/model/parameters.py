@@ -86,3 +86,12 @@ def load_table() -> ParameterTable:
             iiv_omega=float(entry.get("iiv_omega", 0.0)),
         ))
     return ParameterTable(records)
+
+
+def checked_overrides(owner: str, overrides: dict, provenance: dict, table: ParameterTable) -> dict[str, float]:
+    """Parameter values that a disease or therapy sets, each a known parameter with a kind and a source."""
+    for key in overrides:
+        table[key]  # must be a known parameter
+        if provenance.get(key, {}).get("kind") not in KINDS or not provenance.get(key, {}).get("source"):
+            raise ValueError(f"{owner}: override {key!r} needs a kind and a source")
+    return {k: float(v) for k, v in overrides.items()}

@@ -16,8 +16,7 @@ from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, MultipleLocator  # noqa: E402
 
 from cartsim.endpoints import CART_DETECTION_LIMIT, REAPPEARANCE_LIMIT, REPLETION_LIMIT  # noqa: E402
-from cartsim.outputs.files import atomic_path  # noqa: E402
-from cartsim.outputs.plots import _col  # noqa: E402
+from cartsim.outputs.plots import _col, save_figure  # noqa: E402
 from cartsim.simulate import SimulationResult  # noqa: E402
 
 FOOTER = "cartsim research simulation, not medical advice"
@@ -178,10 +177,4 @@ def plot_comparison(results: Sequence[SimulationResult], path: Path | str, title
     fig.text(0.01, 0.005, FOOTER, ha="left", va="bottom", fontsize=8, color="0.4")
     fig.tight_layout(rect=(0, 0.02, 1, 1))
 
-    try:
-        with atomic_path(path, suffix=".png") as tmp:
-            fig.savefig(tmp, dpi=120, format="png")
-        with atomic_path(path.with_suffix(".svg"), suffix=".svg") as tmp:
-            fig.savefig(tmp, format="svg")
-    finally:
-        plt.close(fig)
+    save_figure(fig, path, svg=True)

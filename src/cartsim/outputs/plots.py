@@ -144,8 +144,16 @@ def plot_trajectories(
     fig.text(0.99, 0.005, FOOTER, ha="right", va="bottom", fontsize=7, color="grey")
     fig.tight_layout(rect=(0, 0.015, 1, 1))
 
+    save_figure(fig, path)
+
+
+def save_figure(fig: plt.Figure, path: Path, svg: bool = False) -> None:
+    """Write ``fig`` to ``path`` as PNG (and beside it as SVG), atomically, and close it."""
     try:
         with atomic_path(path, suffix=".png") as tmp:
             fig.savefig(tmp, dpi=120, format="png")
+        if svg:
+            with atomic_path(path.with_suffix(".svg"), suffix=".svg") as tmp:
+                fig.savefig(tmp, format="svg")
     finally:
         plt.close(fig)

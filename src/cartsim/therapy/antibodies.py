@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from importlib import resources
 
-from cartsim.model.parameters import KINDS, load_table
+from cartsim.model.parameters import checked_overrides, load_table
 from cartsim.therapy.regimen import Dose, Regimen
 
 # model states that receive doses, by route
@@ -51,11 +51,7 @@ def antibodies() -> dict[str, Antibody]:
     out = {}
     for name, e in raw.items():
         prov = e.get("provenance", {})
-        for key in e["overrides"]:
-            table[key]  # must be a known parameter
-            if prov.get(key, {}).get("kind") not in KINDS or not prov.get(key, {}).get("source"):
-                raise ValueError(f"antibody {name!r}: override {key!r} needs a kind and a source")
+        overrides = checked_overrides(f"antibody {name!r}", e["overrides"], prov, table)
         regimen = Regimen.parse(e["regimen"], field=f"antibodies.toml [{name}] regimen")
-        out[name] = Antibody(name, e["description"], regimen, e["source"],
-                             {k: float(v) for k, v in e["overrides"].items()}, prov)
+        out[name] = Antibody(name, e["description"], regimen, e["source"], overrides, prov)
     return out
