@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 import pytest
 
 from cartsim.errors import CartsimInputError
@@ -126,7 +127,16 @@ ROUND_TRIP = [
     "100 mg IV every 1.5 weeks from day 2 for 3 doses until day 9, then 7 mg SC every 1 day",
     "20 mg sc on days 0, 7 and 14; then every 4 weeks from day 28", "1e-3 mg IV on day 1e2",
     "375 mg IV every 1 week for 4 doses, then 375 mg IV every 8 weeks for 3 doses, then 1000 mg IV on day 400",
+    "44 ug SC 3 times weekly", "22 ug SC 3 times weekly for 6 doses, then 44 ug SC 3 times weekly",
 ]
+
+
+def test_times_weekly_is_evenly_spaced():
+    r = Regimen.parse("44 ug SC 3 times weekly")
+    days = [d.day for d in r.doses(14.0)]
+    assert len(days) == 6 and days[0] == 0.0
+    assert np.allclose(np.diff(days), 7 / 3)
+    assert r.doses(14.0)[0].amount_mg == pytest.approx(0.044)
 
 
 @pytest.mark.parametrize("text", ROUND_TRIP)
@@ -178,6 +188,8 @@ def test_round_trip_random(seed):
     ("300 mg IV on days 14 and 0", "0", "increase"),
     ("300 mg IV on days 0, 7 and 7", "7", "increase"),
     ("300 mg IV on day 0, then", "<end>", "after 'then'"),
+    ("44 ug SC 2.5 times weekly", "2.5", "whole number"),
+    ("44 ug SC 3 times daily", "daily", "'weekly'"),
     ("", "<end>", "amount"),
     ("   ", "<end>", "amount"),
     ("0 mg IV on day 0", "0 mg", "positive"),
@@ -195,7 +207,7 @@ def test_round_trip_random(seed):
     ("500 mg/m2 IV every 4 weeks", "/", "unexpected character"),
     ("300 mg IV on day 0,", "<end>", "'then'"),
     ("300 mg IV on day 0 and", "<end>", "a day"),
-    ("300 mg IV", "<end>", "'on day(s)' or 'every'"),
+    ("300 mg IV", "<end>", "'on day(s)', 'every' or '<n> times weekly'"),
     ("300 mg IV on day 0 until day 9", "until", "', then' or end of text"),
     ("1e999 mg IV on day 0", "1e999", "finite"),
 ])

@@ -144,11 +144,12 @@ def validate(as_json: bool = typer.Option(False, "--json", help="print a JSON li
         for col in ("target", "metric", "predicted", "accept", "result"):
             t.add_column(col)
         for c in checks:
-            t.add_row(c.id, c.metric, f"{c.predicted:.4g}", f"[{c.accept[0]:g}, {c.accept[1]:g}]",
-                      "[green]pass[/]" if c.passed else "[red]MISS[/]")
+            t.add_row(c.id, c.metric + (" (calibrated)" if c.calibrated else ""), f"{c.predicted:.4g}",
+                      f"[{c.accept[0]:g}, {c.accept[1]:g}]", "[green]pass[/]" if c.passed else "[red]MISS[/]")
         console.print(t)
         n_fail = sum(not c.passed for c in checks)
-        console.print(f"{len(checks) - n_fail} passed, {n_fail} failed")
+        console.print(f"{len(checks) - n_fail} passed, {n_fail} failed; '(calibrated)': a parameter was fitted "
+                      "to that number, so the check confirms the fit rather than predicts")
     if not all(c.passed for c in checks):
         raise typer.Exit(1)
 
@@ -163,10 +164,12 @@ def parameters(as_json: bool = typer.Option(False, "--json", help="print JSON in
     rows = [{"name": r.name, "value": r.value, "unit": r.unit, "component": r.component, "kind": r.kind,
              "source": r.source, "iiv_omega": r.iiv_omega} for r in table]
     for d in diseases().values():
-        for k, v in d.overrides.items():
-            r, prov = table[k], d.provenance[k]
-            rows.append({"name": f"{k} [{d.name}]", "value": v, "unit": r.unit, "component": r.component,
-                         "kind": prov["kind"], "source": prov["source"], "iiv_omega": r.iiv_omega})
+        for label, course in ((d.name, None), *((f"{d.name} {c}", c) for c in d.courses)):
+            prov = d.value_provenance(course)
+            for k, v in (d.values(course).items() if course is None else d.courses[course].overrides.items()):
+                r = table[k]
+                rows.append({"name": f"{k} [{label}]", "value": v, "unit": r.unit, "component": r.component,
+                             "kind": prov[k]["kind"], "source": prov[k]["source"], "iiv_omega": r.iiv_omega})
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return

@@ -11,7 +11,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from cartsim import ms_outcomes
 from cartsim.engine import Solution
+from cartsim.population import Population
 from cartsim.model.parameters import ParameterTable
 
 REAPPEARANCE_LIMIT = 1.0      # cells/uL, flow-cytometry detection limit (endpoint dictionary)
@@ -19,7 +21,9 @@ REPLETION_LIMIT = 80.0        # cells/uL, lower limit of normal (endpoint dictio
 CART_DETECTION_LIMIT = 0.1    # cells/uL, about the qPCR limit (endpoint dictionary)
 
 COLUMNS = ("b_blood_per_uL", "naive_fraction_blood", "car_blood_per_uL", "il6_signal", "icans_signal",
-           "igg", "autoantibody", "toci_central")
+           "igg", "autoantibody", "toci_central", "cns_plasma_cells", "intrathecal_igg", "relapse_cum", "pira_cum",
+           "gd_active")
+MRI_INTERVAL_DAYS = 168.0     # scheduled MRI every 24 weeks unless configured (endpoint dictionary)
 
 
 def _after_nadir(times: np.ndarray, b: np.ndarray, limit: np.ndarray | float,
@@ -59,11 +63,35 @@ def persistence_halflives(times: np.ndarray, car: np.ndarray, tmax: np.ndarray) 
     return slope(tmax + 3, tmax + 14), slope(np.full_like(tmax, 180.0), np.full_like(tmax, 365.0))
 
 
-def compute(sol: Solution, table: ParameterTable, last_dose_day: float | None = None) -> pd.DataFrame:
+def _fraction_on(t: np.ndarray, values: np.ndarray, day: float) -> np.ndarray:
+    """``values`` on ``day`` as a fraction of day 0 (NaN if the horizon ends before)."""
+    if day > t[-1]:
+        return np.full(values.shape[0], np.nan)
+    i0 = np.searchsorted(t, 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.array([np.interp(day, t, v) for v in values]) / values[:, i0]
+
+
+def ms_events(sol: Solution, table: ParameterTable, population: Population,
+              mri_interval_days: float = MRI_INTERVAL_DAYS) -> dict[str, np.ndarray]:
+    """Relapse, MRI and disability endpoints (``cartsim.ms_outcomes``), from day 0 to the horizon."""
+    post = sol.times >= 0
+    t = sol.times[post]
+    x = ms_outcomes.Intensities(t, sol.column("relapse_cum")[:, post], sol.column("pira_cum")[:, post],
+                                sol.column("gd_active")[:, post])
+    edss0 = population.covariates["edss"].to_numpy(float)
+    rngs = [population.event_rng(k) for k in range(len(population))]
+    return ms_outcomes.draw(x, edss0, rngs, table.value("ms_raw_probability"), float(t[-1]), mri_interval_days)
+
+
+def compute(sol: Solution, table: ParameterTable, last_dose_day: float | None = None,
+            population: Population | None = None, mri_interval_days: float = MRI_INTERVAL_DAYS) -> pd.DataFrame:
     """One row per patient with every endpoint the model can compute.
 
     ``last_dose_day``: the last dose of a repeated antibody regimen, from which
-    ``bcell_repletion_after_last_dose_week`` counts (NaN without one).
+    ``bcell_repletion_after_last_dose_week`` counts (NaN without one). ``population``: the
+    patients (their covariates and random streams); the MS endpoints (relapses, lesions,
+    disability) are computed for patients with an MS course.
     """
     t = sol.times
     post = t >= 0
@@ -97,8 +125,15 @@ def compute(sol: Solution, table: ParameterTable, last_dose_day: float | None = 
     icans_thr = [table.value(f"icans_grade{g}") for g in range(1, 5)]
     out["crs_max_grade"] = grade(sol.column("il6_signal")[:, post].max(axis=1), crs_thr)
     out["icans_max_grade"] = grade(sol.column("icans_signal")[:, post].max(axis=1), icans_thr)
-    out["tocilizumab_given"] = np.isfinite(sol.trigger_times).any(axis=(1, 2)) if sol.trigger_times.size else \
-        np.zeros(b.shape[0], bool)
+    fired = np.isfinite(sol.trigger_times) if sol.trigger_times.size else np.zeros((b.shape[0], 1, 1), bool)
+    out["tocilizumab_given"] = fired[:, 0].any(axis=1)        # the rescue is always the first trigger
+    if fired.shape[1] > 1:                                       # re-treatment: day of the second infusion
+        retreated = fired[:, 1, 0]
+        out["retreatment_day"] = np.where(retreated, sol.trigger_times[:, 1, 0], t[-1])
+        out["retreatment_censored"] = ~retreated
+    else:                                                        # not applicable (no re-treatment rule)
+        out["retreatment_day"] = np.full(b.shape[0], np.nan)
+        out["retreatment_censored"] = np.zeros(b.shape[0], bool)
     igg = sol.column("igg")
     out["igg_nadir_fraction"] = igg[:, post].min(axis=1) / igg[:, 0]
     aab = sol.column("autoantibody")
@@ -106,6 +141,10 @@ def compute(sol: Solution, table: ParameterTable, last_dose_day: float | None = 
     with np.errstate(divide="ignore", invalid="ignore"):
         out["autoantibody_fraction_day_180"] = (aab[:, i180] / aab[:, 0]) if i180 < t.size else \
             np.full(b.shape[0], np.nan)
+    out["cns_plasma_cell_fraction_day_90"] = _fraction_on(t, sol.column("cns_plasma_cells"), 90.0)
+    out["intrathecal_igg_fraction_day_180"] = _fraction_on(t, sol.column("intrathecal_igg"), 180.0)
+    if population is not None and "ms_course" in population.covariates:
+        out |= ms_events(sol, table, population, mri_interval_days)
     df = pd.DataFrame(out)
     df = df.astype({c: "boolean" for c in df.columns if df[c].dtype == bool})
     df = df.astype({c: "Int64" for c in ("crs_max_grade", "icans_max_grade")})

@@ -12,15 +12,17 @@ from cartsim.errors import CartsimInputError, choose
 from cartsim.model import Model, build_model
 from cartsim.population import Population
 from cartsim.therapy import Antibody, CarTProduct, antibodies, lymphodepletion_regimens, products
-from cartsim.therapy.antibodies import DOSE_STATE, FIRST_DOSE_STATES
 
 RESCUE = (Trigger("il6_signal", "crs_il6_grade2", "toci_central", "toci_dose_mg"),)
+# re-treatment: a second infusion of the same CAR-T product when autoreactive clones return
+RETREAT = Trigger("autoreactive_level", "retreat_threshold", "car_eff", "car_retreat_dose")
 
 THERAPIES_UNTREATED = "untreated"
+PLACEBO = "placebo"   # no drug effect (the model has no placebo response); named for trial arms
 
 
 def therapy_names() -> list[str]:
-    return [*products(), *antibodies(), THERAPIES_UNTREATED]
+    return [*products(), *antibodies(), PLACEBO, THERAPIES_UNTREATED]
 
 
 @dataclass(frozen=True)
@@ -29,55 +31,95 @@ class Scenario:
     product: CarTProduct | None     # a CAR-T product, or None
     days: float
     antibody: Antibody | None = None  # an anti-CD20 antibody with its regimen, or None
+    course: str | None = None         # the disease course (MS: rrms, spms, ppms), or None
+    label: str | None = None          # the therapy's name when there is no drug ('placebo')
+    retreat: bool = False             # a second CAR-T infusion when autoreactive clones return
+    parameters: tuple[tuple[str, float], ...] = ()   # model parameters the scenario sets (e.g. reset_halflife)
 
     @staticmethod
     def make(therapy: str, disease: str = "sle", days: float = 365, dose: str | None = None,
-             lymphodepletion: str | None = None, regimen: str | None = None) -> "Scenario":
+             lymphodepletion: str | None = None, regimen: str | None = None,
+             course: str | None = None, maintenance: str | None = None, retreat: bool = False,
+             parameters: dict[str, float] | None = None) -> "Scenario":
+        """A scenario from names. ``maintenance``: an antibody given after a CAR-T product (its doses from
+        ``regimen``); ``retreat``: re-infuse the product when autoreactive clones return; ``parameters``:
+        model parameter values for this scenario (each patient's random effect is kept)."""
         dis = choose("--disease", disease, diseases())
+        if course is not None:
+            if not dis.courses:
+                raise CartsimInputError("--ms-course", f"disease {disease!r} has no courses", "no course")
+            choose("--ms-course", course, dis.courses)
         product, antibody = None, None
         choose("--therapy", therapy, dict.fromkeys(therapy_names()))
+        if (maintenance is not None or retreat) and therapy not in products():
+            raise CartsimInputError("--maintenance" if maintenance is not None else "--retreat",
+                                    f"applies after a CAR-T product, got therapy {therapy!r}", ", ".join(products()))
         if therapy in antibodies():
             if dose is not None or lymphodepletion is not None:
                 raise CartsimInputError("--therapy", f"{therapy!r} is an antibody: set its doses with --regimen, "
                                         "not --dose or --lymphodepletion")
             antibody = antibodies()[therapy].with_regimen(regimen)
-        elif regimen is not None:
+        elif regimen is not None and maintenance is None:
             raise CartsimInputError("--regimen", f"{therapy!r} takes no regimen; regimens apply to the antibodies",
                                     ", ".join(antibodies()))
-        elif therapy == THERAPIES_UNTREATED:
+        elif therapy in (THERAPIES_UNTREATED, PLACEBO):
             if dose is not None or lymphodepletion is not None:
-                raise CartsimInputError("--therapy", "'untreated' takes no --dose or --lymphodepletion")
+                raise CartsimInputError("--therapy", f"{therapy!r} takes no --dose or --lymphodepletion")
         else:
             product = products()[therapy].with_dose(dose).with_lymphodepletion(lymphodepletion)
+            if maintenance is not None:
+                antibody = choose("--maintenance", maintenance, antibodies()).with_regimen(regimen)  # type: ignore[union-attr]
         try:
             days = float(days)
         except (TypeError, ValueError):
             raise CartsimInputError("--days", f"must be a number, got {days!r}", "a whole number of days >= 1")
         if not np.isfinite(days) or days < 1:
             raise CartsimInputError("--days", f"must be at least 1, got {days:g}", "a whole number of days >= 1")
-        return Scenario(dis, product, days, antibody)
+        table = build_model().table
+        for name, value in (parameters or {}).items():
+            if name not in table:
+                raise CartsimInputError("--parameter", f"unknown model parameter {name!r}",
+                                        "a parameter of `cartsim parameters`")
+            if table[name].kind == "derived":
+                raise CartsimInputError("--parameter", f"{name!r} is derived from other parameters; set those",
+                                        "a parameter that is not derived")
+            if not isinstance(value, (int, float)) or not np.isfinite(value) or value < 0:
+                raise CartsimInputError("--parameter", f"{name} must be a finite number >= 0, got {value!r}",
+                                        "a finite number >= 0")
+        return Scenario(dis, product, days, antibody, course, PLACEBO if therapy == PLACEBO else None, retreat,
+                        tuple(sorted((k, float(v)) for k, v in (parameters or {}).items())))
 
     @property
     def therapy(self) -> str:
         """The therapy's name ('untreated' when there is none)."""
-        return (self.product or self.antibody).name if (self.product or self.antibody) else THERAPIES_UNTREATED
+        drug = self.product or self.antibody
+        return drug.name if drug else (self.label or THERAPIES_UNTREATED)
 
     def describe(self) -> str:
         """One line: the therapy and how it is given."""
+        text = self.therapy
         if self.product is not None:
-            return f"{self.product.name} ({self.product.dose}, lymphodepletion {self.product.lymphodepletion})"
+            text = f"{self.product.name} ({self.product.dose}, lymphodepletion {self.product.lymphodepletion})"
+            if self.retreat:
+                text += ", re-infused once when autoreactive clones return"
         if self.antibody is not None:
-            return f"{self.antibody.name} ({self.antibody.regimen})"
-        return THERAPIES_UNTREATED
+            ab = f"{self.antibody.name} ({self.antibody.regimen})"
+            text = f"{text}, then {ab}" if self.product is not None else ab
+        if self.parameters:
+            text += "; with " + ", ".join(f"{k} = {v:g}" for k, v in self.parameters)
+        return text
+
+    def triggers(self) -> tuple[Trigger, ...]:
+        """State-triggered doses: tocilizumab rescue (always first), and re-treatment when asked for."""
+        return RESCUE + ((RETREAT,) if self.retreat else ())
 
     def dosing(self) -> list[tuple[float, str]]:
         """Drug administrations over the horizon as (day, label); lymphodepletion is not counted."""
-        if self.product is not None:
-            return [(0.0, f"{self.product.name} infusion ({self.product.dose})")]
+        out = [(0.0, f"{self.product.name} infusion ({self.product.dose})")] if self.product is not None else []
         if self.antibody is not None:
-            return [(d.day, f"{self.antibody.name} {d.amount_mg:g} mg {d.route}")
+            out += [(d.day, f"{self.antibody.name} {d.amount_mg:g} mg {d.route}")
                     for d in self.antibody.doses(self.days)]
-        return []
+        return out
 
     def last_dose_day(self) -> float | None:
         """Day of the last antibody dose within the horizon (None for CAR-T and untreated)."""
@@ -85,14 +127,15 @@ class Scenario:
 
     def parameter_provenance(self) -> dict[str, dict[str, str]]:
         """Where the values this scenario sets (disease, product, antibody) come from."""
-        dis = self.disease
-        out = {k: {"kind": v["kind"], "source": v["source"], "set_by": f"disease {dis.name}"}
-               for k, v in dis.provenance.items() if k in dis.overrides}
+        out = {k: {"kind": v["kind"], "source": v["source"], "set_by": v["set_by"]}
+               for k, v in self.disease.value_provenance(self.course).items()}
         if self.product is not None:
             out |= {k: {"source": self.product.source, "set_by": f"product {self.product.name}"}
                     for k in ("target_cd19", "target_bcma", "costim_expansion", "costim_memory", "car_potency")}
         if self.antibody is not None:
             out |= {k: {**v, "set_by": f"antibody {self.antibody.name}"} for k, v in self.antibody.provenance.items()}
+        out |= {k: {"kind": "assumed", "source": f"scenario value {v:g}", "set_by": "scenario"}
+                for k, v in self.parameters}
         return out
 
     @property
@@ -111,10 +154,30 @@ class Scenario:
         return np.unique(np.round(np.concatenate([fine, daily, [self.days]]), 10))
 
     def patient_inputs(self, model: Model, population: Population) -> tuple[Population, Doses]:
-        """Product-set parameters and the dose events of every patient."""
-        n = len(population)
+        """Therapy-set parameters and the dose events of every patient."""
+        population, doses = self._product_inputs(model, population)
         if self.antibody is not None:
-            return self._antibody_inputs(model, population)
+            population, more = self._antibody_inputs(model, population)
+            doses = Doses(*(np.concatenate([a, b], axis=1) for a, b in
+                            zip((doses.time, doses.state, doses.amount, doses.duration),
+                                (more.time, more.state, more.amount, more.duration))))
+        if self.parameters:
+            population = population.with_parameters(self._keep_random_effects(model, population,
+                                                                              dict(self.parameters)))
+        return population, doses
+
+    def _keep_random_effects(self, model: Model, population: Population,
+                             values: dict[str, float]) -> dict[str, np.ndarray | float]:
+        """``values`` as typical values: patients keep their random effect (ratio to the typical value)."""
+        out: dict[str, np.ndarray | float] = {}
+        for name, v in values.items():
+            typical = self.disease.values(self.course).get(name, model.table.value(name))
+            iiv = model.table[name].iiv_omega > 0 and typical != 0
+            out[name] = population.column(name) * (v / typical) if iiv else v
+        return out
+
+    def _product_inputs(self, model: Model, population: Population) -> tuple[Population, Doses]:
+        n = len(population)
         if self.product is None:
             return population, Doses.empty(n)
         population = population.with_parameters(self.product.model_parameters(model.table))
@@ -125,6 +188,9 @@ class Scenario:
         events += [(d, "flu", np.full(n, mg)) for d, mg in reg.fludarabine]
         events += [(d, "cy", np.full(n, mg)) for d, mg in reg.cyclophosphamide]
         cells = [self.product.infused_cells(w) for w in weight]
+        if self.retreat:
+            population = population.with_parameters(
+                {"car_retreat_dose": np.array([c["car_eff"] + c["car_mem"] for c in cells]) / blood_ul})
         for state in ("car_eff", "car_mem", "t_endo"):
             events.append((0.0, state, np.array([c[state] for c in cells]) / blood_ul))
         doses = Doses(
@@ -139,16 +205,15 @@ class Scenario:
         """Antibody parameters (keeping each patient's random effect) and the regimen's dose events."""
         ab = self.antibody
         assert ab is not None
-        values = {}
-        for name, v in ab.model_parameters().items():
-            typical = self.disease.overrides.get(name, model.table.value(name))
-            iiv = model.table[name].iiv_omega > 0 and typical != 0
-            values[name] = population.column(name) * (v / typical) if iiv else v
-        population = population.with_parameters(values)
+        population = population.with_parameters(self._keep_random_effects(model, population, ab.model_parameters()))
         doses = ab.doses(self.days)
-        events = [(d.day, DOSE_STATE[d.route], d.amount_mg, d.duration_days) for d in doses]
+        for d in doses:
+            if d.route not in ab.dose_states:
+                raise CartsimInputError("--regimen", f"{ab.name} is not given {d.route}",
+                                        ", ".join(ab.dose_states))
+        events = [(d.day, ab.dose_states[d.route], d.amount_mg, d.duration_days) for d in doses]
         if doses:
-            events += [(doses[0].day, s, 1.0, 0.0) for s in FIRST_DOSE_STATES]
+            events += [(doses[0].day, s, 1.0, 0.0) for s in ab.first_dose_states]
         n = len(population)
         col = lambda k, dtype=float: np.tile(np.array([e[k] for e in events], dtype=dtype), (n, 1))  # noqa: E731
         idx = [model.state_index(e[1]) for e in events]
@@ -160,4 +225,4 @@ class Scenario:
         model = model or build_model()
         population, doses = self.patient_inputs(model, population)
         times = self.output_times() if times is None else times
-        return solve(model, population.params, times, columns, doses, RESCUE, t0=self.start, **solver)
+        return solve(model, population.params, times, columns, doses, self.triggers(), t0=self.start, **solver)

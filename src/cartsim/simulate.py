@@ -35,12 +35,13 @@ def simulate(therapy: str, disease: str = "sle", days: float = 365, dose: str | 
     """
     model = build_model()
     scenario = Scenario.make(therapy, disease, days, dose, lymphodepletion, regimen)
-    sol = scenario.run(typical(model, scenario.disease),
+    population = typical(model, scenario.disease, scenario.course)
+    sol = scenario.run(population,
                        columns=tuple(dict.fromkeys(TRAJECTORY_COLUMNS + endpoints.COLUMNS)))
     if sol.failures:
         raise RuntimeError(f"simulation failed: {sol.failures[0]}")
     df = pd.DataFrame(sol.values[0], columns=sol.columns)[list(TRAJECTORY_COLUMNS)]
     df.insert(0, "day", sol.times)
-    ep = endpoints.compute(sol, model.table, scenario.last_dose_day()).iloc[0].to_dict()
+    ep = endpoints.compute(sol, model.table, scenario.last_dose_day(), population).iloc[0].to_dict()
     fires = [float(t) for t in sol.trigger_times[0].ravel() if t == t]
     return SimulationResult(scenario, df, ep, fires, scenario.dosing())

@@ -77,7 +77,7 @@ def petab(
             dataset = read_nonmem(data, "--data")
             dataset_id, label = "data", f"{data.name}"
         else:
-            dataset = simulate_dataset(model, scenario, typical(model, scenario.disease))
+            dataset = simulate_dataset(model, scenario, typical(model, scenario.disease, scenario.course))
             dataset_id = "simulated_typical_patient"
             label = f"SIMULATED typical patient ({therapy} in {disease}; model prediction, not observed data)"
         files = petab_files(model, scenario, dataset, dataset_id, label)
@@ -118,7 +118,7 @@ def nonmem(
         size, rng = _whole("--n", n, 1), _whole("--seed", seed, 0)
         check_output_file(output)
         model = build_model()
-        dataset = simulate_dataset(model, scenario, sample(model, scenario.disease, size, rng))
+        dataset = simulate_dataset(model, scenario, sample(model, scenario.disease, size, rng, course=scenario.course))
         title = (f"SIMULATED virtual cohort (not observed data): {therapy} in {disease}, n={size}, seed={rng}, "
                  f"{scenario.days:g} days")
         define = define_text(model, scenario, dataset, title)

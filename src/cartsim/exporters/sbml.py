@@ -58,6 +58,8 @@ _NAMED: dict[str, list[UnitTerm]] = {
     "cells": [(libsbml.UNIT_KIND_ITEM, 1, 0, 1.0)],
     "h": [(libsbml.UNIT_KIND_SECOND, 1, 0, 3600.0)],
     "day": [(libsbml.UNIT_KIND_SECOND, 1, 0, 86400.0)],
+    "year": [(libsbml.UNIT_KIND_SECOND, 1, 0, 86400.0 * 365.25)],
+    "lesions": [(libsbml.UNIT_KIND_ITEM, 1, 0, 1.0)],
     "nM": [(libsbml.UNIT_KIND_MOLE, 1, -9, 1.0), (libsbml.UNIT_KIND_LITRE, -1, 0, 1.0)],
     "kDa": [(libsbml.UNIT_KIND_GRAM, 1, 3, 1.0), (libsbml.UNIT_KIND_MOLE, -1, 0, 1.0)],
 }
@@ -104,7 +106,7 @@ def export_inputs(model: Model, scenario: Scenario | None = None, population: Po
         params = (population.params[row] if population is not None
                   else np.array([model.table.value(p) for p in model.parameters]))
         return ExportInputs(np.asarray(params, float), (), (), 0.0, {}, "cartsim model, no therapy")
-    population = population if population is not None else typical(model, scenario.disease)
+    population = population if population is not None else typical(model, scenario.disease, scenario.course)
     population, doses = scenario.patient_inputs(model, population)
     events = tuple(
         Dose(float(t), model.state_names[int(s)], float(a), float(d))

@@ -80,7 +80,20 @@ def add(b: ModelBuilder) -> None:
         s = sp.Symbol(naive)
         b.flow(naive, None, d_n * s, "naive death")
         b.flow(naive, "b_mem_tissue", a_n * s, "activation to memory")
-    b.flow(None, "b_auto", recruit * a_n * nt,
+    # The immune "reset": once autoreactive clones are nearly eliminated (below ``reset_threshold`` of
+    # baseline, as after CD19 CAR-T), recruitment of new autoreactive clones is suppressed, and recovers with
+    # half-life ``reset_halflife`` (the durability of the reset, which nobody has measured in MS).
+    rel = b.observe("autoreactive_level", au / (a0 + p("auto_floor")), "1",
+                    "autoreactive memory B cells relative to baseline")
+    eps = p("reset_threshold")
+    elim = eps**4 / (eps**4 + rel**4)
+    k_on, k_off = p("reset_k_on"), sp.log(2) / p("reset_halflife")
+    elim0 = eps**4 / (eps**4 + (a0 / (a0 + p("auto_floor")))**4)
+    r0 = b.derive("reset0", k_on * elim0 / (k_on * elim0 + k_off))
+    reset = b.state("auto_reset", "1", "suppression of autoreactive-clone recruitment after their elimination", r0)
+    b.flow(None, "auto_reset", k_on * elim * (1 - reset), "onset when autoreactive clones are eliminated")
+    b.flow("auto_reset", None, k_off * reset, "waning (durability of the reset)")
+    b.flow(None, "b_auto", recruit * a_n * nt * (1 - reset) / (1 - r0),
            "recruitment of new autoreactive clones from activated naive cells (negligible drain on naive cells)")
     for mem in ("b_mem_blood", "b_mem_tissue"):
         s = sp.Symbol(mem)

@@ -26,6 +26,7 @@ class State:
     component: str
     description: str
     initial: sp.Expr  # steady state without therapy, in parameters
+    cumulative: bool = False  # an integral over time (expected events so far), not a pool at steady state
 
 
 @dataclass(frozen=True)
@@ -138,10 +139,11 @@ class ModelBuilder:
         self._derived[name] = sp.sympify(expr)
         return sp.Symbol(name)
 
-    def state(self, name: str, unit: str, description: str, initial: sp.Expr | float) -> sp.Symbol:
+    def state(self, name: str, unit: str, description: str, initial: sp.Expr | float,
+              cumulative: bool = False) -> sp.Symbol:
         if name in self._states:
             raise ValueError(f"state {name!r} defined twice")
-        self._states[name] = State(name, unit, self._component, description, sp.sympify(initial))
+        self._states[name] = State(name, unit, self._component, description, sp.sympify(initial), cumulative)
         return sp.Symbol(name)
 
     def flow(self, source: str | None, target: str | None, rate: sp.Expr, description: str) -> None:

@@ -1,19 +1,21 @@
-"""Anti-CD20 antibodies as data (``cartsim/data/antibodies.toml``): model parameters and a regimen."""
+"""Drugs given by a regimen, as data: the anti-CD20 antibodies (``cartsim/data/antibodies.toml``) and the
+MS immunomodulators (``cartsim/data/immunomodulators.toml``): model parameters, dosed states and a regimen."""
 
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from importlib import resources
 
 from cartsim.model.parameters import checked_overrides, load_table
 from cartsim.therapy.regimen import Dose, Regimen
 
-# model states that receive doses, by route
+# anti-CD20 antibodies: model states that receive doses, by route
 DOSE_STATE = {"IV": "mab_central", "SC": "mab_depot"}
 # states set to 1 by the first dose (the clocks of time-dependent clearance and target synthesis)
 FIRST_DOSE_STATES = ("mab_started", "mab_clock")
+DATA_FILES = ("antibodies.toml", "immunomodulators.toml")
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,9 @@ class Antibody:
     source: str
     overrides: dict[str, float]
     provenance: dict[str, dict[str, str]]
+    dose_states: dict[str, str] = field(default_factory=lambda: dict(DOSE_STATE))
+    first_dose_states: tuple[str, ...] = FIRST_DOSE_STATES
+    kind: str = "anti-CD20 antibody"
 
     @property
     def default_duration_h(self) -> dict[str, float]:
@@ -46,12 +51,18 @@ class Antibody:
 
 @lru_cache(maxsize=1)
 def antibodies() -> dict[str, Antibody]:
-    raw = tomllib.loads(resources.files("cartsim.data").joinpath("antibodies.toml").read_text())
+    """Every drug given by a regimen, by name."""
     table = load_table()
     out = {}
-    for name, e in raw.items():
-        prov = e.get("provenance", {})
-        overrides = checked_overrides(f"antibody {name!r}", e["overrides"], prov, table)
-        regimen = Regimen.parse(e["regimen"], field=f"antibodies.toml [{name}] regimen")
-        out[name] = Antibody(name, e["description"], regimen, e["source"], overrides, prov)
+    for file in DATA_FILES:
+        raw = tomllib.loads(resources.files("cartsim.data").joinpath(file).read_text())
+        for name, e in raw.items():
+            prov = e.get("provenance", {})
+            overrides = checked_overrides(f"{file} {name!r}", e["overrides"], prov, table)
+            regimen = Regimen.parse(e["regimen"], field=f"{file} [{name}] regimen")
+            extra = {}
+            if "dose_states" in e:
+                extra = {"dose_states": dict(e["dose_states"]), "first_dose_states": tuple(e.get("first_dose_states", ())),
+                         "kind": e["kind"]}
+            out[name] = Antibody(name, e["description"], regimen, e["source"], overrides, prov, **extra)
     return out

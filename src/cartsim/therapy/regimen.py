@@ -5,12 +5,14 @@ is one or more segments joined by ``, then`` (or ``; then``); words are case-ins
 
     <amount> mg|ug|g IV|SC [over <n> h|min] on day(s) <d>[, <d> ... and <d>]
     <amount> mg|ug|g IV|SC [over <n> h|min] every <n> day(s)|week(s) [from day <d>] [for <n> doses] [until day <d>]
+    <amount> mg|ug|g IV|SC <n> times weekly [from day <d>] [for <n> doses] [until day <d>]
 
 Rules:
 
 * Days count from day 0. Listed days must increase, and each segment's doses come after the previous one's.
 * After ``then`` the amount and route may be left out; they default to the previous segment's, and so does
   the infusion duration when both are left out.
+* ``<n> times weekly`` is ``every 7/<n> days`` (evenly spaced), written back as given.
 * Without ``over`` the duration is ``default_duration_h[route]`` from the caller; a route without a default
   (SC, typically) leaves it unset, and an unset duration means a bolus. ``until day D`` includes day D.
 * A repeating first segment without ``from day`` starts on day 0. A repeating ``then`` segment without
@@ -50,7 +52,8 @@ _DAYS_PER = {"day": 1.0, "days": 1.0, "week": 7.0, "weeks": 7.0}
 _PER_HOUR = {"h": 1.0, "hr": 1.0, "hrs": 1.0, "hour": 1.0, "hours": 1.0, "min": 60.0, "mins": 60.0,
              "minute": 60.0, "minutes": 60.0}
 GRAMMAR = ("segments joined by ', then', each '<amount> mg|ug|g IV|SC [over <n> h|min]' followed by "
-           "'on day(s) <d>[, <d> and <d>]' or 'every <n> days|weeks [from day <d>] [for <n> doses] [until day <d>]'")
+           "'on day(s) <d>[, <d> and <d>]', 'every <n> days|weeks' or '<n> times weekly', then optionally "
+           "'from day <d>', 'for <n> doses', 'until day <d>'")
 _TOKEN = re.compile(r"(?P<num>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)|(?P<word>[A-Za-z]+)|(?P<punct>[,;])")
 _EPS = 1e-9
 
@@ -67,6 +70,7 @@ class Segment:
     n_doses: int | None = None
     until_day: float | None = None
     duration_h: float | None = None
+    per_week: int | None = None   # written as '<n> times weekly' (every_days = 7 / per_week)
 
     def format(self) -> str:
         out = f"{_num(self.amount_mg)} mg {self.route}"
@@ -76,8 +80,11 @@ class Segment:
             ds = [_num(d) for d in self.days]
             return out + (f" on day {ds[0]}" if len(ds) == 1 else f" on days {', '.join(ds[:-1])} and {ds[-1]}")
         assert self.every_days is not None
-        n, unit = (self.every_days / 7, "week") if (self.every_days / 7).is_integer() else (self.every_days, "day")
-        out += f" every {_num(n)} {unit}{'' if n == 1 else 's'}"
+        if self.per_week is not None:
+            out += f" {self.per_week} times weekly"
+        else:
+            n, unit = (self.every_days / 7, "week") if (self.every_days / 7).is_integer() else (self.every_days, "day")
+            out += f" every {_num(n)} {unit}{'' if n == 1 else 's'}"
         if self.start_day is not None:
             out += f" from day {_num(self.start_day)}"
         if self.n_doses is not None:
@@ -269,7 +276,15 @@ class _Parser:
             duration_h = prev.duration_h
         else:
             duration_h = self.defaults.get(route)
-        if self.expect(("on", "every"), "'on day(s)' or 'every'") == "on":
+        per_week = None
+        if self.peek().kind == "num" and self.peek(1).text.lower() == "times":
+            n, pos = self.number("a number of doses per week")
+            if n < 1 or not n.is_integer():
+                self.fail(pos, f"doses per week must be a whole number >= 1, got {_num(n)}")
+            self.i += 1
+            self.expect(("weekly",), "'weekly'")
+            per_week = int(n)
+        elif self.expect(("on", "every"), "'on day(s)', 'every' or '<n> times weekly'") == "on":
             self.expect(("day", "days"), "'day' or 'days'")
             days = [self.day(prev_last)]
             while self.accept("and") or (self.peek().text == "," and self.peek(1).text.lower() not in ("then", "")):
@@ -278,10 +293,13 @@ class _Parser:
                     self.accept("and")
                 days.append(self.day(days[-1], listed=True))
             return Segment(amount_mg, route, days=tuple(days), duration_h=duration_h)
-        every, pos = self.number("an interval")
-        if every <= 0:
-            self.fail(pos, f"interval must be positive, got {_num(every)}")
-        every *= _DAYS_PER[self.expect(_DAYS_PER, "'days' or 'weeks'", "days, weeks")]
+        if per_week is not None:
+            every = 7.0 / per_week
+        else:
+            every, pos = self.number("an interval")
+            if every <= 0:
+                self.fail(pos, f"interval must be positive, got {_num(every)}")
+            every *= _DAYS_PER[self.expect(_DAYS_PER, "'days' or 'weeks'", "days, weeks")]
         start = None
         if self.accept("from"):
             self.expect(("day",), "'day'")
@@ -296,7 +314,7 @@ class _Parser:
         if self.accept("until"):
             self.expect(("day",), "'day'")
             until, pos = self.number("a day")
-        seg = Segment(amount_mg, route, None, every, start, n_doses, until, duration_h)
+        seg = Segment(amount_mg, route, None, every, start, n_doses, until, duration_h, per_week)
         first = _start(seg, prev_first, prev_last)
         if until is not None and until < first - _EPS:
             self.fail(pos, f"until day {_num(until)} is before the first dose (day {_num(first)})")

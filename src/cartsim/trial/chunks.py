@@ -68,9 +68,12 @@ def simulate_chunk(cfg: TrialConfig, chunk: Chunk, traj_times: tuple[float, ...]
     extra = np.asarray(traj_times if traj_times is not None else (), dtype=float)
     columns = tuple(dict.fromkeys(endpoints.COLUMNS + (traj_columns if extra.size else ())))
     sol = scenario.run(pop, columns=columns, times=np.union1d(grid, extra), model=model, **(solver or {}))
-    ep = endpoints.compute(_at(sol, grid, endpoints.COLUMNS), model.table, scenario.last_dose_day())
+    ep = endpoints.compute(_at(sol, grid, endpoints.COLUMNS), model.table, scenario.last_dose_day(), pop,
+                           cfg.trial_mri_interval_days)
     if "infusions_count" not in ep:
-        ep["infusions_count"] = pd.array(np.full(chunk.n, len(scenario.dosing())), dtype="Int64")
+        retreated = np.isfinite(ep["retreatment_day"].to_numpy(float, na_value=np.nan)) & \
+            ~ep["retreatment_censored"].to_numpy(bool, na_value=True)
+        ep["infusions_count"] = pd.array(np.full(chunk.n, len(scenario.dosing())) + retreated, dtype="Int64")
         ep.loc[sol.status != 0, "infusions_count"] = pd.NA   # like every endpoint of a failed patient
     iiv = iiv_parameters(model)
     keys = pd.DataFrame({"arm": np.full(chunk.n, chunk.arm), "arm_name": cfg.arm[chunk.arm].name,

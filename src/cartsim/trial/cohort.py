@@ -44,13 +44,11 @@ def baseline_edss(cfg: TrialConfig, arm: int, patients: np.ndarray, bounds: tupl
 
 def draw(cfg: TrialConfig, model: Model, arm: int, first: int, n: int) -> Population:
     """Patients ``first..first+n-1`` of arm ``arm``, with the trial's covariates."""
-    pop = sample(model, diseases()[cfg.population.disease], n, cfg.trial.seed, arm, first)
+    pop = sample(model, diseases()[cfg.population.disease], n, cfg.trial.seed, arm, first, cfg.population.ms_course)
     cov = pop.covariates.copy()
     ids = cov["patient"].to_numpy()
     if cfg.population.age is not None:
         cov["age"] = eligible_ages(cfg, model, arm, ids, cov["age"].to_numpy(float), cfg.population.age)
     if cfg.population.edss is not None:
         cov["edss"] = baseline_edss(cfg, arm, ids, cfg.population.edss)
-    if cfg.population.ms_course is not None:
-        cov["ms_course"] = cfg.population.ms_course
-    return Population(cov, pop.params, pop.parameter_names)
+    return pop.with_covariates(cov)

@@ -69,6 +69,9 @@ class ArmSection(_Strict):
     dose: str | None = None
     lymphodepletion: str | None = None
     regimen: str | None = None
+    maintenance: str | None = None          # an antibody after a CAR-T product (its doses: regimen)
+    retreatment: bool = False               # re-infuse the CAR-T product when autoreactive clones return
+    parameters: dict[str, float] | None = None   # model parameter values for this arm (e.g. reset_halflife)
 
 
 class TrialConfig(_Strict):
@@ -81,7 +84,13 @@ class TrialConfig(_Strict):
         a = self.arm[arm]
         extra = {"regimen": a.regimen} if a.regimen is not None else {}
         return Scenario.make(a.therapy, self.population.disease, self.trial.horizon_days, a.dose,
-                             a.lymphodepletion, **extra)
+                             a.lymphodepletion, course=self.population.ms_course, maintenance=a.maintenance,
+                             retreat=a.retreatment, parameters=a.parameters, **extra)
+
+    @property
+    def trial_mri_interval_days(self) -> float:
+        """Days between scheduled MRIs (``trial.mri_interval_weeks``, 24 weeks by default)."""
+        return 7.0 * getattr(self.trial, "mri_interval_weeks", 24.0)
 
     def with_n(self, n: int | None) -> "TrialConfig":
         """The same trial with ``n`` patients per arm (``None``: unchanged)."""
@@ -97,7 +106,8 @@ class TrialConfig(_Strict):
 _HEADER = re.compile(r"^\s*(\[\[?)\s*([A-Za-z0-9_.-]+)\s*\]\]?")
 _KEY = re.compile(r"^\s*([A-Za-z0-9_-]+)\s*=")
 _OPTION = {"--therapy": "therapy", "--dose": "dose", "--lymphodepletion": "lymphodepletion",
-           "--regimen": "regimen"}
+           "--regimen": "regimen", "--maintenance": "maintenance", "--retreat": "retreatment",
+           "--parameter": "parameters"}
 
 
 def line_of(text: str, loc: tuple[str | int, ...]) -> int | None:
@@ -191,7 +201,8 @@ def _check_semantics(cfg: TrialConfig, source: str, text: str) -> None:
         if arm.therapy not in names:
             raise CartsimInputError(f"arm[{i}].therapy", f"unknown therapy {arm.therapy!r}{at('arm', i, 'therapy')}",
                                     ", ".join(sorted(names)))
-        if arm.regimen is not None and (arm.therapy in products() or arm.therapy == THERAPIES_UNTREATED):
+        if arm.regimen is not None and arm.maintenance is None and \
+                (arm.therapy in products() or arm.therapy == THERAPIES_UNTREATED):
             kind = "a CAR-T product (set dose and lymphodepletion)" if arm.therapy in products() else "no treatment"
             raise CartsimInputError(f"arm[{i}].regimen", f"{arm.therapy!r} is {kind}; a regimen applies only to "
                                     f"repeated-dose therapies, got {arm.regimen!r}{at('arm', i, 'regimen')}")

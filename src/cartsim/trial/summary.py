@@ -51,6 +51,7 @@ KINDS: dict[str, Kind] = {
     "cdp24_fraction": "binary",
     "edss_change": "continuous",
     "infusions_count": "count",
+    "retreatment_day": "time_to_event",
 }
 CENSORED = "_censored"
 GRADES = range(5)
