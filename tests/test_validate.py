@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cartsim.cli import app
-from cartsim.validate import CHECKS, run_checks, targets
+from cartsim.validate import CALIBRATED, CHECKS, run_checks, targets
 
 _CANCER = ("lymphoma toxicity too mild: IL-6 scales with target kill but not enough with tumour burden "
            "(the tumour-microenvironment source of IL-6 is not modelled)")
@@ -53,6 +53,7 @@ def test_every_target_key_is_checked(checks):
 def test_validate_json_contract_and_exit_code(checks):
     r = CliRunner().invoke(app, ["validate", "--json"])
     rows = json.loads(r.output)
-    assert {tuple(sorted(x)) for x in rows} == {("accept", "id", "metric", "pass", "predicted")}
+    assert {tuple(sorted(x)) for x in rows} == {("accept", "calibrated", "id", "metric", "pass", "predicted")}
+    assert {(x["id"], x["metric"]) for x in rows if x["calibrated"]} == CALIBRATED
     assert {x["id"] for x in rows} == set(CHECKS)
     assert r.exit_code == (0 if all(x["pass"] for x in rows) else 1)

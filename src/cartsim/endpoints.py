@@ -22,7 +22,8 @@ CART_DETECTION_LIMIT = 0.1    # cells/uL, about the qPCR limit (endpoint diction
 
 COLUMNS = ("b_blood_per_uL", "naive_fraction_blood", "car_blood_per_uL", "il6_signal", "icans_signal",
            "igg", "autoantibody", "toci_central", "cns_plasma_cells", "intrathecal_igg", "relapse_cum", "pira_cum",
-           "gd_active")
+           "gd_active", "autoreactive_level")
+AUTOREACTIVE_RETURN = 0.1     # autoreactive memory B cells back to 10% of baseline
 MRI_INTERVAL_DAYS = 168.0     # scheduled MRI every 24 weeks unless configured (endpoint dictionary)
 
 
@@ -141,6 +142,11 @@ def compute(sol: Solution, table: ParameterTable, last_dose_day: float | None = 
     with np.errstate(divide="ignore", invalid="ignore"):
         out["autoantibody_fraction_day_180"] = (aab[:, i180] / aab[:, 0]) if i180 < t.size else \
             np.full(b.shape[0], np.nan)
+    auto = sol.column("autoreactive_level")
+    depleted = auto[:, post].min(axis=1) < AUTOREACTIVE_RETURN
+    day, cens = _after_nadir(t, auto, AUTOREACTIVE_RETURN)
+    out["autoreactive_return_day"] = np.where(depleted, day, np.nan)   # not applicable if never depleted
+    out["autoreactive_return_censored"] = np.where(depleted, cens, False)
     out["cns_plasma_cell_fraction_day_90"] = _fraction_on(t, sol.column("cns_plasma_cells"), 90.0)
     out["intrathecal_igg_fraction_day_180"] = _fraction_on(t, sol.column("intrathecal_igg"), 180.0)
     if population is not None and "ms_course" in population.covariates:

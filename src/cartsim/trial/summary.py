@@ -52,6 +52,7 @@ KINDS: dict[str, Kind] = {
     "edss_change": "continuous",
     "infusions_count": "count",
     "retreatment_day": "time_to_event",
+    "autoreactive_return_day": "time_to_event",
 }
 CENSORED = "_censored"
 GRADES = range(5)
@@ -105,7 +106,11 @@ def endpoint(df: pd.DataFrame, name: str, kind: Kind) -> dict:
         # (e.g. repletion after the last dose of a repeated regimen, in a CAR-T arm)
         return {"kind": kind, "applicable": False}
     if kind == "time_to_event":
-        out = time_to_event(v.to_numpy(float), df[censoring(name, list(df.columns))].to_numpy(bool))
+        # patients to whom the endpoint does not apply (e.g. autoreactive cells never depleted) have no value
+        has = v.notna().to_numpy()
+        out = time_to_event(v.to_numpy(float)[has], df[censoring(name, list(df.columns))].to_numpy(bool)[has])
+        if not has.all():
+            out["n_not_applicable"] = int((~has).sum())
     elif kind == "ordinal":
         out = ordinal(v.dropna().to_numpy(int))
     elif kind == "binary":

@@ -48,6 +48,7 @@ PANEL_TITLES: dict[str, tuple[str, bool]] = {
     "car_blood_per_uL": ("CAR-T cells in blood", True),
     "igg": ("Total IgG in serum", False),
     "mab_conc": ("Anti-CD20 antibody in serum", False),
+    "cns_plasma_cells": ("Plasma cells in the CNS (relative to baseline)", False),
 }
 CNS_WORDS, PLASMA_WORDS = {"cns", "csf", "intrathecal"}, {"plasma", "pc"}   # a CNS plasma-cell column has one of each
 
@@ -83,7 +84,8 @@ def panels(model: Model | None = None) -> list[Panel]:
     meta |= {o.name: (o.unit, o.description) for o in model.observables}
     out = [Panel(c, title, meta[c][0], log) for c, (title, log) in PANEL_TITLES.items() if c in meta]
     out += [Panel(c, desc[:1].upper() + desc[1:], unit, True) for c, (unit, desc) in meta.items()
-            if c not in PANEL_TITLES and CNS_WORDS & set(c.split("_")) and PLASMA_WORDS & set(c.split("_"))]
+            if c not in PANEL_TITLES and c not in model.state_names
+            and CNS_WORDS & set(c.split("_")) and PLASMA_WORDS & set(c.split("_"))]
     return out
 
 
