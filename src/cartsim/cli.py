@@ -227,6 +227,72 @@ def trial(
 
 
 @app.command()
+def power(
+    config: Path = typer.Argument(..., help="trial configuration (TOML) with trial.primary_endpoint"),
+    replicates: str = typer.Option(..., "--replicates", help="trials to simulate, each with fresh cohorts"),
+    n: Optional[str] = typer.Option(None, "--n", help="patients per arm (overrides the configuration)"),
+    workers: str = typer.Option("1", "--workers", help="local worker processes"),
+    out: Optional[Path] = typer.Option(None, "--out", help="output directory for power.json"),
+    seed: Optional[str] = typer.Option(None, "--seed", help="random seed (overrides trial.seed)"),
+    chunk_size: Optional[str] = typer.Option(None, "--chunk-size", help="patients per compiled call "
+                                             "(default: all replicates of an arm, as memory allows)"),
+) -> None:
+    """Power of the primary comparison: the fraction of simulated trials with p < alpha."""
+    from cartsim.trial.config import load_config
+    from cartsim.trial.power import POWER_FILE, prepare_power, run_power
+
+    try:
+        count, n_workers = _count("--replicates", replicates), _count("--workers", workers)
+        assert count is not None and n_workers is not None    # options with a value
+        cfg = load_config(config).with_n(_count("--n", n)).with_seed(_whole("--seed", seed))
+        plan = prepare_power(cfg, count, workers=n_workers, chunk_size=_count("--chunk-size", chunk_size))
+        if out is not None:
+            check_output_dir(out, "--out")
+        result = run_power(plan, out)
+    except CartsimInputError as err:
+        fail(err)
+    doc = result.document
+    rate = f" ({plan.patients / result.seconds:,.0f} patients/s)" if result.seconds > 0 else ""
+    console.print(f"[bold]{cfg.trial.name}[/]: {doc['replicates']} replicates, {plan.patients} patients "
+                  f"in {result.seconds:.1f} s{rate}")
+    t = Table(show_header=False, box=None)
+    for label, value in _power_rows(doc):
+        t.add_row(label, value)
+    console.print(t)
+    if out is not None:
+        console.print(f"  wrote {out}/{POWER_FILE}")
+
+
+def _whole(field: str, text: str | None) -> int | None:
+    """A whole number >= 0 given on the command line, or None when the option was not given."""
+    if text is None:
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise CartsimInputError(field, f"must be a whole number, got {text!r}", "an integer >= 0") from None
+    if value < 0:
+        raise CartsimInputError(field, f"must be at least 0, got {value}", "an integer >= 0")
+    return value
+
+
+def _power_rows(doc: dict) -> list[tuple[str, str]]:
+    """The lines of the power table printed by ``cartsim power``."""
+    fmt = lambda v: "-" if v is None else f"{v:.4g}"  # noqa: E731
+    a, b = doc["arms"]
+    eff = doc["effect"]
+    lo, hi = doc["power_ci95"] or (None, None)
+    return [("comparison", f"A = {a['name']} (n={a['n']}) vs B = {b['name']} (n={b['n']})"),
+            ("primary endpoint", f"{doc['primary_endpoint']} ({doc['kind']})"),
+            ("test", f"{doc['test']}, alpha {doc['alpha']:g}"),
+            ("power", (f"{fmt(doc['power'])} (95% CI {fmt(lo)} to {fmt(hi)}; {doc['rejections']} of "
+                       f"{doc['replicates']} replicates with p < alpha)")),
+            ("effect", (f"{eff['measure']}: median {fmt(eff['median'])} (2.5-97.5%: {fmt(eff['p025'])} to "
+                        f"{fmt(eff['p975'])})")),
+            ("failed patients", f"{a['n_failed']} in A, {b['n_failed']} in B")]
+
+
+@app.command()
 def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="address to listen on"),
     port: str = typer.Option("8000", "--port", help="TCP port to listen on"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -9,8 +10,8 @@ import pandas as pd
 
 from cartsim import endpoints
 from cartsim.engine import Solution
-from cartsim.model import build_model
-from cartsim.population import iiv_parameters
+from cartsim.model import Model, build_model
+from cartsim.population import Population, iiv_parameters
 from cartsim.simulate import TRAJECTORY_COLUMNS
 from cartsim.trial import cohort
 from cartsim.trial.config import TrialConfig
@@ -43,9 +44,8 @@ class ChunkResult:
 
 def plan(cfg: TrialConfig, chunk_size: int) -> list[Chunk]:
     """All chunks of the trial, arm by arm."""
-    n = cfg.population.n
-    return [Chunk(a, c, first, min(chunk_size, n - first))
-            for a in range(len(cfg.arm)) for c, first in enumerate(range(0, n, chunk_size))]
+    return [Chunk(a, c, first, min(chunk_size, cfg.arm_n(a) - first))
+            for a in range(len(cfg.arm)) for c, first in enumerate(range(0, cfg.arm_n(a), chunk_size))]
 
 
 def _at(sol: Solution, times: np.ndarray, columns: tuple[str, ...]) -> Solution:
@@ -58,12 +58,18 @@ def _at(sol: Solution, times: np.ndarray, columns: tuple[str, ...]) -> Solution:
     return replace(sol, times=sol.times[ti], columns=columns, values=sol.values[:, ti][:, :, ci])
 
 
+Draw = Callable[[TrialConfig, Model, int, int, int], Population]   # (cfg, model, arm, first, n) -> patients
+
+
 def simulate_chunk(cfg: TrialConfig, chunk: Chunk, traj_times: tuple[float, ...] | None = None,
-                   traj_columns: tuple[str, ...] = TRAJECTORY_COLUMNS, solver: dict | None = None) -> ChunkResult:
-    """Patients, endpoints and (optionally) trajectories at ``traj_times`` of one chunk."""
+                   traj_columns: tuple[str, ...] = TRAJECTORY_COLUMNS, solver: dict | None = None,
+                   draw: Draw | None = None) -> ChunkResult:
+    """Patients, endpoints and (optionally) trajectories at ``traj_times`` of one chunk.
+
+    ``draw`` makes the chunk's patients (default: patients ``chunk.first..`` of the trial's cohort)."""
     model = build_model()
     scenario = cfg.scenario(chunk.arm)
-    pop = cohort.draw(cfg, model, chunk.arm, chunk.first, chunk.n)
+    pop = (draw or cohort.draw)(cfg, model, chunk.arm, chunk.first, chunk.n)
     grid = scenario.output_times()
     extra = np.asarray(traj_times if traj_times is not None else (), dtype=float)
     columns = tuple(dict.fromkeys(endpoints.COLUMNS + (traj_columns if extra.size else ())))
@@ -100,7 +106,7 @@ def trajectory_bands(cfg: TrialConfig, arm: int, n: int, times: tuple[float, ...
     """Median and 5th/95th percentiles of ``columns`` over the first ``n`` patients of ``arm``.
 
     Bounded in memory by ``n`` whatever the size of the trial."""
-    return bands(simulate_chunk(cfg, Chunk(arm, 0, 0, min(n, cfg.population.n)), times, columns), columns)
+    return bands(simulate_chunk(cfg, Chunk(arm, 0, 0, min(n, cfg.arm_n(arm))), times, columns), columns)
 
 
 def bands(res: ChunkResult, columns: tuple[str, ...]) -> pd.DataFrame:

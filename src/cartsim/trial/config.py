@@ -34,6 +34,17 @@ class TrialSection(_Strict):
     name: str = Field(min_length=1)
     seed: int = Field(ge=0)
     horizon_days: float = Field(ge=1)
+    primary_endpoint: str | None = None                 # a name from the endpoint dictionary
+    alpha: float = 0.05                                 # two-sided significance level of the primary test
+    comparison: tuple[str, str] | None = None           # two arm names; default: the first two arms
+    mri_interval_weeks: float = Field(default=24.0, gt=0)   # scheduled MRI scans (MS disease activity)
+
+    @field_validator("alpha")
+    @classmethod
+    def _alpha(cls, v: float) -> float:
+        if not 0.0 < v < 1.0:
+            raise ValueError("must satisfy 0 < alpha < 1")
+        return v
 
 
 def _check_range(value: tuple[float, float] | None, bounds: tuple[float, float]) -> tuple[float, float] | None:
@@ -72,6 +83,7 @@ class ArmSection(_Strict):
     maintenance: str | None = None          # an antibody after a CAR-T product (its doses: regimen)
     retreatment: bool = False               # re-infuse the CAR-T product when autoreactive clones return
     parameters: dict[str, float] | None = None   # model parameter values for this arm (e.g. reset_halflife)
+    n: int | None = Field(default=None, ge=1)   # patients in this arm; default population.n
 
 
 class TrialConfig(_Strict):
@@ -90,15 +102,38 @@ class TrialConfig(_Strict):
     @property
     def trial_mri_interval_days(self) -> float:
         """Days between scheduled MRIs (``trial.mri_interval_weeks``, 24 weeks by default)."""
-        return 7.0 * getattr(self.trial, "mri_interval_weeks", 24.0)
+        return 7.0 * self.trial.mri_interval_weeks
+
+    def arm_n(self, arm: int) -> int:
+        """Patients in arm ``arm``: its own ``n``, else ``population.n``."""
+        return self.arm[arm].n or self.population.n
+
+    def comparison_arms(self) -> tuple[int, int]:
+        """Indices of the two compared arms (``trial.comparison``, default the first two arms)."""
+        if self.trial.comparison is None:
+            if len(self.arm) < 2:
+                raise CartsimInputError("arm", f"a comparison needs two arms, the trial has {len(self.arm)}")
+            return 0, 1
+        names = [a.name for a in self.arm]
+        first, second = self.trial.comparison
+        return names.index(first), names.index(second)
 
     def with_n(self, n: int | None) -> "TrialConfig":
-        """The same trial with ``n`` patients per arm (``None``: unchanged)."""
+        """The same trial with ``n`` patients in every arm (``None``: unchanged)."""
         if n is None:
             return self
         if n < 1:
             raise CartsimInputError("--n", f"must be at least 1, got {n}", "an integer >= 1")
-        return self.model_copy(update={"population": self.population.model_copy(update={"n": n})})
+        return self.model_copy(update={"population": self.population.model_copy(update={"n": n}),
+                                       "arm": [a.model_copy(update={"n": None}) for a in self.arm]})
+
+    def with_seed(self, seed: int | None) -> "TrialConfig":
+        """The same trial with random seed ``seed`` (``None``: unchanged)."""
+        if seed is None:
+            return self
+        if seed < 0:
+            raise CartsimInputError("--seed", f"must be at least 0, got {seed}", "an integer >= 0")
+        return self.model_copy(update={"trial": self.trial.model_copy(update={"seed": seed})})
 
 
 # ---- loading and error reporting -------------------------------------------------------------
@@ -170,6 +205,10 @@ def _from_pydantic(err: ValidationError, source: str, text: str) -> CartsimInput
         msg, allowed = "unknown value", e["ctx"]["expected"]
     elif "ge" in e.get("ctx", {}):
         allowed = f">= {e['ctx']['ge']}"
+    elif "gt" in e.get("ctx", {}):
+        allowed = f"> {e['ctx']['gt']}"
+    elif loc[-1] == "alpha":
+        allowed = "a number between 0 and 1, e.g. 0.05"
     return CartsimInputError(_path(loc), f"{msg}, got {e['input']!r}{where}", allowed)
 
 
@@ -179,6 +218,26 @@ def _relabel(err: CartsimInputError, field: str, where: str) -> CartsimInputErro
     if err.allowed:
         message = message.removesuffix(f" (allowed: {err.allowed})")
     return CartsimInputError(field, message + where, err.allowed)
+
+
+def _check_analysis(cfg: TrialConfig, source: str, text: str) -> None:
+    """``trial.primary_endpoint`` names an endpoint of the dictionary; ``trial.comparison`` two arms."""
+    from cartsim.trial.summary import KINDS   # summary imports this module
+
+    at = lambda *loc: _where(source, text, loc)  # noqa: E731
+    ep = cfg.trial.primary_endpoint
+    if ep is not None and ep not in KINDS:
+        raise CartsimInputError("trial.primary_endpoint", f"unknown endpoint {ep!r}"
+                                f"{at('trial', 'primary_endpoint')}", ", ".join(sorted(KINDS)))
+    names = [a.name for a in cfg.arm]
+    if cfg.trial.comparison is not None:
+        for i, name in enumerate(cfg.trial.comparison):
+            if name not in names:
+                raise CartsimInputError(f"trial.comparison[{i}]", f"unknown arm {name!r}"
+                                        f"{at('trial', 'comparison')}", ", ".join(repr(n) for n in names))
+        if cfg.trial.comparison[0] == cfg.trial.comparison[1]:
+            raise CartsimInputError("trial.comparison", f"compares arm {cfg.trial.comparison[0]!r} with itself"
+                                    f"{at('trial', 'comparison')}", "two different arm names")
 
 
 def _check_semantics(cfg: TrialConfig, source: str, text: str) -> None:
@@ -213,6 +272,7 @@ def _check_semantics(cfg: TrialConfig, source: str, text: str) -> None:
             if key is None:
                 raise
             raise _relabel(err, f"arm[{i}].{key}", at("arm", i, key)) from None
+    _check_analysis(cfg, source, text)
 
 
 def parse_config(text: str, source: str = "config") -> TrialConfig:

@@ -15,7 +15,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from multiprocessing import get_context
@@ -172,21 +172,28 @@ def _limit_threads(threads: int) -> None:
     numba.set_num_threads(threads)
 
 
-@contextmanager
-def _executor(p: TrialPlan) -> Iterator[Runner]:
-    """Runs chunks in this process, a local process pool, or on a Dask cluster; yields results as they finish.
+def _executor(p: TrialPlan) -> AbstractContextManager[Runner]:
+    """The runner of a trial's chunks (see :func:`executor`)."""
+    return executor(partial(simulate_chunk, p.config, traj_times=p.traj_times, solver=p.solver), p.workers,
+                    p.scheduler)
 
-    Workers get only the configuration and a chunk; each loads the compiled model from the
-    on-disk cache (``$CARTSIM_CACHE``), so nothing compiled is pickled."""
-    job = partial(simulate_chunk, p.config, traj_times=p.traj_times, solver=p.solver)
-    if p.scheduler is not None:
+
+@contextmanager
+def executor(job: Callable[[Chunk], ChunkResult], workers: int = 1,
+             scheduler: str | None = None) -> Iterator[Runner]:
+    """Runs ``job`` on chunks in this process, a local process pool, or on a Dask cluster; yields results as
+    they finish.
+
+    Workers get only ``job`` (a picklable function of the configuration) and a chunk; each loads the
+    compiled model from the on-disk cache (``$CARTSIM_CACHE``), so nothing compiled is pickled."""
+    if scheduler is not None:
         from dask.distributed import Client
         from dask.distributed import as_completed as dask_completed
 
         try:
-            client = Client(p.scheduler, timeout="10s")
+            client = Client(scheduler, timeout="10s")
         except (OSError, TimeoutError, ValueError) as err:
-            raise CartsimInputError("--scheduler", f"cannot connect to {p.scheduler!r} ({err})") from None
+            raise CartsimInputError("--scheduler", f"cannot connect to {scheduler!r} ({err})") from None
 
         def on_cluster(chunks: list[Chunk]) -> Iterator[tuple[Chunk, ChunkResult]]:
             futures = client.map(job, chunks, pure=False)
@@ -200,9 +207,9 @@ def _executor(p: TrialPlan) -> Iterator[Runner]:
             yield on_cluster
         finally:
             client.close()
-    elif p.workers > 1:
-        threads = max(1, len(os.sched_getaffinity(0)) // p.workers)
-        with ProcessPoolExecutor(p.workers, mp_context=get_context("spawn"), initializer=_limit_threads,
+    elif workers > 1:
+        threads = max(1, len(os.sched_getaffinity(0)) // workers)
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_limit_threads,
                                  initargs=(threads,)) as pool:
             def in_pool(chunks: list[Chunk]) -> Iterator[tuple[Chunk, ChunkResult]]:
                 futures = {pool.submit(job, c): c for c in chunks}
@@ -321,7 +328,7 @@ def execute(p: TrialPlan) -> TrialResult:
     """Run the missing chunks, then write patients, failures, (trajectories,) summary and report."""
     chunks = p.chunks
     todo = [c for c in chunks if not (p.resume and _is_done(p, c))]
-    total = p.config.population.n * len(p.config.arm)
+    total = sum(p.config.arm_n(a) for a in range(len(p.config.arm)))
     started = time.perf_counter()
     with _executor(p) as run:
         _start(p)
@@ -339,8 +346,8 @@ def execute(p: TrialPlan) -> TrialResult:
     if p.traj_times is not None:
         _assemble([_trajectory_file(p, c) for c in chunks], p.out / "trajectories.parquet")
     summary = write_summary(p)
-    write_report(p.out / "report.html", ReportData(summary, _report_data(p, summary), _bands(p),
-                                                   min(REPORT_PATIENTS, p.config.population.n)))
+    shown = min(REPORT_PATIENTS, *(p.config.arm_n(a) for a in range(len(p.config.arm))))
+    write_report(p.out / "report.html", ReportData(summary, _report_data(p, summary), _bands(p), shown))
     return TrialResult(p.out, summary, sum(c.n for c in todo), seconds)
 
 
