@@ -204,6 +204,8 @@ def trial(
     save_trajectories: bool = typer.Option(False, "--save-trajectories", help="also write trajectories.parquet"),
     times: Optional[str] = typer.Option(None, "--times", help="days for --save-trajectories, e.g. '0,7,14,28'"),
     chunk_size: Optional[str] = typer.Option(None, "--chunk-size", help="patients per chunk (default 256)"),
+    no_validation: bool = typer.Option(False, "--no-validation",
+                                       help="leave the validation table out of report.html (a quicker first run)"),
 ) -> None:
     """Run an in-silico trial: patients, failures, summary.json and report.html in OUT."""
     from cartsim.trial.config import load_config
@@ -214,7 +216,7 @@ def trial(
         check_output_dir(out, "--out")
         plan = prepare(cfg, out, chunk_size=_count("--chunk-size", chunk_size), resume=resume,
                        save_trajectories=save_trajectories, times=times, workers=_count("--workers", workers),
-                       scheduler=scheduler)
+                       scheduler=scheduler, validation=not no_validation)
         result = execute(plan)
     except CartsimInputError as err:
         fail(err)

@@ -9,7 +9,7 @@ import numpy as np
 from cartsim.disease import Disease, diseases
 from cartsim.engine import Doses, Solution, Trigger, solve
 from cartsim.errors import CartsimInputError, choose
-from cartsim.model import Model, build_model
+from cartsim.model import Model, ParameterTable, build_model
 from cartsim.population import Population
 from cartsim.therapy import Antibody, CarTProduct, antibodies, lymphodepletion_regimens, products
 
@@ -136,6 +136,15 @@ class Scenario:
             out |= {k: {**v, "set_by": f"antibody {self.antibody.name}"} for k, v in self.antibody.provenance.items()}
         out |= {k: {"kind": "assumed", "source": f"scenario value {v:g}", "set_by": "scenario"}
                 for k, v in self.parameters}
+        return out
+
+    def parameter_values(self, table: ParameterTable) -> dict[str, float]:
+        """The typical values this scenario sets (disease, then product or antibody), as in :meth:`run`."""
+        out = dict(self.disease.overrides)
+        if self.product is not None:
+            out |= self.product.model_parameters(table)
+        if self.antibody is not None:
+            out |= self.antibody.model_parameters()
         return out
 
     @property

@@ -1,13 +1,15 @@
-"""``report.html``: one self-contained page per trial (figures embedded as base64 PNG).
+"""``report.html``: one self-contained page per trial (figures embedded as base64 PNG, equations as MathML).
 
 The page is a list of sections; each is built by one function of
-:data:`SECTIONS` from the :class:`ReportData`. New sections (model equations,
-parameter table, validation results) are new functions added to that list.
+:data:`SECTIONS` from the :class:`ReportData`: results (configuration,
+endpoints, trajectories, time to event, toxicity, failures), the validation
+against published targets, the model's equations and the parameter table.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -23,10 +25,15 @@ import pandas as pd  # noqa: E402
 from jinja2 import Environment, select_autoescape  # noqa: E402
 from markupsafe import Markup, escape  # noqa: E402
 
+from cartsim.model import Model, build_model  # noqa: E402
+from cartsim.outputs.equations import equations_html  # noqa: E402
 from cartsim.outputs.files import write_text_atomic  # noqa: E402
 from cartsim.outputs.plots import FLOOR, FOOTER  # noqa: E402
+from cartsim.outputs.validation import Validation  # noqa: E402
+from cartsim.scenario import Scenario  # noqa: E402
 from cartsim.trial.stats import Z95, kaplan_meier, wilson  # noqa: E402
 from cartsim.trial.summary import censoring  # noqa: E402
+from cartsim.validate import POP_N, targets  # noqa: E402
 
 DISCLAIMER = ("cartsim is research software. Its results are simulations of a mathematical model, not "
               "predictions for any patient, and not medical advice. CAR T-cell therapy for multiple sclerosis "
@@ -45,6 +52,9 @@ class ReportData:
     patients: pd.DataFrame               # arm, status and the time-to-event columns of every patient
     bands: dict[str, pd.DataFrame]       # arm name -> day, <column>_p05, _median, _p95
     band_patients: int                   # patients per arm behind the bands
+    scenarios: tuple[tuple[str, Scenario], ...] = ()    # (arm name, its scenario) for the parameter changes
+    validation: Validation | None = None                # None: the checks were not run (--no-validation)
+    model: Model | None = None                          # None: cartsim.model.build_model()
 
 
 @dataclass(frozen=True)
@@ -56,9 +66,12 @@ class Section:
 
 # ---- small HTML and figure helpers ------------------------------------------------------------
 
-def _table(header: list[str], rows: list[list[str | Markup]]) -> Markup:
+def _table(header: list[str], rows: list[list[str | Markup]], attrs: list[str] | None = None) -> Markup:
+    """A table; ``attrs`` are the rows' attributes (already escaped), e.g. ``id="param-x"``."""
     head = "".join(f"<th>{escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in r) + "</tr>" for r in rows)
+    attrs = attrs or [""] * len(rows)
+    body = "".join(f"<tr{' ' + a if a else ''}>" + "".join(f"<td>{escape(c)}</td>" for c in r) + "</tr>"
+                   for r, a in zip(rows, attrs))
     return Markup(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
 
 
@@ -84,6 +97,10 @@ def _ci(ci: Sequence[float | None] | None, scale: float = 1.0, unit: str = "") -
 
 def _arms(data: ReportData) -> list[dict]:
     return data.summary["arms"]
+
+
+def _model(data: ReportData) -> Model:
+    return data.model or build_model()
 
 
 # ---- sections ---------------------------------------------------------------------------------
@@ -221,8 +238,120 @@ def failures(data: ReportData) -> Section:
     return Section("failures", "Failed simulations", _table(["arm", "reason", "patients"], rows) + note)
 
 
+def _plain(v: object) -> str:
+    if isinstance(v, list):
+        return "–".join(_plain(x) for x in v)
+    return f"{v:g}" if isinstance(v, (int, float)) and not isinstance(v, bool) else str(v)
+
+
+def _observed(observed: object) -> str:
+    """A target's observation in one line: ``mean 110, sd 32 (day)``."""
+    if not isinstance(observed, dict):
+        return _plain(observed)
+    parts = [_plain(v) if k == "qualitative" else f"{k} {_plain(v)}" for k, v in observed.items() if k != "unit"]
+    return ", ".join(parts) + (f" ({observed['unit']})" if observed.get("unit") else "")
+
+
+def _validation_rows(v: Validation) -> Markup:
+    """One row per check; a target's id, quantity, observation and source span its checks' rows."""
+    known, by_target = targets(), {}
+    for c in v.checks:
+        by_target.setdefault(c.id, []).append(c)
+    rows = []
+    for tid, checks in by_target.items():
+        t = known.get(tid, {})
+        span = f' rowspan="{len(checks)}"'
+        for i, c in enumerate(checks):
+            predicted = "not computed" if c.predicted != c.predicted else f"{c.predicted:.4g}"
+            cells = (f"<td>{escape(c.metric)}</td><td>{escape(predicted)}</td>"
+                     f"<td>[{c.accept[0]:g}, {c.accept[1]:g}]</td>"
+                     f"<td class='result'>{'pass' if c.passed else 'MISSED'}</td>")
+            if i == 0:
+                cells = (f"<td{span}>{escape(tid)}<div class='note'>{escape(t.get('quantity', ''))}</div></td>"
+                         + cells + f"<td{span}>{escape(_observed(t.get('observed', '')))}</td>"
+                         f"<td{span}>{escape(str(t.get('source', '')))}</td>")
+            rows.append(f"<tr class='{'pass' if c.passed else 'miss'}'>{cells}</tr>")
+    head = "".join(f"<th>{h}</th>" for h in ("target", "metric", "predicted", "acceptance window", "result",
+                                              "observed", "source"))
+    return Markup(f"<table class='validation'><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>")
+
+
+def validation_table(data: ReportData) -> Section:
+    title = "Validation against published data"
+    v = data.validation
+    if v is None:
+        return Section("validation", title, Markup(
+            "<p>Not run: this report was made with <code>--no-validation</code>. Run the trial without it, or "
+            "<code>cartsim validate</code>, to compare the model with the published targets.</p>"))
+    n_miss = len(v.missed)
+    text = Markup(f"<p>cartsim {escape(data.summary.get('cartsim_version', ''))} against "
+                  f"{len({c.id for c in v.checks})} published targets: {len(v.checks) - n_miss} of {len(v.checks)} "
+                  f"checks pass, <strong>{n_miss} missed</strong>. Each acceptance key of a target is one check: "
+                  f"the model's prediction (a virtual population of {POP_N} or the typical patient, in the target's "
+                  "clinical context) must fall in the acceptance window. Missed checks are targets the model does "
+                  "not reproduce yet; they are listed, not adjusted. The same checks: "
+                  "<code>cartsim validate</code>.</p>")
+    return Section("validation", title, text + _validation_rows(v))
+
+
+def methods(data: ReportData) -> Section:
+    model = _model(data)
+    fingerprint = hashlib.sha256(model.fingerprint().encode()).hexdigest()[:12]
+    text = Markup(
+        f"<p>The cartsim model has {len(model.states)} states, {len(model.flows)} flows, "
+        f"{len(model.parameters)} free and {len(model.derived)} derived parameters and {len(model.observables)} "
+        f"observables (model fingerprint {fingerprint}). Each flow moves an amount per day from one state to "
+        "another or across the system boundary, so the rate of change of a state is the flows into it minus the "
+        "flows out of it. The equations below are generated from the model definition that the solver is compiled "
+        "from. Flows are written with the observables (named quantities, listed per component) in place of their "
+        "definitions. Doses (lymphodepletion, infusions, injections, rescue medication) are events that add to "
+        "states at their times; between events the states follow these equations. Parameter values: see "
+        "<a href='#parameters'>Parameters</a>.</p>")
+    return Section("methods", "Methods: model equations", text + Markup('<div class="equations">')
+                   + equations_html(model) + Markup("</div>"))
+
+
+def _value(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.6g}"
+
+
+def parameter_table(data: ReportData) -> Section:
+    model = _model(data)
+    derived = {n for n, _ in model.derived}
+    rows, attrs = [], []
+    for r in model.table:     # every parameter, used by the equations or by a scenario
+        value: str | Markup = _value(r.value)
+        if r.value is None:
+            value = Markup(f'<a href="#eq-{escape(r.name)}">derived</a>') if r.name in derived else "derived"
+        rows.append([r.name, value, r.unit, r.component, r.kind, r.source, r.description,
+                     f"{r.iiv_omega:g}" if r.iiv_omega else "–"])
+        attrs.append(f'id="param-{escape(r.name)}"')
+    table = _table(["name", "value", "unit", "component", "kind", "source", "description", "IIV ω"], rows, attrs)
+    text = Markup(f"<p>Every parameter of the cartsim parameter table ({len(model.table)}), with its provenance: "
+                  "<em>literature</em> (read in a publication), <em>derived</em> (computed from others, see the "
+                  "equations), <em>calibrated</em> (fitted to the published targets) or <em>assumed</em>. IIV ω: "
+                  "standard deviation of the log-normal inter-individual variability (– none). The same table: "
+                  "<code>cartsim parameters</code>.</p>")
+    arm_rows = []
+    for name, sc in data.scenarios:
+        prov, values = sc.parameter_provenance(), sc.parameter_values(model.table)
+        for key in dict.fromkeys([*prov, *values]):
+            rec = model.table[key] if key in model.table else None
+            p = prov.get(key, {})
+            arm_rows.append([name, key, _value(rec.value) if rec else "n/a", _value(values.get(key)),
+                             rec.unit if rec else "", p.get("kind", "–"), p.get("set_by", ""), p.get("source", "")])
+    arms = Markup("<h3 id='arm-parameters'>Values set by each arm</h3>"
+                  "<p>The disease, CAR-T product or antibody of an arm replaces these table values for its patients "
+                  "(typical values; antibody parameters keep each patient's random effect). Every other parameter "
+                  "has its table value.</p>")
+    arms += _table(["arm", "parameter", "table value", "arm value", "unit", "kind", "set by", "source"], arm_rows) \
+        if arm_rows else Markup("<p>No arm changes a table value.</p>")
+    return Section("parameters", "Parameters", text + table + arms)
+
+
 SECTIONS: tuple[Callable[[ReportData], Section], ...] = (configuration, endpoint_table, trajectories, event_curves,
-                                                         toxicity, failures)
+                                                         toxicity, failures, validation_table, methods,
+                                                         parameter_table)
 
 
 def render(data: ReportData) -> str:

@@ -35,6 +35,7 @@ from cartsim.errors import CartsimInputError
 from cartsim.model import build_model
 from cartsim.outputs.files import atomic_path
 from cartsim.outputs.report import ReportData, write_report
+from cartsim.outputs.validation import cached_validation
 from cartsim.therapy import lymphodepletion_regimens
 from cartsim.trial.chunks import Chunk, ChunkResult, plan, simulate_chunk, trajectory_bands
 from cartsim.trial.config import TrialConfig
@@ -61,6 +62,7 @@ class TrialPlan:
     workers: int = 1
     scheduler: str | None = None
     solver: dict = field(default_factory=dict)
+    validation: bool = True      # the report's validation table (cached on disk after the first run)
 
     @property
     def chunks(self) -> list[Chunk]:
@@ -134,8 +136,10 @@ def _read_manifest(path: Path) -> dict | None:
 
 def prepare(cfg: TrialConfig, out: Path, *, chunk_size: int | None = None, resume: bool = False,
             save_trajectories: bool = False, times: str | None = None, workers: int = 1,
-            scheduler: str | None = None, solver: dict | None = None) -> TrialPlan:
-    """Validate a run against its options and the output directory (writes nothing)."""
+            scheduler: str | None = None, solver: dict | None = None, validation: bool = True) -> TrialPlan:
+    """Validate a run against its options and the output directory (writes nothing).
+
+    ``validation=False`` leaves the model's validation out of the report (it does not change the numbers)."""
     if chunk_size is not None and chunk_size < 1:
         raise CartsimInputError("--chunk-size", f"must be at least 1, got {chunk_size}", "an integer >= 1")
     if workers < 1:
@@ -157,7 +161,8 @@ def prepare(cfg: TrialConfig, out: Path, *, chunk_size: int | None = None, resum
                                     f"patients; resume with that size, got {chunk_size}",
                                     str(manifest["chunk_size"]))
         chunk_size = manifest["chunk_size"]
-    return TrialPlan(cfg, Path(out), chunk_size or CHUNK_SIZE, digest, resume, traj_times, workers, scheduler, solver)
+    return TrialPlan(cfg, Path(out), chunk_size or CHUNK_SIZE, digest, resume, traj_times, workers, scheduler, solver,
+                     validation)
 
 
 # ---- executing chunks ---------------------------------------------------------------------------
@@ -346,8 +351,7 @@ def execute(p: TrialPlan) -> TrialResult:
     if p.traj_times is not None:
         _assemble([_trajectory_file(p, c) for c in chunks], p.out / "trajectories.parquet")
     summary = write_summary(p)
-    shown = min(REPORT_PATIENTS, *(p.config.arm_n(a) for a in range(len(p.config.arm))))
-    write_report(p.out / "report.html", ReportData(summary, _report_data(p, summary), _bands(p), shown))
+    write_report(p.out / "report.html", report_data(p, summary))
     return TrialResult(p.out, summary, sum(c.n for c in todo), seconds)
 
 
@@ -367,6 +371,20 @@ def write_summary(p: TrialPlan) -> dict:
     with atomic_path(p.out / "summary.json") as tmp:
         tmp.write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def report_data(p: TrialPlan, summary: dict) -> ReportData:
+    """Everything ``report.html`` shows: results, each arm's scenario, the model and its validation."""
+    cfg = p.config
+    checks = None
+    if p.validation:
+        with Console(stderr=True).status("validating the model against published targets (cached after the "
+                                         "first run)"):
+            checks = cached_validation()
+    shown = min(REPORT_PATIENTS, *(cfg.arm_n(a) for a in range(len(cfg.arm))))
+    return ReportData(summary, _report_data(p, summary), _bands(p), shown,
+                      scenarios=tuple((arm.name, cfg.scenario(a)) for a, arm in enumerate(cfg.arm)),
+                      validation=checks, model=build_model())
 
 
 def _report_data(p: TrialPlan, summary: dict) -> pd.DataFrame:
