@@ -139,13 +139,14 @@ class Scenario:
         return out
 
     def parameter_values(self, table: ParameterTable) -> dict[str, float]:
-        """The typical values this scenario sets (disease, then product or antibody), as in :meth:`run`."""
-        out = dict(self.disease.overrides)
+        """The typical values this scenario sets (disease and course, product, antibody, scenario values),
+        as in :meth:`run`."""
+        out = dict(self.disease.values(self.course))
         if self.product is not None:
             out |= self.product.model_parameters(table)
         if self.antibody is not None:
             out |= self.antibody.model_parameters()
-        return out
+        return out | dict(self.parameters)
 
     @property
     def start(self) -> float:

@@ -38,9 +38,11 @@ from cartsim.validate import POP_N, targets  # noqa: E402
 DISCLAIMER = ("cartsim is research software. Its results are simulations of a mathematical model, not "
               "predictions for any patient, and not medical advice. CAR T-cell therapy for multiple sclerosis "
               "and other autoimmune diseases is investigational.")
-COVARIATE_NOTE = ("Age eligibility, baseline EDSS and MS course are drawn and recorded as patient covariates "
-                  "(patients.parquet); they do not yet change the simulation: no model parameter depends on "
-                  "age, and the MS disease-activity model (relapses, lesions, EDSS) is not yet part of cartsim.")
+COVARIATE_NOTE = ("Covariates are recorded per patient in patients.parquet. The MS course sets the course's "
+                  "relapse, lesion and progression rates and its CNS compartmentalisation; baseline EDSS sets the "
+                  "step of a confirmed worsening (1.0, or 0.5 above 5.5); body weight scales weight-based doses "
+                  "and antibody pharmacokinetics. No model parameter depends on age: age is an eligibility "
+                  "criterion only.")
 TRAJECTORY_PANELS = (("b_blood_per_uL", "CD19+ B cells, blood (cells/uL)", True),
                      ("car_blood_per_uL", "CAR-T cells, blood (cells/uL)", True),
                      ("igg", "total IgG (g/L)", False))
@@ -55,6 +57,7 @@ class ReportData:
     scenarios: tuple[tuple[str, Scenario], ...] = ()    # (arm name, its scenario) for the parameter changes
     validation: Validation | None = None                # None: the checks were not run (--no-validation)
     model: Model | None = None                          # None: cartsim.model.build_model()
+    durability: pd.DataFrame | None = None              # CAR-T arms across reset half-lives (None: not run)
 
 
 @dataclass(frozen=True)
@@ -349,8 +352,34 @@ def parameter_table(data: ReportData) -> Section:
     return Section("parameters", "Parameters", text + table + arms)
 
 
+def durability(data: ReportData) -> Section:
+    """The CAR-T arms across reset half-lives (cartsim.trial.durability)."""
+    text = Markup(
+        "<p>After CD19 CAR-T the autoreactive B-cell clones are removed and new B cells return naive: the "
+        "<em>reset</em>. How long it lasts before new autoreactive clones are recruited is not known in MS (in lupus, "
+        "drug-free remissions have held for at least two years). In cartsim it is the parameter "
+        "<code>reset_halflife</code> (default 5 years, with wide variability between patients). Each CAR-T arm was "
+        "re-run with its first patients at the half-lives below; everything else is unchanged. Autoreactive return: "
+        "autoreactive memory B cells back to 10% of baseline within the horizon.</p>")
+    table = data.durability
+    if table is None or table.empty:
+        return Section("durability", "How long the reset lasts", text + Markup(
+            "<p>Not run: the trial has no CAR-T arm, or the range was not asked for.</p>"))
+    cols = [("arm", "arm", str), ("reset_halflife_years", "reset half-life (years)", lambda v: f"{v:g}"),
+            ("n", "patients", lambda v: f"{int(v)}"),
+            ("autoreactive_return_fraction", "autoreactive return", lambda v: f"{100 * v:.0f}%"),
+            ("autoreactive_return_median_day", "median day of return", lambda v: _num(v)),
+            ("annualized_relapse_rate", "relapses / patient-year", lambda v: f"{v:.3f}"),
+            ("gd_lesions_per_scan", "Gd+ lesions / scan", lambda v: f"{v:.3f}"),
+            ("cdp12_fraction", "12-week CDP", lambda v: f"{100 * v:.1f}%"),
+            ("edss_change", "mean EDSS change", lambda v: f"{v:+.2f}")]
+    cols = [c for c in cols if c[0] in table]
+    rows = [[fmt(r[k]) if r[k] == r[k] else "n/a" for k, _, fmt in cols] for _, r in table.iterrows()]
+    return Section("durability", "How long the reset lasts", text + _table([h for _, h, _ in cols], rows))
+
+
 SECTIONS: tuple[Callable[[ReportData], Section], ...] = (configuration, endpoint_table, trajectories, event_curves,
-                                                         toxicity, failures, validation_table, methods,
+                                                         toxicity, durability, failures, validation_table, methods,
                                                          parameter_table)
 
 

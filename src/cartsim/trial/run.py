@@ -39,11 +39,13 @@ from cartsim.outputs.validation import cached_validation
 from cartsim.therapy import lymphodepletion_regimens
 from cartsim.trial.chunks import Chunk, ChunkResult, plan, simulate_chunk, trajectory_bands
 from cartsim.trial.config import TrialConfig
+from cartsim.trial.durability import car_t_arms, durability_range
 from cartsim.trial.summary import censoring, summarize_arm, summary_document
 
 CHUNK_SIZE = 256
 ROW_GROUP = 65_536               # rows per row group of the assembled files (chunks are far smaller)
 REPORT_PATIENTS = 200            # patients per arm behind the report's trajectory bands
+DURABILITY_PATIENTS = 100        # patients per CAR-T arm and reset half-life in the report's durability range
 REPORT_COLUMNS = ("b_blood_per_uL", "car_blood_per_uL", "igg")
 MANIFEST = "manifest.json"
 ROLES_KEY = b"cartsim.roles"
@@ -384,7 +386,16 @@ def report_data(p: TrialPlan, summary: dict) -> ReportData:
     shown = min(REPORT_PATIENTS, *(cfg.arm_n(a) for a in range(len(cfg.arm))))
     return ReportData(summary, _report_data(p, summary), _bands(p), shown,
                       scenarios=tuple((arm.name, cfg.scenario(a)) for a, arm in enumerate(cfg.arm)),
-                      validation=checks, model=build_model())
+                      validation=checks, model=build_model(),
+                      durability=_durability(cfg))
+
+
+def _durability(cfg: TrialConfig) -> pd.DataFrame | None:
+    """The CAR-T arms across reset half-lives, from their first :data:`DURABILITY_PATIENTS` patients."""
+    if not car_t_arms(cfg):
+        return None
+    with Console(stderr=True).status("re-running the CAR-T arms across reset half-lives"):
+        return durability_range(cfg, n=min(DURABILITY_PATIENTS, cfg.population.n))
 
 
 def _report_data(p: TrialPlan, summary: dict) -> pd.DataFrame:
