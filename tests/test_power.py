@@ -356,9 +356,10 @@ def test_identical_arms_reject_at_about_alpha(tmp_path, endpoint, therapy, horiz
 
 
 def test_endpoint_the_model_does_not_compute_is_refused(tmp_path):
-    """An endpoint of the dictionary the model lacks is refused after simulating one patient per arm."""
+    """An endpoint the model does not compute for the disease (MS disability outside MS) is refused after
+    simulating one patient per arm."""
     cfg = tmp_path / "t.toml"
-    cfg.write_text(config(endpoint="edss_change"))
+    cfg.write_text(config(endpoint="edss_change", **{'disease = "ms"': 'disease = "sle"'}))
     r = runner.invoke(app, ["power", str(cfg), "--replicates", "3", "--out", str(tmp_path / "out")])
     assert r.exit_code == 2 and "trial.primary_endpoint: 'edss_change'" in r.output and "does not compute" in r.output
     assert not (tmp_path / "out").exists()

@@ -8,7 +8,6 @@ import pytest
 from typer.testing import CliRunner
 
 from cartsim.cli import app
-from cartsim.scenario import therapy_names
 from cartsim.trial.config import load_config
 from cartsim.trial.summary import KINDS
 
@@ -16,12 +15,6 @@ runner = CliRunner()
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 PRESETS = sorted(EXAMPLES.glob("*.toml"))
 SOURCED = [p for p in PRESETS if p.name != "quick.toml"]   # presets of real trials
-
-
-def _skip_missing_therapies(path: Path) -> None:
-    missing = [a["therapy"] for a in tomllib.loads(path.read_text())["arm"] if a["therapy"] not in therapy_names()]
-    if missing:
-        pytest.skip(f"therapy {', '.join(map(repr, missing))} is not in this version of cartsim")
 
 
 def test_presets_of_the_real_trials_are_there():
@@ -43,7 +36,6 @@ def test_preset_cites_its_trial_and_names_a_primary_endpoint(path):
 
 @pytest.mark.parametrize("path", PRESETS, ids=lambda p: p.stem)
 def test_preset_runs(tmp_path, path):
-    _skip_missing_therapies(path)
     cfg = load_config(path)
     out = tmp_path / path.stem
     r = runner.invoke(app, ["trial", str(path), "--out", str(out), "--n", "3"])
