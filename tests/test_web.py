@@ -95,12 +95,20 @@ def test_serve_refuses_a_bad_port_in_one_line(port):
 schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
 
 
+def _sent(value: object) -> bool:
+    """Whether a generated query value reaches the server as a non-empty parameter (empty lists, such as
+    ``[[]]``, are serialised to nothing)."""
+    if isinstance(value, (list, tuple)):
+        return any(_sent(v) for v in value)
+    return value is not None and str(value) != ""
+
+
 @schema.parametrize()
 @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
 def test_api_conforms_to_its_openapi_description(case):
     """No 5xx, and every response (200 or 422) matches the schema the app publishes."""
     query = case.query or {}
-    if query.get("ms_course") and query.get("disease", "ms") != "ms":
+    if _sent(query.get("ms_course")) and query.get("disease", "ms") != "ms":
         # a rule across two fields that OpenAPI cannot state: refused with 422, which must still match the schema
         assert case.call_and_validate(excluded_checks=[positive_data_acceptance]).status_code in (405, 422)
     else:
