@@ -13,15 +13,8 @@ from typer.testing import CliRunner
 from cartsim.cli import app
 from cartsim.validate import CHECKS, run_checks, targets
 
-_CANCER = ("lymphoma toxicity too mild: IL-6 scales with target kill but not enough with tumour burden "
-           "(the tumour-microenvironment source of IL-6 is not modelled)")
 _CNS = "the CNS compartment (CSF plasma cells, intrathecal IgG) is not modelled yet"
 KNOWN_MISSES: dict[tuple[str, str], str] = {
-    ("zuma1_crs_icans", "pop_crs_any"): _CANCER,
-    ("zuma1_crs_icans", "pop_crs_grade3plus"): _CANCER,
-    ("zuma1_crs_icans", "pop_icans_any"): _CANCER,
-    ("zuma1_crs_icans", "pop_icans_grade3plus"): _CANCER,
-    ("autoimmune_vs_cancer_toxicity", "sle_crs_grade2plus_lower"): _CANCER,
     ("bcma_cart_pms", "typical_cns_plasma_cell_reduction_day_90"): _CNS,
     ("bcma_cart_pms", "typical_intrathecal_igg_reduction_day_180"): _CNS,
 }
