@@ -19,3 +19,17 @@ def test_calibrated_values_are_the_best_grid_point():
 def test_best_point_has_the_lowest_loss():
     rows = json.loads(RECORD.read_text())["rows"]
     assert rows[0]["loss"] == min(r["loss"] for r in rows)
+
+
+TOXICITY_RECORD = RECORD.with_name("calibration_toxicity.json")
+
+
+def test_toxicity_calibration_is_in_the_table():
+    record = json.loads(TOXICITY_RECORD.read_text())
+    table = build_model().table
+    assert record["best"] == {k: table.value(k) for k in record["grid"]}
+    assert record["fixed"] == {k: table.value(k) for k in record["fixed"]}
+    rows = record["rows"]
+    assert rows[0]["loss"] == min(r["loss"] for r in rows)
+    for name in record["grid"]:
+        assert table[name].kind == "calibrated" and "bench/calibrate_toxicity.py" in table[name].source

@@ -313,7 +313,8 @@ def test_compiled_rhs_matches_symbolic_and_conserves_mass(model):
 
 def test_tocilizumab_trigger_fires_once_at_threshold(model):
     sc = Scenario.make("tisa-cel", "b-all", 30)
-    pop = typical(model, sc.disease).with_parameters({"il6_per_kill": 5.0})
+    # no tocilizumab-resistant share of the signal, so that the blockade shows in full
+    pop = typical(model, sc.disease).with_parameters({"il6_per_kill": 5.0, "crs_toci_resistant": 0.0})
     cols = ("il6_signal", "toci_central")
     first = sc.run(pop, columns=cols)
     assert first.status.tolist() == [0]

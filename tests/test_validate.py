@@ -13,15 +13,8 @@ from typer.testing import CliRunner
 from cartsim.cli import app
 from cartsim.validate import CALIBRATED, CHECKS, run_checks, targets
 
-_CANCER = ("lymphoma toxicity too mild: IL-6 scales with target kill but not enough with tumour burden "
-           "(the tumour-microenvironment source of IL-6 is not modelled)")
-KNOWN_MISSES: dict[tuple[str, str], str] = {
-    ("zuma1_crs_icans", "pop_crs_any"): _CANCER,
-    ("zuma1_crs_icans", "pop_crs_grade3plus"): _CANCER,
-    ("zuma1_crs_icans", "pop_icans_any"): _CANCER,
-    ("zuma1_crs_icans", "pop_icans_grade3plus"): _CANCER,
-    ("autoimmune_vs_cancer_toxicity", "sle_crs_grade2plus_lower"): _CANCER,
-}
+# checks the model is known to miss, as strict xfails (empty: every check passes)
+KNOWN_MISSES: dict[tuple[str, str], str] = {}
 
 
 def _cases():

@@ -124,10 +124,13 @@ def compute(sol: Solution, table: ParameterTable, last_dose_day: float | None = 
     out["cart_persistence_censored"] = above[:, -1]
     crs_thr = [table.value(f"crs_il6_grade{g}") for g in range(1, 5)]
     icans_thr = [table.value(f"icans_grade{g}") for g in range(1, 5)]
-    out["crs_max_grade"] = grade(sol.column("il6_signal")[:, post].max(axis=1), crs_thr)
-    out["icans_max_grade"] = grade(sol.column("icans_signal")[:, post].max(axis=1), icans_thr)
     fired = np.isfinite(sol.trigger_times) if sol.trigger_times.size else np.zeros((b.shape[0], 1, 1), bool)
     out["tocilizumab_given"] = fired[:, 0].any(axis=1)        # the rescue is always the first trigger
+    crs = grade(sol.column("il6_signal")[:, post].max(axis=1), crs_thr)
+    # tocilizumab is given the moment the signal reaches grade 2 and cuts it at once: a crossing that short
+    # can fall between output times, but the rescue dose marks it
+    out["crs_max_grade"] = np.where(out["tocilizumab_given"], np.maximum(crs, 2), crs)
+    out["icans_max_grade"] = grade(sol.column("icans_signal")[:, post].max(axis=1), icans_thr)
     if fired.shape[1] > 1:                                       # re-treatment: day of the second infusion
         retreated = fired[:, 1, 0]
         out["retreatment_day"] = np.where(retreated, sol.trigger_times[:, 1, 0], t[-1])

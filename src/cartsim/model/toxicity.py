@@ -1,12 +1,22 @@
 """Cytokine release and toxicity: IL-6, a lagged CNS cytokine signal, tocilizumab.
 
-IL-6 is produced in proportion to target engagement (cells killed per day and
-antigen-stimulated effectors), so it tracks target burden rather than dose
-(Hardiansyah 2019). Tocilizumab (two-compartment PK with saturable
-elimination, Frey 2010) blocks the IL-6 receptor: CRS grade is read from the
-unblocked IL-6 signal. ICANS follows a lagged CNS exposure to IL-6, which
-tocilizumab does not reach. Grades map signal thresholds onto the ASTCT 0-4
-scale (see ``cartsim.endpoints``).
+IL-6 has three sources, all driven by target engagement, so it tracks target
+burden rather than dose (Hardiansyah 2019): release per target cell killed,
+release by antigen-stimulated CAR-T effectors, and the myeloid amplification.
+CAR-T cells kill their targets by pyroptosis, and what the dying cells release
+activates macrophages and monocytes to secrete IL-6 and IL-1 (Liu Y et al. Sci
+Immunol 2020; Giavridis 2018; Norelli 2018). Inflammasome activation needs two
+signals, both from the dying cells, so myeloid release rises with the square
+of the kill rate before it saturates: negligible when CAR-T cells clear the
+few B cells left after lymphodepletion in autoimmune disease, dominant when
+they attack a large tumour.
+
+Tocilizumab (two-compartment PK with saturable elimination, Frey 2010) blocks
+the IL-6 receptor. CRS is read from a cytokine signal in IL-6 equivalents of
+which a share, carried by cytokines tocilizumab does not block (IL-1, GM-CSF,
+IFN-gamma), stays after the rescue dose. ICANS follows a lagged CNS exposure to
+IL-6, which tocilizumab does not reach. Grades map signal thresholds onto the
+ASTCT 0-4 scale (see ``cartsim.endpoints``).
 """
 
 from __future__ import annotations
@@ -24,8 +34,13 @@ def add(b: ModelBuilder) -> None:
     flux = b.observe("kill_flux", sp.Symbol("kill_flux_b") + sp.Symbol("kill_flux_tumour"),
                      "cells/uL-eq/day", "target cells killed by CAR-T per day")
     engaged = sp.Symbol("car_stimulation") * sp.Symbol("car_eff")
+    h = p("il6_myeloid_hill")
+    myeloid = b.observe("il6_myeloid", p("il6_myeloid_max") * flux**h / (flux**h + p("il6_myeloid_k50")**h),
+                        "pg/mL/day", "IL-6 release by macrophages and monocytes activated by dying target cells "
+                        "(zero without target killing)")
     b.flow(None, "il6", k6 * p("il6_0") + p("il6_per_kill") * flux + p("il6_per_engaged_car") * engaged,
            "basal and CAR-T activation-driven production")
+    b.flow(None, "il6", myeloid, "myeloid amplification (saturable in the target kill rate)")
     b.flow("il6", None, k6 * il6, "elimination")
 
     cns = b.state("il6_cns", "pg/mL", "IL-6 exposure of the CNS (lagged)", p("il6_0"))
@@ -42,7 +57,9 @@ def add(b: ModelBuilder) -> None:
     b.flow("toci_peripheral", "toci_central", p("toci_q") * ap / v2, "redistribution")
     b.derive("toci_dose_mg", sp.Min(p("toci_mg_per_kg") * p("weight_kg"), p("toci_max_mg")))
     occupancy = conc / (conc + p("toci_ec50"))
-    signal = b.observe("il6_signal", il6 * (1 - occupancy), "pg/mL", "IL-6 signalling not blocked by tocilizumab")
+    blocked = occupancy * (1 - p("crs_toci_resistant"))
+    signal = b.observe("il6_signal", il6 * (1 - blocked), "pg/mL",
+                       "cytokine signal driving CRS, in IL-6 equivalents, not blocked by tocilizumab")
     b.observe("icans_signal", cns, "pg/mL", "CNS cytokine exposure driving ICANS")
     b.observe("crs_grade", _grade(b, signal, "crs_il6_grade"), "grade", "ASTCT CRS grade (0-4)")
     b.observe("icans_grade", _grade(b, cns, "icans_grade"), "grade", "ASTCT ICANS grade (0-4)")
