@@ -16,12 +16,10 @@ best one. Nothing in the package reads its output.
 from __future__ import annotations
 
 import argparse
-import itertools
-import json
-import time
 from pathlib import Path
 
 import numpy as np
+from grid_search import grid_search
 
 from cartsim import endpoints
 from cartsim.model import build_model
@@ -85,26 +83,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="a 9-point grid around the table values")
     ap.add_argument("--out", type=Path, default=Path(__file__).with_name("calibration.json"))
     args = ap.parse_args()
-    grid = QUICK_GRID if args.quick else GRID
-    table = build_model().table
-    rows = []
-    start = time.perf_counter()
-    for point in itertools.product(*grid.values()):
-        values = dict(zip(grid, point))
-        rows.append({**values, **score(values)})
-    rows.sort(key=lambda r: r["loss"])
-    print(f"{len(rows)} grid points in {time.perf_counter() - start:.0f} s; best first:")
-    keys = [*grid, *OBSERVED, "loss"]
-    print(" ".join(f"{k[:14]:>14}" for k in keys))
-    for r in rows[:10]:
-        print(" ".join(f"{r[k]:>14.4g}" for k in keys))
-    best = {k: rows[0][k] for k in grid}
-    in_table = {k: table.value(k) for k in grid}
-    print("best:", best)
-    print("table:", in_table, "(matches)" if best == in_table else "(DIFFERS: update data/parameters.toml)")
-    args.out.write_text(json.dumps({"grid": grid, "observed": OBSERVED, "best": best, "rows": rows}, indent=1,
-                                   default=float))
-
+    grid_search(QUICK_GRID if args.quick else GRID, score, OBSERVED, args.out)
 
 if __name__ == "__main__":
     main()

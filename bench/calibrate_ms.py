@@ -52,17 +52,12 @@ COLUMNS = ("relapse_cum", "pira_cum", "gd_active")
 
 
 def run(therapy: str, course: str, days: float, values: dict[str, float]) -> ms_outcomes.Intensities:
-    """Expected-value inputs of one arm with parameter ``values`` (random effects kept)."""
+    """Expected-value inputs of one arm with parameter ``values`` (scenario values: random effects kept)."""
     model = build_model()
     regimen = OPERA_OCRELIZUMAB if therapy == "ocrelizumab" else None
-    sc = Scenario.make(therapy, "ms", days, regimen=regimen, course=course)
+    sc = Scenario.make(therapy, "ms", days, regimen=regimen, course=course, parameters=values)
     pop: Population = sample(model, sc.disease, N, SEED, course=course)
-    typical = sc.disease.values(course)
-    scaled = {}
-    for name, v in values.items():
-        ref = typical.get(name, model.table.value(name))
-        scaled[name] = pop.column(name) * (v / ref) if model.table[name].iiv_omega > 0 and ref else v
-    sol = sc.run(pop.with_parameters(scaled), columns=COLUMNS)
+    sol = sc.run(pop, columns=COLUMNS)
     post = sol.times >= 0
     return ms_outcomes.Intensities(sol.times[post], *(sol.column(c)[:, post] for c in COLUMNS))
 

@@ -31,10 +31,9 @@ GRID = [0.0057, 0.004, 0.003, 0.002, 0.0015, 0.001, 0.0007, 0.0005]
 
 def repletion_weeks(ec50: float) -> np.ndarray:
     model = build_model()
-    sc = Scenario.make("ocrelizumab", "ms", 4 * 168.0 + 260 * 7.0, regimen=OCR_STOPPED)
+    # a scenario value: each patient keeps its random effect on mab_ec50
+    sc = Scenario.make("ocrelizumab", "ms", 4 * 168.0 + 260 * 7.0, regimen=OCR_STOPPED, parameters={"mab_ec50": ec50})
     pop = sample(model, sc.disease, POP_N, SEED)
-    default = model.table.value("mab_ec50")
-    pop = pop.with_parameters({"mab_ec50": pop.column("mab_ec50") * (ec50 / default)})  # keep each patient's eta
     sol = sc.run(pop, columns=endpoints.COLUMNS)
     ep = endpoints.compute(sol, model.table, sc.last_dose_day())
     return ep.bcell_repletion_after_last_dose_week.to_numpy(float)

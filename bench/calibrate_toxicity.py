@@ -26,12 +26,10 @@ one. Nothing in the package reads its output.
 from __future__ import annotations
 
 import argparse
-import itertools
-import json
-import time
 from pathlib import Path
 
 import numpy as np
+from grid_search import grid_search
 
 from cartsim import endpoints
 from cartsim.model import build_model
@@ -101,26 +99,8 @@ def main() -> None:
     args = ap.parse_args()
     grid = QUICK_GRID if args.quick else GRID
     table = build_model().table
-    rows = []
-    start = time.perf_counter()
-    for point in itertools.product(*grid.values()):
-        values = dict(zip(grid, point))
-        rows.append({**values, **score(values)})
-        print(" ".join(f"{k}={v:.4g}" for k, v in rows[-1].items()), flush=True)
-    rows.sort(key=lambda r: r["loss"])
-    print(f"{len(rows)} grid points in {time.perf_counter() - start:.0f} s; best first:")
-    keys = [*grid, *OBSERVED, "loss"]
-    print(" ".join(f"{k[:14]:>14}" for k in keys))
-    for r in rows[:10]:
-        print(" ".join(f"{r[k]:>14.4g}" for k in keys))
-    best = {k: rows[0][k] for k in grid}
-    in_table = {k: table.value(k) for k in grid}
-    print("best:", best)
-    print("table:", in_table, "(matches)" if best == in_table else "(DIFFERS: update data/parameters.toml)")
-    args.out.write_text(json.dumps({"grid": grid, "observed": OBSERVED, "fixed": {
-        k: table.value(k) for k in ("il6_myeloid_max", "il6_myeloid_hill")}, "best": best, "rows": rows},
-        indent=1, default=float) + "\n")
-
+    fixed = {k: table.value(k) for k in ("il6_myeloid_max", "il6_myeloid_hill")}
+    grid_search(grid, score, OBSERVED, args.out, extra={"fixed": fixed}, progress=True)
 
 if __name__ == "__main__":
     main()

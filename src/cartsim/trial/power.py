@@ -25,6 +25,7 @@ import pandas as pd
 from cartsim import __version__, endpoints
 from cartsim.errors import CartsimInputError
 from cartsim.model import Model
+from cartsim.ms_outcomes import scan_days
 from cartsim.outputs.files import atomic_path
 from cartsim.population import Population
 from cartsim.trial import cohort, hypothesis, stats
@@ -67,7 +68,7 @@ def rate_exposure(cfg: TrialConfig, endpoint: str) -> float:
     ``gd_lesions_per_scan``: the scheduled scans (every ``mri_interval_weeks`` up to the horizon);
     other rates (``annualized_relapse_rate``): patient-years of follow-up."""
     if endpoint == "gd_lesions_per_scan":
-        return float(max(1, math.floor(cfg.trial.horizon_days / (7.0 * cfg.trial.mri_interval_weeks))))
+        return float(max(1, scan_days(cfg.trial.horizon_days, cfg.trial_mri_interval_days).size))
     return cfg.trial.horizon_days / DAYS_PER_YEAR
 
 

@@ -1,0 +1,42 @@
+"""The grid search shared by the calibration scripts: score every grid point, print the best, record all.
+
+Each script supplies its grid, its scoring function (metrics and a ``loss`` against ``observed``) and what
+else to record; the best point is compared with the parameter table so a stale table is visible.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from cartsim.model import build_model
+
+
+def grid_search(grid: Mapping[str, list[float]], score: Callable[[dict[str, float]], dict[str, float]],
+                observed: Mapping[str, tuple[float, float]], out: Path, *, extra: Mapping[str, object] | None = None,
+                progress: bool = False) -> dict[str, float]:
+    """Score every point of ``grid``, print the ten best, write the record to ``out``; return the best point."""
+    table = build_model().table
+    rows = []
+    start = time.perf_counter()
+    for point in itertools.product(*grid.values()):
+        values = dict(zip(grid, point))
+        rows.append({**values, **score(values)})
+        if progress:
+            print(" ".join(f"{k}={v:.4g}" for k, v in rows[-1].items()), flush=True)
+    rows.sort(key=lambda r: r["loss"])
+    print(f"{len(rows)} grid points in {time.perf_counter() - start:.0f} s; best first:")
+    keys = [*grid, *observed, "loss"]
+    print(" ".join(f"{k[:14]:>14}" for k in keys))
+    for r in rows[:10]:
+        print(" ".join(f"{r[k]:>14.4g}" for k in keys))
+    best = {k: rows[0][k] for k in grid}
+    in_table = {k: table.value(k) for k in grid}
+    print("best:", best)
+    print("table:", in_table, "(matches)" if best == in_table else "(DIFFERS: update data/parameters.toml)")
+    record = {"grid": grid, "observed": observed, **(extra or {}), "best": best, "rows": rows}
+    out.write_text(json.dumps(record, indent=1, default=float) + "\n")
+    return best
