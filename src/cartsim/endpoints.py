@@ -13,8 +13,8 @@ import pandas as pd
 
 from cartsim import ms_outcomes
 from cartsim.engine import Solution
-from cartsim.population import Population
 from cartsim.model.parameters import ParameterTable
+from cartsim.population import Population
 
 REAPPEARANCE_LIMIT = 1.0      # cells/uL, flow-cytometry detection limit (endpoint dictionary)
 REPLETION_LIMIT = 80.0        # cells/uL, lower limit of normal (endpoint dictionary)
