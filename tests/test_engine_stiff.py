@@ -91,7 +91,7 @@ def _fixed_steps(lin, solver: str, h: float, times: np.ndarray):
 
 @pytest.mark.parametrize("solver", ROSENBROCK)
 def test_order_of_convergence_with_fixed_steps(linear, solver):
-    m, A, y0, _ = linear
+    _, A, y0, _ = linear
     tab = TABLEAUS[solver]
     t_end = 4.0
     errors, dense_errors = [], []
@@ -243,7 +243,7 @@ def test_agrees_with_dp5_with_doses_and_rescue(model, solver):
     sc = Scenario.make("tisa-cel", "b-all", 120)
     pop = typical(model, sc.disease).with_parameters({"il6_per_kill": 5.0})
     times = np.arange(sc.start, 120.01, 0.5)
-    kw = dict(columns=model.state_names, times=times)
+    kw = {"columns": model.state_names, "times": times}
     ref = sc.run(pop, solver="dp5", rtol=1e-11, atol=1e-14, **kw)
     sol = sc.run(pop, solver=solver, rtol=1e-9, atol=1e-13, **kw)
     assert ref.status.tolist() == sol.status.tolist() == [0]

@@ -115,6 +115,7 @@ def _jacobian(model: Model, symbol_map: dict[sp.Symbol, sp.Symbol], hoister: Hoi
     ns = len(model.states)
     ents = jacobian.entries(model)
     lu = sparse_lu.plan(ns, [(i, j) for i, j, _ in ents])
+    fill = sorted(set(range(len(lu.entries))) - {lu.storage(i, j) for i, j, _ in ents})
     out = [
         "",
         f"N_JAC = {len(ents)}",
@@ -123,6 +124,7 @@ def _jacobian(model: Model, symbol_map: dict[sp.Symbol, sp.Symbol], hoister: Hoi
         f"N_LU = {len(lu.entries)}",
         f"JAC_LU = {_ints([lu.storage(i, j) for i, j, _ in ents])}  # storage index of each entry in the LU",
         f"LU_DIAG = {_ints([lu.storage(i, i) for i in range(ns)])}  # storage index of each state's diagonal",
+        f"LU_FILL = {_ints(fill)}  # LU entries that are not Jacobian entries (diagonal, fill-in)",
         "",
         "@nb.njit(cache=True, error_model='numpy')",
         "def jac(t, y, q, jv):",

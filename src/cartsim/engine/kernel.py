@@ -1,4 +1,9 @@
-"""Batched Dormand-Prince 5(4) solver with dose events and state triggers.
+"""Batched Dormand-Prince 5(4) solver with dose events and state triggers (``solver="dp5"``).
+
+The explicit method is kept as an alternative to the default stiff solver
+(``rosenbrock.py``, which shares the event and output helpers defined here):
+it needs no Jacobian, but the model's stiffness caps its step size, so strong
+CAR-T responders take tens of thousands of steps.
 
 Why a hand-written kernel: cartsim must solve whole virtual populations in one
 compiled call, with NONMEM-style dosing (boluses, zero-order infusions) and
@@ -13,7 +18,7 @@ states after each accepted step (Shampine et al., Appl Math Comput 2005;170:556)
 
 This file is not imported on its own: :mod:`cartsim.engine.compile` appends it
 to the model code generated from the symbolic definition (which provides
-``N_STATES``, ``N_Q``, ``derive``, ``init``, ``rhs`` and ``observable``) and
+``N_STATES``, ``N_Q``, ``N_C``, ``derive``, ``init``, ``rhs`` and ``observable``) and
 compiles the result with numba, caching machine code on disk.
 """
 
@@ -51,10 +56,20 @@ STATUS_NOT_FINITE = 3
 
 
 @nb.njit(cache=True)
-def _rhs_u(t, y, q, u, dy):
+def _rhs_u(t, y, q, u, infusing, dy):
+    """The right-hand side plus the zero-order inputs ``u`` of running infusions (when ``infusing``)."""
     rhs(t, y, q, dy)  # noqa: F821 - provided by the generated model code
-    for i in range(y.shape[0]):
-        dy[i] += u[i]
+    if infusing:
+        for i in range(y.shape[0]):
+            dy[i] += u[i]
+
+
+@nb.njit(cache=True)
+def _any_nonzero(u):
+    for i in range(u.shape[0]):
+        if u[i] != 0.0:
+            return True
+    return False
 
 
 @nb.njit(cache=True)
@@ -124,6 +139,7 @@ def _solve_one(p, act_t, act_s, act_bolus, act_rate, n_act,
             if abs(u[act_s[a]]) < 1e-12 * abs(act_rate[a]):
                 u[act_s[a]] = 0.0  # an infusion that ended exactly cancels
             a += 1
+        infusing = _any_nonzero(u)
         while k_out < n_out and t_out[k_out] <= t:
             _columns(t, y, q, obs, cols, out[k_out])
             k_out += 1
@@ -134,7 +150,7 @@ def _solve_one(p, act_t, act_s, act_bolus, act_rate, n_act,
             t_seg = act_t[a]
 
         # integrate [t, t_seg] with Dormand-Prince 5(4)
-        _rhs_u(t, y, q, u, K[0])
+        _rhs_u(t, y, q, u, infusing, K[0])
         n_rhs += 1
         for k in range(n_trig):
             g_old[k] = _trigger_value(t, y, q, obs, trig_obs, trig_thr, k)
@@ -167,14 +183,14 @@ def _solve_one(p, act_t, act_s, act_bolus, act_rate, n_act,
                     for j in range(s):
                         acc += _A[s, j] * K[j, i]
                     y_stage[i] = y[i] + h * acc
-                _rhs_u(t + _C[s] * h, y_stage, q, u, K[s])
+                _rhs_u(t + _C[s] * h, y_stage, q, u, infusing, K[s])
             for i in range(ns):
                 acc = 0.0
                 for j in range(6):
                     acc += _B[j] * K[j, i]
                 y_new[i] = y[i] + h * acc
             t_new = t + h if t_seg - (t + h) > 1e-12 * max(1.0, abs(t_seg)) else t_seg
-            _rhs_u(t_new, y_new, q, u, K[6])
+            _rhs_u(t_new, y_new, q, u, infusing, K[6])
             steps += 1
             n_rhs += 6
             norm = 0.0
@@ -253,7 +269,7 @@ def _solve_one(p, act_t, act_s, act_bolus, act_rate, n_act,
             if fired >= 0 or projected:
                 for k in range(n_trig):
                     g_old[k] = _trigger_value(t, y, q, obs, trig_obs, trig_thr, k)
-                _rhs_u(t, y, q, u, K[0])
+                _rhs_u(t, y, q, u, infusing, K[0])
                 n_rhs += 1
             else:
                 # First same as last: the step ends at (t_new, y_new) unchanged, where the last stage and

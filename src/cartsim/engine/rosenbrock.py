@@ -31,9 +31,9 @@ by bisection on the dense output), outputs and the projection onto
 non-negative states follow the Dormand-Prince kernel (``kernel.py``) exactly.
 
 This file is not imported on its own: :mod:`cartsim.engine.compile` appends it,
-after ``kernel.py``, to the generated model code (which provides ``rhs``,
-``jac``, ``lu_factor``, ``lu_solve``, ``N_JAC``, ``N_LU``, ``JAC_LU`` and
-``LU_DIAG``).
+after ``kernel.py`` (whose event helpers it shares), to the generated model
+code (which provides ``rhs``, ``jac``, ``lu_factor``, ``lu_solve``, ``N_JAC``,
+``N_LU``, ``JAC_LU``, ``LU_DIAG`` and ``LU_FILL``).
 """
 
 import math
@@ -42,34 +42,22 @@ import numba as nb
 import numpy as np
 
 
-
 @nb.njit(cache=True)
-def _ros_dense_coefficients(y_old, y_new, K, H, E):
-    """Coefficients of the dense output as a polynomial, y(theta) = y_old + theta (E0 + theta (E1 + ...))."""
-    m = H.shape[0]
-    for l in range(m):
-        E[l, :] = 0.0
-        for j in range(K.shape[0]):
-            c = H[l, j]
-            if c != 0.0:
-                for i in range(y_old.shape[0]):
-                    E[l, i] += c * K[j, i]
-    # (1 - th) y_old + th (y_new + (1 - th) (d_0 + th d_1 + ...)), expanded in powers of th
-    E[m, :] = -E[m - 1, :]
-    for l in range(m - 1, 0, -1):
-        E[l, :] -= E[l - 1, :]
-    for i in range(y_old.shape[0]):
-        E[0, i] += y_new[i] - y_old[i]
-
-
-@nb.njit(cache=True)
-def _ros_dense(y_old, E, theta, out):
-    m1 = E.shape[0]
-    for i in range(y_old.shape[0]):
-        acc = E[m1 - 1, i]
-        for l in range(m1 - 2, -1, -1):
-            acc = E[l, i] + theta * acc
-        out[i] = y_old[i] + theta * acc
+def _ros_dense(y_old, y_new, K, H, theta, out):
+    """The dense output at ``theta`` (0..1 through the step), straight from the stages:
+    (1 - th) y_old + th y_new + sum_j w_j k_j with w_j = th (1 - th) sum_l th^l h_lj."""
+    ns = y_old.shape[0]
+    for i in range(ns):
+        out[i] = (1.0 - theta) * y_old[i] + theta * y_new[i]
+    for j in range(K.shape[0]):
+        w = 0.0
+        power = theta * (1.0 - theta)
+        for l in range(H.shape[0]):
+            w += H[l, j] * power
+            power *= theta
+        if w != 0.0:
+            for i in range(ns):
+                out[i] += w * K[j, i]
 
 
 @nb.njit(cache=True)
@@ -104,7 +92,7 @@ def _stage_argument(A, K, y, st, incremental, out):
 @nb.njit(cache=True)
 def _ros_factor(jv, inv_hg, lu):
     """``lu`` = LU of I / (h gamma) - J; False if a pivot is zero or not finite."""
-    for k in range(N_LU):  # noqa: F821 - provided by the generated model code
+    for k in LU_FILL:  # noqa: F821 - provided by the generated model code: entries J does not set
         lu[k] = 0.0
     for k in range(N_JAC):  # noqa: F821
         lu[JAC_LU[k]] = -jv[k]  # noqa: F821
@@ -135,7 +123,6 @@ def _ros_solve_one(p, act_t, act_s, act_bolus, act_rate, n_act,
     jv = np.empty(N_JAC)  # noqa: F821
     lu = np.empty(N_LU)  # noqa: F821
     K = np.empty((s, ns))
-    E = np.empty((H.shape[0] + 1, ns))
     y_new = np.empty(ns)
     y_stage = np.empty(ns)
     r = np.empty(ns)
@@ -165,6 +152,7 @@ def _ros_solve_one(p, act_t, act_s, act_bolus, act_rate, n_act,
             if abs(u[act_s[a]]) < 1e-12 * abs(act_rate[a]):
                 u[act_s[a]] = 0.0
             a += 1
+        infusing = _any_nonzero(u)  # noqa: F821 - kernel.py
         while k_out < n_out and t_out[k_out] <= t:
             _columns(t, y, q, obs, cols, out[k_out])  # noqa: F821 - kernel.py
             k_out += 1
@@ -183,7 +171,7 @@ def _ros_solve_one(p, act_t, act_s, act_bolus, act_rate, n_act,
         err_acc = 0.0
         while t < t_seg:
             if not fresh:
-                _rhs_u(t, y, q, u, f0)  # noqa: F821 - kernel.py
+                _rhs_u(t, y, q, u, infusing, f0)  # noqa: F821 - kernel.py
                 jac(t, y, q, jv)  # noqa: F821
                 n_rhs += 1
                 n_jac += 1
@@ -228,7 +216,7 @@ def _ros_solve_one(p, act_t, act_s, act_bolus, act_rate, n_act,
                     r[:] = f0
                 else:
                     _stage_argument(A, K, y, st, incremental[st], y_stage)
-                    _rhs_u(t, y_stage, q, u, r)  # noqa: F821 - autonomous: t is not used
+                    _rhs_u(t, y_stage, q, u, infusing, r)  # noqa: F821 - autonomous: t is not used
                     n_rhs += 1
                 for j in range(st):
                     cj = C[st, j] * inv_h
@@ -262,25 +250,19 @@ def _ros_solve_one(p, act_t, act_s, act_bolus, act_rate, n_act,
                 h *= max(0.2, 0.9 * norm ** -expo)
                 continue
 
-            # accepted: triggers and outputs as in kernel.py, from the dense output (when one is needed)
-            crossed = False
-            for k in range(n_trig):
-                if n_fired[k] < fires_out.shape[1]:
-                    g_new[k] = _trigger_value(t_new, y_new, q, obs, trig_obs, trig_thr, k)  # noqa: F821
-                    crossed = crossed or (g_old[k] < 0.0 and g_new[k] >= 0.0)
-            if crossed or (k_out < n_out and t_out[k_out] <= t_new):
-                _ros_dense_coefficients(y, y_new, K, H, E)
+            # accepted: triggers and outputs as in kernel.py, from the dense output
             t_stop = t_new
             fired = -1
             for k in range(n_trig):
                 if n_fired[k] >= fires_out.shape[1]:
                     continue
+                g_new[k] = _trigger_value(t_new, y_new, q, obs, trig_obs, trig_thr, k)  # noqa: F821
                 if g_old[k] < 0.0 and g_new[k] >= 0.0:
                     lo = 0.0
                     hi = 1.0
                     for _ in range(60):
                         mid = 0.5 * (lo + hi)
-                        _ros_dense(y, E, mid, y_dense)
+                        _ros_dense(y, y_new, K, H, mid, y_dense)
                         if _trigger_value(t + mid * h, y_dense, q, obs, trig_obs, trig_thr, k) >= 0.0:  # noqa: F821
                             hi = mid
                         else:
@@ -292,13 +274,14 @@ def _ros_solve_one(p, act_t, act_s, act_bolus, act_rate, n_act,
             theta_stop = (t_stop - t) / h
             action_at_stop = fired >= 0 or (t_stop == t_seg and a < n_act and act_t[a] == t_seg)
             while k_out < n_out and (t_out[k_out] < t_stop or (t_out[k_out] == t_stop and not action_at_stop)):
-                _ros_dense(y, E, (t_out[k_out] - t) / h, y_dense)
+                _ros_dense(y, y_new, K, H, (t_out[k_out] - t) / h, y_dense)
                 for i in range(ns):
                     y_dense[i] = max(y_dense[i], 0.0)
                 _columns(t_out[k_out], y_dense, q, obs, cols, out[k_out])  # noqa: F821
                 k_out += 1
             if fired >= 0:
-                _ros_dense(y, E, theta_stop, y_new)
+                _ros_dense(y, y_new, K, H, theta_stop, y_dense)
+                y_new[:] = y_dense
                 t_new = t_stop
             for i in range(ns):
                 y[i] = max(y_new[i], 0.0)  # all states are amounts or counts

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
 
 
 @dataclass(frozen=True)
@@ -27,12 +28,12 @@ class LUPlan:
     order: tuple[int, ...]                  # order[k]: the row/column (state) eliminated k-th
     entries: tuple[tuple[int, int], ...]    # (row, column) in elimination positions, in storage order
 
-    @property
+    @cached_property
     def position(self) -> dict[int, int]:
         """State index -> elimination position."""
         return {s: k for k, s in enumerate(self.order)}
 
-    @property
+    @cached_property
     def index(self) -> dict[tuple[int, int], int]:
         """(row, column) in elimination positions -> storage index."""
         return {e: k for k, e in enumerate(self.entries)}
