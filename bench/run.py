@@ -6,7 +6,8 @@ rescue, at rtol 1e-6 and atol 1e-8:
 
 - cartsim: ``Scenario.run`` on the whole population in one compiled call,
   on all of numba's threads (after a warm-up that loads or compiles the
-  machine code);
+  machine code), with its default solver (Rodas5P) and, for comparison in
+  the same process, with each of its other solvers (Rodas4, Dormand-Prince);
 - libRoadRunner (CVODE) on cartsim's SBML export (loaded once), looping over
   patients as a user would: set the patient's parameters and doses,
   ``reset()``, simulate;
@@ -52,6 +53,7 @@ import scipy
 import cartsim
 from cartsim import endpoints
 from cartsim.engine import Solution
+from cartsim.engine.solve import DEFAULT_SOLVER, SOLVERS
 from cartsim.exporters.sbml import export_inputs
 from cartsim.model import Model, build_model
 from cartsim.outputs.files import write_text_atomic
@@ -128,10 +130,10 @@ def _endpoints(model: Model, sol: Solution) -> pd.DataFrame:
 
 
 def _cartsim(model: Model, scenario: Scenario, population: Population, times: np.ndarray, rtol: float = RTOL,
-             atol: float = ATOL) -> tuple[Solution, float]:
+             atol: float = ATOL, solver: str = DEFAULT_SOLVER) -> tuple[Solution, float]:
     t = time.perf_counter()
     sol = scenario.run(population, columns=COLUMNS, times=times, model=model, rtol=rtol, atol=atol,
-                       max_steps=2_000_000)
+                       max_steps=2_000_000, solver=solver)
     return sol, time.perf_counter() - t
 
 
@@ -145,6 +147,12 @@ def _steps(sol: Solution) -> dict[str, float]:
             "max": float(s.max())}
 
 
+def _work(sol: Solution) -> dict[str, float]:
+    """Mean work per patient: steps (attempted), rejected steps, right-hand sides, Jacobians."""
+    return {"steps": float(sol.steps.mean()), "rejected": float(sol.rejected.mean()),
+            "rhs_evals": float(sol.rhs_evals.mean()), "jac_evals": float(sol.jac_evals.mean())}
+
+
 def benchmark(args: argparse.Namespace) -> tuple[list[Method], dict]:
     """Solve the population with every method and the reference; timings and endpoint errors."""
     load = os.getloadavg()
@@ -154,10 +162,14 @@ def benchmark(args: argparse.Namespace) -> tuple[list[Method], dict]:
     population = sample(model, scenario.disease, args.n, seed=args.seed)
     patients = [export_inputs(model, scenario, population, i) for i in range(args.n)]
 
-    _cartsim(model, scenario, _head(population, 8), times)   # warm-up: load or compile the machine code
+    # warm-up: load or compile the machine code (each solver's kernel compiles on its first call)
+    warmup = {solver: _cartsim(model, scenario, _head(population, 8), times, solver=solver)[1] for solver in SOLVERS}
     threads = numba.get_num_threads()
-    runs = [_cartsim(model, scenario, population, times) for _ in range(args.repeat)]
-    sol, seconds = runs[0][0], float(np.median([s for _, s in runs]))
+    timed: dict[str, tuple[Solution, float]] = {}
+    for solver in SOLVERS:   # every solver of the engine, in this process, one after the other
+        runs = [_cartsim(model, scenario, population, times, solver=solver) for _ in range(args.repeat)]
+        timed[solver] = runs[0][0], float(np.median([s for _, s in runs]))
+    sol, seconds = timed[DEFAULT_SOLVER]
     numba.set_num_threads(1)
     _, one_thread = _cartsim(model, scenario, population, times)
     numba.set_num_threads(threads)
@@ -171,10 +183,18 @@ def benchmark(args: argparse.Namespace) -> tuple[list[Method], dict]:
         return accuracy(ep, failed, ref_ep, ref_failed)
 
     failed = sol.status != 0
-    methods = [Method(f"cartsim batched ({threads} thr)", "cartsim", args.n, seconds, threads,
-                      acc(_endpoints(model, sol), failed), f"one call; median of {args.repeat}"),
-               Method("cartsim batched (1 thr)", "cartsim_1thread", args.n, one_thread, 1,
+    methods = [Method(f"cartsim {DEFAULT_SOLVER} ({threads} thr)", "cartsim", args.n, seconds, threads,
+                      acc(_endpoints(model, sol), failed),
+                      f"default solver; one call; median of {args.repeat}; {_work(sol)['steps']:.0f} steps/patient"),
+               Method(f"cartsim {DEFAULT_SOLVER} (1 thr)", "cartsim_1thread", args.n, one_thread, 1,
                       acc(_endpoints(model, sol), failed), "same call on one thread")]
+    for solver in SOLVERS:
+        if solver != DEFAULT_SOLVER:
+            other, secs = timed[solver]
+            methods.append(Method(f"cartsim {solver} ({threads} thr)", f"cartsim_{solver}", args.n, secs, threads,
+                                  acc(_endpoints(model, other), other.status != 0),
+                                  f"solver={solver!r}; median of {args.repeat}; "
+                                  f"{_work(other)['steps']:.0f} steps/patient"))
     rr = roadrunner_loop(model, scenario, population, patients, times, COLUMNS, RTOL, ATOL)
     methods.append(Method("libRoadRunner CVODE loop", "roadrunner", args.n, rr.seconds.sum(), 1,
                           acc(_loop(model, rr, times), rr.failed),
@@ -190,7 +210,10 @@ def benchmark(args: argparse.Namespace) -> tuple[list[Method], dict]:
     reference = {"method": f"libRoadRunner CVODE, rtol {REF_RTOL:g}, atol {REF_ATOL:g}",
                  "seconds": float(ref.seconds.sum()), "failed": int(ref_failed.sum()), "cvode_warnings": ref.warnings,
                  "cartsim_at_reference_tolerance": _accuracy_record(agreement) | {"steps": _steps(check)}}
-    return methods, {"reference": reference, "cartsim_steps": _steps(sol), "threads": threads, "load": load}
+    solvers = {solver: {"steps_per_patient": _steps(timed[solver][0]), "work_per_patient": _work(timed[solver][0]),
+                        "warmup_s": warmup[solver]} for solver in SOLVERS}
+    return methods, {"reference": reference, "cartsim_steps": _steps(sol), "threads": threads, "load": load,
+                     "solvers": solvers}
 
 
 def _accuracy_record(a: Accuracy) -> dict:
@@ -329,6 +352,8 @@ def payload(methods: list[Method], extra: dict, args: argparse.Namespace, trial_
                     | _accuracy_record(m.accuracy) for m in methods],
         "reference": extra["reference"],
         "cartsim_steps_per_patient": extra["cartsim_steps"],
+        "cartsim_solver": DEFAULT_SOLVER,
+        "solvers": extra["solvers"],
         "workload": {"therapy": "mb-cart19", "disease": "sle", "days": args.days, "outputs": "daily",
                      "columns": list(COLUMNS), "seed": args.seed},
         "n": args.n,

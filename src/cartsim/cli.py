@@ -206,17 +206,23 @@ def trial(
     chunk_size: Optional[str] = typer.Option(None, "--chunk-size", help="patients per chunk (default 256)"),
     no_validation: bool = typer.Option(False, "--no-validation",
                                        help="leave the validation table out of report.html (a quicker first run)"),
+    solver: Optional[str] = typer.Option(None, "--solver",
+                                         help="ODE solver: rodas5p (the default), rodas4 or dp5 (explicit)"),
 ) -> None:
     """Run an in-silico trial: patients, failures, summary.json and report.html in OUT."""
+    from cartsim.engine.solve import SOLVERS
     from cartsim.trial.config import load_config
     from cartsim.trial.run import execute, prepare
 
     try:
+        if solver is not None and solver not in SOLVERS:
+            raise CartsimInputError("--solver", f"unknown solver {solver!r}", ", ".join(SOLVERS))
         cfg = load_config(config).with_n(_count("--n", n))
         check_output_dir(out, "--out")
         plan = prepare(cfg, out, chunk_size=_count("--chunk-size", chunk_size), resume=resume,
                        save_trajectories=save_trajectories, times=times, workers=_count("--workers", workers),
-                       scheduler=scheduler, validation=not no_validation)
+                       scheduler=scheduler, validation=not no_validation,
+                       solver={"solver": solver} if solver else None)
         result = execute(plan)
     except CartsimInputError as err:
         fail(err)

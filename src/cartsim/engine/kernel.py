@@ -1,4 +1,9 @@
-"""Batched Dormand-Prince 5(4) solver with dose events and state triggers.
+"""Batched Dormand-Prince 5(4) solver with dose events and state triggers (``solver="dp5"``).
+
+The explicit method is kept as an alternative to the default stiff solver
+(``rosenbrock.py``, which shares the event and output helpers defined here):
+it needs no Jacobian, but the model's stiffness caps its step size, so strong
+CAR-T responders take tens of thousands of steps.
 
 Why a hand-written kernel: cartsim must solve whole virtual populations in one
 compiled call, with NONMEM-style dosing (boluses, zero-order infusions) and
@@ -13,7 +18,7 @@ states after each accepted step (Shampine et al., Appl Math Comput 2005;170:556)
 
 This file is not imported on its own: :mod:`cartsim.engine.compile` appends it
 to the model code generated from the symbolic definition (which provides
-``N_STATES``, ``N_Q``, ``derive``, ``init``, ``rhs`` and ``observe``) and
+``N_STATES``, ``N_Q``, ``N_C``, ``derive``, ``init``, ``rhs`` and ``observable``) and
 compiles the result with numba, caching machine code on disk.
 """
 
@@ -51,10 +56,20 @@ STATUS_NOT_FINITE = 3
 
 
 @nb.njit(cache=True)
-def _rhs_u(t, y, q, u, dy):
+def _rhs_u(t, y, q, u, infusing, dy):
+    """The right-hand side plus the zero-order inputs ``u`` of running infusions (when ``infusing``)."""
     rhs(t, y, q, dy)  # noqa: F821 - provided by the generated model code
-    for i in range(y.shape[0]):
-        dy[i] += u[i]
+    if infusing:
+        for i in range(y.shape[0]):
+            dy[i] += u[i]
+
+
+@nb.njit(cache=True)
+def _any_nonzero(u):
+    for i in range(u.shape[0]):
+        if u[i] != 0.0:
+            return True
+    return False
 
 
 @nb.njit(cache=True)
@@ -72,25 +87,24 @@ def _dense(y_old, K, h, theta, out):
 
 @nb.njit(cache=True)
 def _columns(t, y, q, obs, cols, out_row):
-    observe(t, y, q, obs)  # noqa: F821 - provided by the generated model code
+    """Output columns: states, and observables each evaluated alone (outputs need a few of them)."""
     ns = y.shape[0]
     for c in range(cols.shape[0]):
         j = cols[c]
-        out_row[c] = y[j] if j < ns else obs[j - ns]
+        out_row[c] = y[j] if j < ns else observable(j - ns, t, y, q)  # noqa: F821 - generated model code
 
 
 @nb.njit(cache=True)
 def _trigger_value(t, y, q, obs, trig_obs, trig_thr, k):
-    observe(t, y, q, obs)  # noqa: F821
-    return obs[trig_obs[k]] - q[trig_thr[k]]
+    return observable(trig_obs[k], t, y, q) - q[trig_thr[k]]  # noqa: F821
 
 
 @nb.njit(cache=True)
 def _solve_one(p, act_t, act_s, act_bolus, act_rate, n_act,
                trig_obs, trig_thr, trig_state, trig_amt, fires_out,
-               t0, t_out, cols, rtol, atol, max_steps, out, steps_out):
+               t0, t_out, cols, rtol, atol, max_steps, first_step, max_step, out, stats):
     ns = N_STATES  # noqa: F821
-    q = np.empty(N_Q)  # noqa: F821
+    q = np.empty(N_Q + N_C)  # noqa: F821 - parameters, then per-patient constants
     derive(p, q)  # noqa: F821
     y = np.empty(ns)
     init(q, y)  # noqa: F821
@@ -111,6 +125,8 @@ def _solve_one(p, act_t, act_s, act_bolus, act_rate, n_act,
     a = 0
     t = t0
     steps = 0
+    rejected = 0
+    n_rhs = 0
     h = 0.0
     status = STATUS_OK
 
@@ -123,6 +139,7 @@ def _solve_one(p, act_t, act_s, act_bolus, act_rate, n_act,
             if abs(u[act_s[a]]) < 1e-12 * abs(act_rate[a]):
                 u[act_s[a]] = 0.0  # an infusion that ended exactly cancels
             a += 1
+        infusing = _any_nonzero(u)
         while k_out < n_out and t_out[k_out] <= t:
             _columns(t, y, q, obs, cols, out[k_out])
             k_out += 1
@@ -133,7 +150,8 @@ def _solve_one(p, act_t, act_s, act_bolus, act_rate, n_act,
             t_seg = act_t[a]
 
         # integrate [t, t_seg] with Dormand-Prince 5(4)
-        _rhs_u(t, y, q, u, K[0])
+        _rhs_u(t, y, q, u, infusing, K[0])
+        n_rhs += 1
         for k in range(n_trig):
             g_old[k] = _trigger_value(t, y, q, obs, trig_obs, trig_thr, k)
         if h <= 0.0:
@@ -146,12 +164,16 @@ def _solve_one(p, act_t, act_s, act_bolus, act_rate, n_act,
             d0 = math.sqrt(d0 / ns)
             d1 = math.sqrt(d1 / ns)
             h = 1e-6 if (d0 < 1e-5 or d1 < 1e-5) else 0.01 * d0 / d1
-        h = min(h, t_seg - t)
+            if first_step > 0.0:
+                h = first_step
+            if not h > 0.0:  # not finite: the right-hand side is not either, and the step will say so
+                h = 1e-6
+        h = min(h, max_step, t_seg - t)
         while t < t_seg:
             if steps >= max_steps:
                 status = STATUS_MAX_STEPS
                 break
-            h = min(h, t_seg - t)
+            h = min(h, max_step, t_seg - t)
             if h < 1e-12 * max(1.0, abs(t)):
                 status = STATUS_STEP_TOO_SMALL
                 break
@@ -161,15 +183,16 @@ def _solve_one(p, act_t, act_s, act_bolus, act_rate, n_act,
                     for j in range(s):
                         acc += _A[s, j] * K[j, i]
                     y_stage[i] = y[i] + h * acc
-                _rhs_u(t + _C[s] * h, y_stage, q, u, K[s])
+                _rhs_u(t + _C[s] * h, y_stage, q, u, infusing, K[s])
             for i in range(ns):
                 acc = 0.0
                 for j in range(6):
                     acc += _B[j] * K[j, i]
                 y_new[i] = y[i] + h * acc
             t_new = t + h if t_seg - (t + h) > 1e-12 * max(1.0, abs(t_seg)) else t_seg
-            _rhs_u(t_new, y_new, q, u, K[6])
+            _rhs_u(t_new, y_new, q, u, infusing, K[6])
             steps += 1
+            n_rhs += 6
             norm = 0.0
             finite = True
             for i in range(ns):
@@ -183,12 +206,14 @@ def _solve_one(p, act_t, act_s, act_bolus, act_rate, n_act,
                     finite = False
             norm = math.sqrt(norm / ns)
             if not finite or not math.isfinite(norm):
+                rejected += 1
                 if h < 1e-10:
                     status = STATUS_NOT_FINITE
                     break
                 h *= 0.2
                 continue
             if norm > 1.0:
+                rejected += 1
                 h *= max(0.2, 0.9 * norm ** -0.2)
                 continue
 
@@ -244,7 +269,8 @@ def _solve_one(p, act_t, act_s, act_bolus, act_rate, n_act,
             if fired >= 0 or projected:
                 for k in range(n_trig):
                     g_old[k] = _trigger_value(t, y, q, obs, trig_obs, trig_thr, k)
-                _rhs_u(t, y, q, u, K[0])
+                _rhs_u(t, y, q, u, infusing, K[0])
+                n_rhs += 1
             else:
                 # First same as last: the step ends at (t_new, y_new) unchanged, where the last stage and
                 # the trigger values were just evaluated. Reusing them saves one right-hand side and one
@@ -256,16 +282,19 @@ def _solve_one(p, act_t, act_s, act_bolus, act_rate, n_act,
             h *= min(10.0, max(0.2, 0.9 * max(norm, 1e-10) ** -0.2))
         if status != STATUS_OK:
             break
-    steps_out[0] = steps
+    stats[0] = steps
+    stats[1] = rejected
+    stats[2] = n_rhs
+    stats[3] = 0  # no Jacobian
     return status
 
 
 @nb.njit(cache=True, parallel=True)
 def solve_batch(p, act_t, act_s, act_bolus, act_rate, n_act,
                 trig_obs, trig_thr, trig_state, trig_amt,
-                t0, t_out, cols, rtol, atol, max_steps, out, fires, status, steps):
+                t0, t_out, cols, rtol, atol, max_steps, first_step, max_step, out, fires, status, stats):
     """Solve every patient (row of ``p``); one compiled call for the population."""
     for i in nb.prange(p.shape[0]):
         status[i] = _solve_one(p[i], act_t[i], act_s[i], act_bolus[i], act_rate[i], n_act[i],
                                trig_obs, trig_thr, trig_state, trig_amt, fires[i],
-                               t0, t_out, cols, rtol, atol, max_steps, out[i], steps[i:i + 1])
+                               t0, t_out, cols, rtol, atol, max_steps, first_step, max_step, out[i], stats[i])

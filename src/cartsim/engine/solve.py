@@ -1,7 +1,10 @@
 """The engine's entry point: solve a batch of patients in one compiled call.
 
 The engine knows states, parameters, doses and triggers by index only; it has
-no biology in it.
+no biology in it. Solvers (``solver=``): ``"rodas5p"`` (the default) and
+``"rodas4"``, linearly implicit Rosenbrock methods with the analytic Jacobian
+(``rosenbrock.py``), and ``"dp5"``, the explicit Dormand-Prince 5(4) method
+(``kernel.py``), which the model's stiffness limits to small steps.
 """
 
 from __future__ import annotations
@@ -13,7 +16,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from cartsim.engine.compile import compiled
+from cartsim.engine.tableaus import TABLEAUS
 from cartsim.model.ir import Model
+
+SOLVERS = (*TABLEAUS, "dp5")
+DEFAULT_SOLVER = "rodas5p"
 
 STATUS_TEXT = {0: "ok", 1: "maximum number of steps reached", 2: "step size underflow",
                3: "non-finite values in the solution"}
@@ -78,8 +85,12 @@ class Solution:
     values: np.ndarray           # (N, T, C)
     trigger_times: np.ndarray    # (N, n_triggers, max_fires), NaN where not fired
     status: np.ndarray           # (N,) 0 = ok
-    steps: np.ndarray            # (N,)
+    steps: np.ndarray            # (N,) attempted steps
     failures: dict[int, str] = field(default_factory=dict)
+    rejected: np.ndarray | None = None    # (N,) rejected steps (counted in ``steps``)
+    rhs_evals: np.ndarray | None = None   # (N,) right-hand side evaluations
+    jac_evals: np.ndarray | None = None   # (N,) Jacobian evaluations
+    solver: str = ""
 
     def column(self, name: str) -> np.ndarray:
         return self.values[:, :, self.columns.index(name)]
@@ -103,9 +114,10 @@ def _one_patient_at_a_time() -> Iterator[None]:
 
 
 def full_parameters(model: Model, params: np.ndarray) -> np.ndarray:
-    """Free + derived parameters for each row of ``params`` (same as the compiled ``derive``)."""
+    """Free + derived parameters for each row of ``params`` (same as the compiled ``derive``), followed by the
+    per-patient constants that the generated code precomputes (``N_C`` columns; see ``engine/hoist.py``)."""
     mod = compiled(model)
-    q = np.empty((params.shape[0], mod.N_Q))
+    q = np.empty((params.shape[0], mod.N_Q + mod.N_C))
     for i in range(params.shape[0]):
         mod.derive(params[i], q[i])
     return q
@@ -113,8 +125,16 @@ def full_parameters(model: Model, params: np.ndarray) -> np.ndarray:
 
 def solve(model: Model, params: np.ndarray, times: np.ndarray, columns: tuple[str, ...] | None = None,
           doses: Doses | None = None, triggers: tuple[Trigger, ...] = (), t0: float | None = None,
-          rtol: float = 1e-6, atol: float = 1e-8, max_steps: int = 200_000) -> Solution:
-    """Solve every row of ``params`` (free parameters in table order) in one call."""
+          rtol: float = 1e-6, atol: float = 1e-8, max_steps: int = 200_000,
+          solver: str = DEFAULT_SOLVER, first_step: float = 0.0, max_step: float = np.inf) -> Solution:
+    """Solve every row of ``params`` (free parameters in table order) in one call.
+
+    ``solver`` is one of :data:`SOLVERS`; ``first_step`` (days; 0: chosen from the initial derivatives) and
+    ``max_step`` bound the step size, ``max_steps`` the attempted steps per patient (then status 1)."""
+    if solver not in SOLVERS:
+        raise ValueError(f"unknown solver {solver!r}; choose one of {', '.join(SOLVERS)}")
+    if not (first_step >= 0.0 and max_step > 0.0):
+        raise ValueError("first_step must be >= 0 and max_step > 0")
     mod = compiled(model)
     params = np.ascontiguousarray(np.atleast_2d(params), dtype=np.float64)
     n = params.shape[0]
@@ -140,10 +160,17 @@ def solve(model: Model, params: np.ndarray, times: np.ndarray, columns: tuple[st
     out = np.full((n, times.size, cols.size), np.nan)
     fires = np.full((n, len(triggers), max_fires), np.nan)
     status = np.zeros(n, dtype=np.int64)
-    steps = np.zeros(n, dtype=np.int64)
+    stats = np.zeros((n, 4), dtype=np.int64)   # steps, rejected, right-hand sides, Jacobians
     atol_v = np.full(len(model.states), float(atol))
+    args = (params, *act, trig_obs, trig_thr, trig_state, trig_amt, t0, times, cols,
+            float(rtol), atol_v, int(max_steps), float(first_step), float(max_step), out, fires, status, stats)
     with _one_patient_at_a_time():
-        mod.solve_batch(params, *act, trig_obs, trig_thr, trig_state, trig_amt, t0, times, cols,
-                        float(rtol), atol_v, int(max_steps), out, fires, status, steps)
+        if solver == "dp5":
+            mod.solve_batch(*args)
+        else:
+            tab = TABLEAUS[solver]
+            mod.solve_batch_rosenbrock(*args, tab.A, tab.C, tab.H, tab.gamma, tab.expo)
     failures = {int(i): STATUS_TEXT.get(int(status[i]), "unknown") for i in np.flatnonzero(status)}
-    return Solution(times, columns, out, fires, status, steps, failures)
+    return Solution(times, columns, out, fires, status, stats[:, 0].copy(), failures,
+                    rejected=stats[:, 1].copy(), rhs_evals=stats[:, 2].copy(), jac_evals=stats[:, 3].copy(),
+                    solver=solver)
