@@ -7,7 +7,7 @@ import pytest
 import sympy as sp
 
 from cartsim import endpoints, ms_outcomes
-from cartsim.disease import diseases
+from cartsim.disease import CourseMix, diseases
 from cartsim.model import build_model
 from cartsim.model.ir import substitute_derived
 from cartsim.population import sample, typical
@@ -133,6 +133,40 @@ def test_course_sets_progressive_values(model):
     assert typical(model, ms).covariates.ms_course.iloc[0] == "rrms"
     with pytest.raises(ValueError, match="courses: rrms, spms, ppms"):
         ms.course("cis")
+
+
+def test_course_mix_draws_each_patients_course_from_its_own_stream(model):
+    ms = diseases()["ms"]
+    mix = CourseMix.of({"ppms": 1.0, "rrms": 3.0})
+    assert mix.shares == (("ppms", 0.25), ("rrms", 0.75)) and mix.main == "rrms"
+    pop = sample(model, ms, 400, seed=3, course=mix)
+    courses = pop.covariates.ms_course.to_numpy()
+    assert 0.19 < np.mean(courses == "ppms") < 0.31 and set(courses) == {"ppms", "rrms"}
+    for name in ("ppms", "rrms"):   # each patient carries its own course's values (no IIV on the niche share)
+        rows = courses == name
+        niche = ms.values(name).get("cns_b_niche_share", model.table.value("cns_b_niche_share"))
+        assert np.all(pop.column("cns_b_niche_share")[rows] == niche)
+        assert np.all(pop.covariates.edss[rows] == ms.courses[name].edss_median)
+    part = sample(model, ms, 10, seed=3, first=200, course=mix)    # the same patients, drawn in another chunk
+    assert list(part.covariates.ms_course) == list(courses[200:210])
+    np.testing.assert_array_equal(part.params, pop.params[200:210])
+    single = sample(model, ms, 5, seed=3, course="ppms")   # a one-course population is unchanged by the mix code
+    np.testing.assert_array_equal(single.params[:, 0], sample(model, ms, 5, seed=3, course=mix).params[:, 0])
+    with pytest.raises(ValueError, match="number > 0"):
+        CourseMix.of({"ppms": 0.0})
+
+
+def test_arm_parameters_keep_random_effects_per_course(model):
+    ms = diseases()["ms"]
+    mix = CourseMix.of(["ppms", "rrms"])
+    pop = sample(model, ms, 60, seed=4, course=mix)
+    sc = Scenario.make("untreated", "ms", 30, course=mix, parameters={"ms_pira_rate": 0.1})
+    set_pop, _ = sc.patient_inputs(model, pop)
+    for name in ("ppms", "rrms"):
+        rows = (pop.covariates.ms_course == name).to_numpy()
+        ratio = pop.column("ms_pira_rate")[rows] / ms.values(name).get("ms_pira_rate",
+                                                                         model.table.value("ms_pira_rate"))
+        np.testing.assert_allclose(set_pop.column("ms_pira_rate")[rows], 0.1 * ratio, rtol=1e-12)
 
 
 def test_shorter_reset_lets_autoreactive_clones_return_sooner(model):

@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cartsim.cli import app
+from cartsim.disease import CourseMix
 from cartsim.errors import CartsimInputError
 from cartsim.population import Population
 from cartsim.trial import cohort
@@ -84,6 +85,10 @@ def test_unknown_therapy_names_field_value_allowed_and_line():
     ('age = [30, 40]', 'age = [40, 30]', ["population.age", "low <= high"]),
     ('age = [30, 40]', 'ms_course = "ppms"', ["population.ms_course", "disease = 'ms'"]),
     ('name = "no treatment"', 'name = "KYV-101"', ["arm[1].name", "duplicate"]),
+    ('age = [30, 40]', 'ms_course = ["ppms", "cis"]', ["population.ms_course", "one of rrms, spms, ppms", "line 9"]),
+    ('age = [30, 40]', 'ms_course = []', ["population.ms_course", "a list of them"]),
+    ('age = [30, 40]', 'ms_course = {ppms = 0}', ["population.ms_course", "share must be a number > 0"]),
+    ('age = [30, 40]', 'ms_course = ["spms", "spms"]', ["population.ms_course", "each once"]),
 ])
 def test_bad_config_is_one_clear_line(old, new, expected):
     msg = error(config(**{old: new}))
@@ -101,6 +106,18 @@ def test_cli_bad_input_exit_2_and_writes_nothing(tmp_path):
         lines = [ln for ln in r.output.splitlines() if ln.strip()]
         assert r.exit_code == 2 and len(lines) == 1 and lines[0].startswith("error: "), r.output
         assert not out.exists()
+
+
+def test_mixed_course_population_from_config():
+    text = config(disease="ms", **{"age = [30, 40]": 'ms_course = {ppms = 1, spms = 1}'})
+    cfg = parse_config(text)
+    assert cfg.population.courses == CourseMix((("ppms", 0.5), ("spms", 0.5)))
+    assert cfg.scenario(0).course == cfg.population.courses
+    from cartsim.model import build_model
+    cov = cohort.draw(cfg, build_model(), 1, 0, 200).covariates
+    assert 80 < (cov.ms_course == "ppms").sum() < 120 and set(cov.ms_course) == {"ppms", "spms"}
+    one = parse_config(config(disease="ms", **{"age = [30, 40]": 'ms_course = ["spms"]'}))
+    assert one.population.courses == "spms"
 
 
 def test_ms_covariates_within_eligibility():

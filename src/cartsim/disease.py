@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import tomllib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
@@ -19,6 +21,55 @@ class Course:
     edss_median: float
     overrides: dict[str, float]
     provenance: dict[str, dict[str, str]]
+
+
+@dataclass(frozen=True)
+class CourseMix:
+    """Several disease courses in one population, each with its share of the patients (shares sum to 1).
+
+    Each patient's course is drawn from its own random stream (:func:`cartsim.population.sample`)."""
+
+    shares: tuple[tuple[str, float], ...]
+
+    @staticmethod
+    def of(courses: Sequence[str] | Mapping[str, float]) -> "CourseMix":
+        """Equal shares of a list of courses, or a table of course: weight (normalised to sum to 1)."""
+        weights = dict(courses) if isinstance(courses, Mapping) else dict.fromkeys(courses, 1.0)
+        if len(weights) != len(courses) or not weights:
+            raise ValueError("must name at least one course, each once")
+        if not all(isinstance(w, (int, float)) and math.isfinite(w) and w > 0 for w in weights.values()):
+            raise ValueError("every course share must be a number > 0")
+        total = float(sum(weights.values()))
+        return CourseMix(tuple((c, float(w) / total) for c, w in weights.items()))
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(c for c, _ in self.shares)
+
+    @property
+    def main(self) -> str:
+        """The course with the largest share (the first of equals): the typical patient's."""
+        return max(self.shares, key=lambda cs: cs[1])[0]
+
+    def pick(self, u: float) -> str:
+        """The course of a patient whose uniform draw is ``u`` (0 <= u < 1)."""
+        edge = 0.0
+        for name, share in self.shares:
+            edge += share
+            if u < edge:
+                return name
+        return self.shares[-1][0]
+
+    def __str__(self) -> str:
+        return ", ".join(f"{c} {100 * s:.0f}%" for c, s in self.shares)
+
+
+Courses = str | CourseMix | None   # one course, a mix, or none (the disease's default course)
+
+
+def single_course(course: Courses) -> str | None:
+    """The one course that stands for ``course``: itself, or a mix's main course."""
+    return course.main if isinstance(course, CourseMix) else course
 
 
 @dataclass(frozen=True)

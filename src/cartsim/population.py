@@ -12,10 +12,11 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
-from cartsim.disease import Disease
+from cartsim.disease import CourseMix, Courses, Disease, single_course
 from cartsim.model.ir import Model
 
-EVENT_STREAM = 3   # streams of a patient: 0 (implicit) covariates and variability, 1 age, 2 EDSS, 3 events
+# streams of a patient: 0 (implicit) covariates and variability, 1 age, 2 EDSS, 3 events, 4 disease course
+EVENT_STREAM, COURSE_STREAM = 3, 4
 
 
 @dataclass(frozen=True)
@@ -56,38 +57,56 @@ def iiv_parameters(model: Model) -> tuple[str, ...]:
     return tuple(n for n in model.parameters if model.table[n].iiv_omega > 0)
 
 
-def _course_covariates(disease: Disease, course: str | None, n: int) -> dict[str, list]:
-    c = disease.course(course)
-    edss = c.edss_median if c is not None else disease.edss_median
+def _course_covariates(disease: Disease, courses: list[str | None]) -> dict[str, list]:
+    """The course of each patient and its median EDSS (the baseline when a trial does not draw one)."""
+    cs = [disease.course(c) for c in courses]
     out: dict[str, list] = {}
-    if c is not None:
-        out["ms_course"] = [c.name] * n
-    if edss is not None:
-        out["edss"] = [edss] * n
+    if any(c is not None for c in cs):
+        out["ms_course"] = [c.name if c is not None else None for c in cs]
+    edss = [c.edss_median if c is not None else disease.edss_median for c in cs]
+    if any(e is not None for e in edss):
+        out["edss"] = edss
     return out
 
 
-def typical(model: Model, disease: Disease, course: str | None = None) -> Population:
-    """The typical patient: median covariates, no random effects."""
+def patient_courses(course: Courses, n: int, seed: int, arm: int, first: int) -> list[str | None]:
+    """Each patient's course: ``course`` itself, or for a mix a draw from the patient's course stream."""
+    if not isinstance(course, CourseMix):
+        return [course] * n
+    return [course.pick(np.random.default_rng([seed, arm, first + k, COURSE_STREAM]).random()) for k in range(n)]
+
+
+def typical(model: Model, disease: Disease, course: Courses = None) -> Population:
+    """The typical patient: median covariates, no random effects (of a mix's main course)."""
+    course = single_course(course)
     values = disease.values(course)
     params = np.array([[values.get(n, model.table.value(n)) for n in model.parameters]])
     cov = pd.DataFrame({"patient": [0], "sex": ["F"], "age": [disease.age_median],
-                        "weight_kg": [model.table.value("weight_kg")]} | _course_covariates(disease, course, 1))
+                        "weight_kg": [model.table.value("weight_kg")]} | _course_covariates(disease, [course]))
     return Population(cov, params, model.parameters)
 
 
+def typical_values(model: Model, disease: Disease, courses: list[str | None]) -> np.ndarray:
+    """Typical values of the free parameters (columns) for patients with ``courses`` (rows)."""
+    rows = {}
+    for c in dict.fromkeys(courses):
+        values = disease.values(c)
+        rows[c] = np.array([values.get(p, model.table.value(p)) for p in model.parameters])
+    return np.array([rows[c] for c in courses]).reshape(len(courses), len(model.parameters))
+
+
 def sample(model: Model, disease: Disease, n: int, seed: int, arm: int = 0, first: int = 0,
-           course: str | None = None) -> Population:
-    """``n`` virtual patients numbered ``first..first+n-1`` of arm ``arm`` (with the disease course ``course``)."""
+           course: Courses = None) -> Population:
+    """``n`` virtual patients numbered ``first..first+n-1`` of arm ``arm``, with the disease course ``course``
+    (a :class:`CourseMix`: each patient's course drawn from its own stream)."""
     if n <= 0:
         raise ValueError(f"n must be positive, got {n}")
     t = model.table
-    values = disease.values(course)
-    base = np.array([values.get(p, t.value(p)) for p in model.parameters])
+    courses = patient_courses(course, n, seed, arm, first)
     iiv = iiv_parameters(model)
     omega = np.array([t[p].iiv_omega for p in iiv])
     cols = [model.parameters.index(p) for p in iiv]
-    params = np.tile(base, (n, 1))
+    params = typical_values(model, disease, courses)
     sex, age, weight = [], np.empty(n), np.empty(n)
     for k in range(n):
         rng = np.random.default_rng([seed, arm, first + k])
@@ -99,5 +118,5 @@ def sample(model: Model, disease: Disease, n: int, seed: int, arm: int = 0, firs
         params[k, cols] *= np.exp(omega * rng.standard_normal(len(iiv)))
     params[:, model.parameters.index("weight_kg")] = weight
     cov = pd.DataFrame({"patient": np.arange(first, first + n), "sex": sex, "age": age, "weight_kg": weight}
-                       | _course_covariates(disease, course, n))
+                       | _course_covariates(disease, courses))
     return Population(cov, params, model.parameters, seed, arm)

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from cartsim.disease import Disease, diseases
+from cartsim.disease import CourseMix, Courses, Disease, diseases, single_course
 from cartsim.engine import Doses, Solution, Trigger, solve
 from cartsim.errors import CartsimInputError, choose
 from cartsim.model import Model, ParameterTable, build_model
-from cartsim.population import Population
+from cartsim.population import Population, typical_values
 from cartsim.therapy import Antibody, CarTProduct, antibodies, lymphodepletion_regimens, products
 
 RESCUE = (Trigger("il6_signal", "crs_il6_grade2", "toci_central", "toci_dose_mg"),)
@@ -31,7 +31,7 @@ class Scenario:
     product: CarTProduct | None     # a CAR-T product, or None
     days: float
     antibody: Antibody | None = None  # an anti-CD20 antibody with its regimen, or None
-    course: str | None = None         # the disease course (MS: rrms, spms, ppms), or None
+    course: Courses = None            # the disease course (MS: rrms, spms, ppms), a CourseMix, or None
     label: str | None = None          # the therapy's name when there is no drug ('placebo')
     retreat: bool = False             # a second CAR-T infusion when autoreactive clones return
     parameters: tuple[tuple[str, float], ...] = ()   # model parameters the scenario sets (e.g. reset_halflife)
@@ -39,7 +39,7 @@ class Scenario:
     @staticmethod
     def make(therapy: str, disease: str = "sle", days: float = 365, dose: str | None = None,
              lymphodepletion: str | None = None, regimen: str | None = None,
-             course: str | None = None, maintenance: str | None = None, retreat: bool = False,
+             course: Courses = None, maintenance: str | None = None, retreat: bool = False,
              parameters: dict[str, float] | None = None) -> "Scenario":
         """A scenario from names. ``maintenance``: an antibody given after a CAR-T product (its doses from
         ``regimen``); ``retreat``: re-infuse the product when autoreactive clones return; ``parameters``:
@@ -48,7 +48,8 @@ class Scenario:
         if course is not None:
             if not dis.courses:
                 raise CartsimInputError("--ms-course", f"disease {disease!r} has no courses", "no course")
-            choose("--ms-course", course, dis.courses)
+            for c in (course.names if isinstance(course, CourseMix) else (course,)):
+                choose("--ms-course", c, dis.courses)
         product, antibody = None, None
         choose("--therapy", therapy, dict.fromkeys(therapy_names()))
         if (maintenance is not None or retreat) and therapy not in products():
@@ -125,10 +126,17 @@ class Scenario:
         """Day of the last antibody dose within the horizon (None for CAR-T and untreated)."""
         return self.antibody.regimen.last_dose_day(self.days) if self.antibody is not None else None
 
+    def by_course(self) -> list[tuple["Scenario", float]]:
+        """This scenario for each course of its mix, with the course's share (itself, share 1, otherwise)."""
+        if isinstance(self.course, CourseMix):
+            return [(replace(self, course=c), share) for c, share in self.course.shares]
+        return [(self, 1.0)]
+
     def parameter_provenance(self) -> dict[str, dict[str, str]]:
-        """Where the values this scenario sets (disease, product, antibody) come from."""
+        """Where the values this scenario sets (disease, product, antibody) come from (a mix: its main course;
+        see :meth:`by_course`)."""
         out = {k: {"kind": v["kind"], "source": v["source"], "set_by": v["set_by"]}
-               for k, v in self.disease.value_provenance(self.course).items()}
+               for k, v in self.disease.value_provenance(single_course(self.course)).items()}
         if self.product is not None:
             out |= {k: {"source": self.product.source, "set_by": f"product {self.product.name}"}
                     for k in ("target_cd19", "target_bcma", "costim_expansion", "costim_memory", "car_potency")}
@@ -140,8 +148,8 @@ class Scenario:
 
     def parameter_values(self, table: ParameterTable) -> dict[str, float]:
         """The typical values this scenario sets (disease and course, product, antibody, scenario values),
-        as in :meth:`run`."""
-        out = dict(self.disease.values(self.course))
+        as in :meth:`run` (a mix: its main course; see :meth:`by_course`)."""
+        out = dict(self.disease.values(single_course(self.course)))
         if self.product is not None:
             out |= self.product.model_parameters(table)
         if self.antibody is not None:
@@ -178,12 +186,18 @@ class Scenario:
 
     def _keep_random_effects(self, model: Model, population: Population,
                              values: dict[str, float]) -> dict[str, np.ndarray | float]:
-        """``values`` as typical values: patients keep their random effect (ratio to the typical value)."""
+        """``values`` as typical values: patients keep their random effect (ratio to their typical value, which
+        depends on their disease course)."""
+        cov = population.covariates
+        courses = list(cov["ms_course"]) if "ms_course" in cov else [single_course(self.course)] * len(population)
+        typical = typical_values(model, self.disease, courses)
         out: dict[str, np.ndarray | float] = {}
         for name, v in values.items():
-            typical = self.disease.values(self.course).get(name, model.table.value(name))
-            iiv = model.table[name].iiv_omega > 0 and typical != 0
-            out[name] = population.column(name) * (v / typical) if iiv else v
+            ref = typical[:, model.parameters.index(name)]
+            if model.table[name].iiv_omega > 0 and np.all(ref != 0):
+                out[name] = population.column(name) * (v / ref)
+            else:
+                out[name] = v
         return out
 
     def _product_inputs(self, model: Model, population: Population) -> tuple[Population, Doses]:

@@ -336,13 +336,17 @@ def parameter_table(data: ReportData) -> Section:
                   "standard deviation of the log-normal inter-individual variability (– none). The same table: "
                   "<code>cartsim parameters</code>.</p>")
     arm_rows = []
-    for name, sc in data.scenarios:
-        prov, values = sc.parameter_provenance(), sc.parameter_values(model.table)
-        for key in dict.fromkeys([*prov, *values]):
-            rec = model.table[key] if key in model.table else None
-            p = prov.get(key, {})
-            arm_rows.append([name, key, _value(rec.value) if rec else "n/a", _value(values.get(key)),
-                             rec.unit if rec else "", p.get("kind", "–"), p.get("set_by", ""), p.get("source", "")])
+    for arm_name, scenario in data.scenarios:
+        parts = scenario.by_course()
+        for sc, share in parts:     # a population mixing disease courses: the values of each course
+            name = arm_name if len(parts) == 1 else f"{arm_name} ({sc.course}, {100 * share:.0f}% of patients)"
+            prov, values = sc.parameter_provenance(), sc.parameter_values(model.table)
+            for key in dict.fromkeys([*prov, *values]):
+                rec = model.table[key] if key in model.table else None
+                p = prov.get(key, {})
+                arm_rows.append([name, key, _value(rec.value) if rec else "n/a", _value(values.get(key)),
+                                 rec.unit if rec else "", p.get("kind", "–"), p.get("set_by", ""),
+                                 p.get("source", "")])
     arms = Markup("<h3 id='arm-parameters'>Values set by each arm</h3>"
                   "<p>The disease, CAR-T product or antibody of an arm replaces these table values for its patients "
                   "(typical values; antibody parameters keep each patient's random effect). Every other parameter "

@@ -44,7 +44,7 @@ def baseline_edss(cfg: TrialConfig, arm: int, patients: np.ndarray, bounds: tupl
 
 def draw(cfg: TrialConfig, model: Model, arm: int, first: int, n: int) -> Population:
     """Patients ``first..first+n-1`` of arm ``arm``, with the trial's covariates."""
-    pop = sample(model, diseases()[cfg.population.disease], n, cfg.trial.seed, arm, first, cfg.population.ms_course)
+    pop = sample(model, diseases()[cfg.population.disease], n, cfg.trial.seed, arm, first, cfg.population.courses)
     cov = pop.covariates.copy()
     ids = cov["patient"].to_numpy()
     if cfg.population.age is not None:

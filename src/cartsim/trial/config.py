@@ -10,11 +10,11 @@ from __future__ import annotations
 import re
 import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from cartsim.disease import diseases
+from cartsim.disease import CourseMix, Courses, diseases
 from cartsim.errors import CartsimInputError
 from cartsim.scenario import THERAPIES_UNTREATED, Scenario, therapy_names
 from cartsim.therapy import products
@@ -53,12 +53,38 @@ def _check_range(value: tuple[float, float] | None, bounds: tuple[float, float])
     return value
 
 
+COURSE_FORMS = ('one of rrms, spms, ppms; a list of them (equal shares), e.g. ["ppms", "spms"]; or a table of '
+                'shares, e.g. {ppms = 0.4, spms = 0.6}')
+
+
 class PopulationSection(_Strict):
     n: int = Field(ge=1)
     disease: str
-    ms_course: MsCourse | None = None
+    ms_course: str | list[str] | dict[str, float] | None = None   # one course, or a mix (see ``courses``)
     age: tuple[float, float] | None = None
     edss: tuple[float, float] | None = None
+
+    @field_validator("ms_course", mode="before")
+    @classmethod
+    def _ms_course(cls, v: object) -> object:
+        names = v if isinstance(v, (list, dict)) else [v] if v is not None else []
+        bad = [c for c in names if c not in get_args(MsCourse)]
+        if bad or (isinstance(v, (list, dict)) and not v) or not isinstance(v, (str, list, dict, type(None))):
+            raise ValueError(f"must be {COURSE_FORMS}")
+        try:
+            CourseMix.of(v) if isinstance(v, (list, dict)) else None
+        except ValueError as err:
+            raise ValueError(f"{err} ({COURSE_FORMS})") from None
+        return v
+
+    @property
+    def courses(self) -> Courses:
+        """The course (a name), or a :class:`CourseMix` when the population mixes courses."""
+        v = self.ms_course
+        if isinstance(v, (list, dict)):
+            mix = CourseMix.of(v)
+            return mix.names[0] if len(mix.names) == 1 else mix
+        return v
 
     @field_validator("age")
     @classmethod
@@ -96,7 +122,7 @@ class TrialConfig(_Strict):
         a = self.arm[arm]
         extra = {"regimen": a.regimen} if a.regimen is not None else {}
         return Scenario.make(a.therapy, self.population.disease, self.trial.horizon_days, a.dose,
-                             a.lymphodepletion, course=self.population.ms_course, maintenance=a.maintenance,
+                             a.lymphodepletion, course=self.population.courses, maintenance=a.maintenance,
                              retreat=a.retreatment, parameters=a.parameters, **extra)
 
     @property

@@ -127,8 +127,12 @@ def summarize_arm(cfg: TrialConfig, arm: int, rows: pd.DataFrame, endpoints: lis
     spec = cfg.arm[arm]
     names = [e for e in endpoints if not e.endswith(CENSORED)]
     ok = rows[rows["status"] == "ok"]
+    courses = {}
+    if "ms_course" in rows.columns:   # patients per disease course (a population may mix courses)
+        courses = {"n_by_ms_course": {str(c): int(k) for c, k in rows["ms_course"].value_counts().sort_index().items()}}
     return {"name": spec.name, "therapy": spec.therapy, "n": len(rows), "n_failed": int(len(rows) - len(ok)),
-            "seed": cfg.trial.seed, "endpoints": {e: endpoint(ok, e, kind_of(e, endpoints)) for e in names}}
+            "seed": cfg.trial.seed, **courses,
+            "endpoints": {e: endpoint(ok, e, kind_of(e, endpoints)) for e in names}}
 
 
 def summary_document(cfg: TrialConfig, arms: list[dict]) -> dict:
