@@ -311,6 +311,24 @@ def test_replicate_cohorts_are_drawn_from_their_own_seed():
     assert np.array_equal(flat.params, np.vstack([p.params for p in parts]))
     assert flat.covariates["age"].between(30, 40).all()
     assert list(flat.covariates["patient"]) == [2, 3, 0, 1, 2, 3, 0]
+    # the clinical events too: each row keeps its replicate's seed and its arm (a regression: they once fell
+    # back to seed 0 and arm 0, so every replicate and both arms drew the same relapses and progression)
+    trial_rows = [(p, k) for p in parts for k in range(len(p))]
+    for i, (p, k) in enumerate(trial_rows):
+        assert flat.event_rng(i).random() == p.event_rng(k).random()
+    assert flat.event_rng(2).random() != flat.event_rng(6).random()      # patient 0 of replicates 1 and 2
+    assert draw_replicates(cfg, model, 0, 2, 1).event_rng(0).random() != flat.event_rng(0).random()   # arm 0
+
+
+def test_identical_arms_with_clinical_events_reject_at_about_alpha(tmp_path):
+    """Relapses are drawn per patient: identical arms must not share their draws (regression, see above)."""
+    replicates = 300
+    text = config("annualized_relapse_rate", n=15, horizon=365).replace('disease = "ms"',
+                                                                          'disease = "ms"\nms_course = "rrms"')
+    doc = power_json(tmp_path, "events", text, "--replicates", str(replicates))
+    assert doc["test"].startswith("negative binomial") and doc["untestable_replicates"] < 10
+    assert stats.binomtest(doc["rejections"], replicates - doc["untestable_replicates"], 0.05).pvalue > 0.001
+    assert len({r["effect"] for r in doc["per_replicate"]}) > 20    # the arms do not draw the same events
 
 
 def power_json(tmp_path, name: str, text: str, *args: str) -> dict:

@@ -24,13 +24,15 @@ class Population:
     """Covariates (one row per patient) and free model parameters (same rows).
 
     ``seed`` and ``arm`` with a patient's number (covariate ``patient``) key the patient's random
-    streams, including the one of its clinical events (:func:`event_rng`)."""
+    streams, including the one of its clinical events (:func:`event_rng`). ``seeds``, when given,
+    holds each row's own seed instead of ``seed`` (several trial replicates laid end to end)."""
 
     covariates: pd.DataFrame
     params: np.ndarray
     parameter_names: tuple[str, ...]
     seed: int = 0
     arm: int = 0
+    seeds: np.ndarray | None = None
 
     def __len__(self) -> int:
         return self.params.shape[0]
@@ -46,7 +48,8 @@ class Population:
 
     def event_rng(self, k: int) -> np.random.Generator:
         """The random stream of patient row ``k``'s clinical events (relapses, MRI counts, progression)."""
-        return np.random.default_rng([self.seed, self.arm, int(self.covariates["patient"].iat[k]), EVENT_STREAM])
+        seed = self.seed if self.seeds is None else int(self.seeds[k])
+        return np.random.default_rng([seed, self.arm, int(self.covariates["patient"].iat[k]), EVENT_STREAM])
 
     def column(self, name: str) -> np.ndarray:
         return self.params[:, self.parameter_names.index(name)]

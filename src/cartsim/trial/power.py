@@ -49,7 +49,8 @@ def replicate_seed(seed: int, replicate: int) -> int:
 
 def draw_replicates(cfg: TrialConfig, model: Model, arm: int, first: int, n: int) -> Population:
     """Patients ``first..first+n-1`` of arm ``arm`` with the replicates laid end to end: number ``j`` is
-    patient ``j % n_arm`` of replicate ``j // n_arm``, drawn as in a trial with that replicate's seed."""
+    patient ``j % n_arm`` of replicate ``j // n_arm``, drawn as in a trial with that replicate's seed (its
+    clinical events too: each row keeps its replicate's seed and the arm)."""
     size = cfg.arm_n(arm)
     parts: list[Population] = []
     j, end = first, first + n
@@ -59,7 +60,9 @@ def draw_replicates(cfg: TrialConfig, model: Model, arm: int, first: int, n: int
         parts.append(cohort.draw(cfg.with_seed(replicate_seed(cfg.trial.seed, r)), model, arm, k, count))
         j += count
     cov = pd.concat([p.covariates for p in parts], ignore_index=True)
-    return Population(cov, np.vstack([p.params for p in parts]), parts[0].parameter_names)
+    seeds = np.concatenate([np.full(len(p), p.seed, dtype=np.int64) for p in parts])   # each replicate's own
+    return Population(cov, np.vstack([p.params for p in parts]), parts[0].parameter_names, cfg.trial.seed, arm,
+                      seeds)
 
 
 def rate_exposure(cfg: TrialConfig, endpoint: str) -> float:
