@@ -38,7 +38,7 @@ from cartsim.scenario import Scenario
 from cartsim.validate import POP_N, SEED
 
 GRID = {
-    "il6_myeloid_k50": [50000.0, 100000.0, 150000.0, 200000.0, 300000.0, 500000.0],
+    "il6_myeloid_k50": [50000.0, 100000.0, 150000.0, 200000.0, 300000.0, 500000.0, 750000.0, 1000000.0],
     "crs_toci_resistant": [0.1, 0.15, 0.2, 0.25, 0.3],
 }
 QUICK_GRID = {"il6_myeloid_k50": [150000.0, 200000.0, 300000.0], "crs_toci_resistant": [0.2]}
