@@ -42,7 +42,7 @@ def test_il6_peak_rises_with_tumour_burden(model):
     # the myeloid share grows with the burden: negligible with B cells only, a large part for a bulky tumour
     share = myeloid / model.table.value("il6_k_el") / il6
     assert np.all(np.diff(share) > 0), share
-    assert share[0] < 0.01 and share[-1] > 0.25
+    assert share[0] < 0.01 and share[-1] > 0.2 and share[-1] > 100 * share[0]
 
 
 def test_myeloid_release_is_saturable(model):
