@@ -120,6 +120,22 @@ def test_mixed_course_population_from_config():
     assert one.population.courses == "spms"
 
 
+def test_mixed_course_trial_reports_each_course(tmp_path):
+    text = config(n=12, disease="ms", **{"age = [30, 40]": 'ms_course = ["ppms", "rrms"]'})
+    out, _ = run(tmp_path, "mixed", text, validation=False)
+    s = json.loads((out / "summary.json").read_text())
+    table = patients(out)
+    for a, arm in enumerate(s["arms"]):
+        rows = table[table["arm"] == a]
+        assert arm["n_by_ms_course"] == rows["ms_course"].value_counts().to_dict()
+        assert set(arm["by_ms_course"]) == {"ppms", "rrms"}
+        for course, part in arm["by_ms_course"].items():
+            sub = rows[rows["ms_course"] == course]
+            assert part["n"] == len(sub)
+            assert part["endpoints"]["bcell_nadir_per_uL"]["mean"] == pytest.approx(sub["bcell_nadir_per_uL"].mean())
+    assert "endpoints-by-course" in (out / "report.html").read_text()
+
+
 def test_ms_covariates_within_eligibility():
     cfg = parse_config(config(disease="ms", **{"age = [30, 40]": 'age = [55, 60]\nedss = [3.0, 4.5]\n'
                                                'ms_course = "ppms"'}))
@@ -232,6 +248,9 @@ def test_summary_structure_for_each_kind(reference):
     assert [a["endpoints"]["infusions_count"]["mean"] for a in s["arms"]] == [1, 0]
     rate = endpoint(pd.DataFrame({"r": [0.0, 1.0, 2.0, 1.0]}), "r", "rate")
     assert set(rate) - {"kind"} == REQUIRED["rate"] and rate["value"] == 1.0
+    rare = endpoint(pd.DataFrame({"r": [0.0] * 19 + [1.0]}), "r", "rate")   # normal interval -0.05..0.15
+    assert rare["value"] == 0.05 and rare["ci95"][0] == 0.0 and rare["ci95"][1] == pytest.approx(0.05 + 1.96 * np.sqrt(
+        0.05 * 0.95 * 20 / 19 / 20), rel=1e-3)
 
 
 def test_kaplan_meier_hand_computed():

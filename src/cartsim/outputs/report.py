@@ -226,7 +226,21 @@ def endpoint_table(data: ReportData) -> Section:
             for name, e in arms[0]["endpoints"].items()]
     note = Markup("<p class='note'>Continuous endpoints: 95% CI of the mean (normal approximation). "
                   "Fractions: Wilson 95% CI. Definitions: the cartsim endpoint dictionary.</p>")
-    return Section("endpoints", "Endpoints", _table(header, rows) + note)
+    return Section("endpoints", "Endpoints", _table(header, rows) + note + _by_course(arms))
+
+
+def _by_course(arms: list[dict]) -> Markup:
+    """The endpoint table again for each disease course, when the population mixes courses."""
+    groups = [(a["name"], c, g) for a in arms for c, g in a.get("by_ms_course", {}).items()]
+    if not groups:
+        return Markup("")
+    header = ["endpoint", *(f"{name}: {c} (n={g['n']}, failed {g['n_failed']})" for name, c, g in groups)]
+    rows = [[name, *(_cell(g["endpoints"][name], g["n"] - g["n_failed"]) for _, _, g in groups)]
+            for name in arms[0]["endpoints"]]
+    text = Markup("<h3 id='endpoints-by-course'>By MS course</h3><p>The population mixes MS courses (each "
+                  "patient's course drawn from its own random stream); the same endpoints for the patients of each "
+                  "course. Subgroups are smaller, so their intervals are wider.</p>")
+    return text + _table(header, rows)
 
 
 def failures(data: ReportData) -> Section:

@@ -93,9 +93,10 @@ def binary(values: np.ndarray) -> dict:
 
 def rate(values: np.ndarray) -> dict:
     """Arm rate over patients followed for the same time: the mean of the patients' rates. Its
-    interval is the normal one for a mean, which stays valid for overdispersed events (relapses)."""
+    interval is the normal one for a mean, which stays valid for overdispersed events (relapses),
+    with its lower end cut at 0 (a rate is never negative; few events make the normal interval reach below)."""
     value, ci = stats.mean_ci(values)
-    return {"value": value, "ci95": ci}
+    return {"value": value, "ci95": None if ci is None else [max(0.0, ci[0]), ci[1]]}
 
 
 def endpoint(df: pd.DataFrame, name: str, kind: Kind) -> dict:
@@ -126,12 +127,23 @@ def summarize_arm(cfg: TrialConfig, arm: int, rows: pd.DataFrame, endpoints: lis
     """The summary of arm ``arm`` from its rows of the patients table (``status`` and ``endpoints``)."""
     spec = cfg.arm[arm]
     names = [e for e in endpoints if not e.endswith(CENSORED)]
+    res = _results(rows, names, endpoints)
+    out = {"name": spec.name, "therapy": spec.therapy, "n": res["n"], "n_failed": res["n_failed"],
+           "seed": cfg.trial.seed}
+    groups = {}
+    if "ms_course" in rows.columns:   # patients per disease course; a population mixing courses: each one's results
+        groups = {str(c): g for c, g in rows.groupby("ms_course", sort=True)}
+        out["n_by_ms_course"] = {c: len(g) for c, g in groups.items()}
+    out["endpoints"] = res["endpoints"]
+    if len(groups) > 1:
+        out["by_ms_course"] = {c: _results(g, names, endpoints) for c, g in groups.items()}
+    return out
+
+
+def _results(rows: pd.DataFrame, names: list[str], endpoints: list[str]) -> dict:
+    """Patients, failures and endpoint statistics of ``rows`` (failed patients left out of the statistics)."""
     ok = rows[rows["status"] == "ok"]
-    courses = {}
-    if "ms_course" in rows.columns:   # patients per disease course (a population may mix courses)
-        courses = {"n_by_ms_course": {str(c): int(k) for c, k in rows["ms_course"].value_counts().sort_index().items()}}
-    return {"name": spec.name, "therapy": spec.therapy, "n": len(rows), "n_failed": int(len(rows) - len(ok)),
-            "seed": cfg.trial.seed, **courses,
+    return {"n": len(rows), "n_failed": int(len(rows) - len(ok)),
             "endpoints": {e: endpoint(ok, e, kind_of(e, endpoints)) for e in names}}
 
 
