@@ -100,6 +100,40 @@ def _trigger_value(t, y, q, obs, trig_obs, trig_thr, k):
 
 
 @nb.njit(cache=True)
+def _apply_actions(t, y, u, a, n_act, act_t, act_s, act_bolus, act_rate):
+    """Apply the doses and infusion switches due at ``t``, from action ``a`` on; return the next action's index.
+    (Doses come before observations recorded at the same time, as in mrgsolve.)"""
+    while a < n_act and act_t[a] <= t:
+        y[act_s[a]] += act_bolus[a]
+        u[act_s[a]] += act_rate[a]
+        if abs(u[act_s[a]]) < 1e-12 * abs(act_rate[a]):
+            u[act_s[a]] = 0.0  # an infusion that ended exactly cancels
+        a += 1
+    return a
+
+
+@nb.njit(cache=True)
+def _initial_step(y, f, rtol, atol, first_step):
+    """The first step size from the scaled norms of ``y`` and ``f = y'`` (Hairer, Norsett & Wanner, Solving
+    ODEs I, II.4), or ``first_step`` when given."""
+    ns = y.shape[0]
+    d0 = 0.0
+    d1 = 0.0
+    for i in range(ns):
+        sc = atol[i] + rtol * abs(y[i])
+        d0 += (y[i] / sc) ** 2
+        d1 += (f[i] / sc) ** 2
+    d0 = math.sqrt(d0 / ns)
+    d1 = math.sqrt(d1 / ns)
+    h = 1e-6 if (d0 < 1e-5 or d1 < 1e-5) else 0.01 * d0 / d1
+    if first_step > 0.0:
+        h = first_step
+    if not h > 0.0:  # not finite: the right-hand side is not either, and the step will say so
+        h = 1e-6
+    return h
+
+
+@nb.njit(cache=True)
 def _solve_one(p, act_t, act_s, act_bolus, act_rate, n_act,
                trig_obs, trig_thr, trig_state, trig_amt, fires_out,
                t0, t_out, cols, rtol, atol, max_steps, first_step, max_step, out, stats):
@@ -131,14 +165,7 @@ def _solve_one(p, act_t, act_s, act_bolus, act_rate, n_act,
     status = STATUS_OK
 
     while True:
-        # doses and infusion switches at the current time (doses come before
-        # observations recorded at the same time, as in mrgsolve)
-        while a < n_act and act_t[a] <= t:
-            y[act_s[a]] += act_bolus[a]
-            u[act_s[a]] += act_rate[a]
-            if abs(u[act_s[a]]) < 1e-12 * abs(act_rate[a]):
-                u[act_s[a]] = 0.0  # an infusion that ended exactly cancels
-            a += 1
+        a = _apply_actions(t, y, u, a, n_act, act_t, act_s, act_bolus, act_rate)
         infusing = _any_nonzero(u)
         while k_out < n_out and t_out[k_out] <= t:
             _columns(t, y, q, obs, cols, out[k_out])
@@ -155,19 +182,7 @@ def _solve_one(p, act_t, act_s, act_bolus, act_rate, n_act,
         for k in range(n_trig):
             g_old[k] = _trigger_value(t, y, q, obs, trig_obs, trig_thr, k)
         if h <= 0.0:
-            d0 = 0.0
-            d1 = 0.0
-            for i in range(ns):
-                sc = atol[i] + rtol * abs(y[i])
-                d0 += (y[i] / sc) ** 2
-                d1 += (K[0, i] / sc) ** 2
-            d0 = math.sqrt(d0 / ns)
-            d1 = math.sqrt(d1 / ns)
-            h = 1e-6 if (d0 < 1e-5 or d1 < 1e-5) else 0.01 * d0 / d1
-            if first_step > 0.0:
-                h = first_step
-            if not h > 0.0:  # not finite: the right-hand side is not either, and the step will say so
-                h = 1e-6
+            h = _initial_step(y, K[0], rtol, atol, first_step)
         h = min(h, max_step, t_seg - t)
         while t < t_seg:
             if steps >= max_steps:

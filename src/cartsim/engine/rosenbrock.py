@@ -145,13 +145,7 @@ def _ros_solve_one(p, act_t, act_s, act_bolus, act_rate, n_act,
     status = STATUS_OK  # noqa: F821 - kernel.py
 
     while True:
-        # doses and infusion switches at the current time (before outputs at that time; as kernel.py)
-        while a < n_act and act_t[a] <= t:
-            y[act_s[a]] += act_bolus[a]
-            u[act_s[a]] += act_rate[a]
-            if abs(u[act_s[a]]) < 1e-12 * abs(act_rate[a]):
-                u[act_s[a]] = 0.0
-            a += 1
+        a = _apply_actions(t, y, u, a, n_act, act_t, act_s, act_bolus, act_rate)  # noqa: F821 - kernel.py
         infusing = _any_nonzero(u)  # noqa: F821 - kernel.py
         while k_out < n_out and t_out[k_out] <= t:
             _columns(t, y, q, obs, cols, out[k_out])  # noqa: F821 - kernel.py
@@ -181,19 +175,7 @@ def _ros_solve_one(p, act_t, act_s, act_bolus, act_rate, n_act,
                 fresh = True
                 factored = 0.0
                 if h <= 0.0:
-                    d0 = 0.0
-                    d1 = 0.0
-                    for i in range(ns):
-                        sc = atol[i] + rtol * abs(y[i])
-                        d0 += (y[i] / sc) ** 2
-                        d1 += (f0[i] / sc) ** 2
-                    d0 = math.sqrt(d0 / ns)
-                    d1 = math.sqrt(d1 / ns)
-                    h = 1e-6 if (d0 < 1e-5 or d1 < 1e-5) else 0.01 * d0 / d1
-                    if first_step > 0.0:
-                        h = first_step
-                    if not h > 0.0:  # not finite: neither is f, and the step will say so
-                        h = 1e-6
+                    h = _initial_step(y, f0, rtol, atol, first_step)  # noqa: F821 - kernel.py
             if steps >= max_steps:
                 status = STATUS_MAX_STEPS  # noqa: F821
                 break
