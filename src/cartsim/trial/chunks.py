@@ -53,6 +53,8 @@ def _at(sol: Solution, times: np.ndarray, columns: tuple[str, ...]) -> Solution:
 
     The solver's output is dense interpolation between its own steps, so values at
     the standard times do not depend on which extra times were requested."""
+    if columns == sol.columns and np.array_equal(times, sol.times):
+        return sol     # nothing to select (no extra times or columns were asked for): no copy
     ti = np.searchsorted(sol.times, times)
     ci = [sol.columns.index(c) for c in columns]
     return replace(sol, times=sol.times[ti], columns=columns, values=sol.values[:, ti][:, :, ci])
