@@ -82,8 +82,7 @@ def patient_courses(course: Courses, n: int, seed: int, arm: int, first: int) ->
 def typical(model: Model, disease: Disease, course: Courses = None) -> Population:
     """The typical patient: median covariates, no random effects (of a mix's main course)."""
     course = single_course(course)
-    values = disease.values(course)
-    params = np.array([[values.get(n, model.table.value(n)) for n in model.parameters]])
+    params = typical_values(model, disease, [course])
     cov = pd.DataFrame({"patient": [0], "sex": ["F"], "age": [disease.age_median],
                         "weight_kg": [model.table.value("weight_kg")]} | _course_covariates(disease, [course]))
     return Population(cov, params, model.parameters)
@@ -95,7 +94,7 @@ def typical_values(model: Model, disease: Disease, courses: list[str | None]) ->
     for c in dict.fromkeys(courses):
         values = disease.values(c)
         rows[c] = np.array([values.get(p, model.table.value(p)) for p in model.parameters])
-    return np.array([rows[c] for c in courses]).reshape(len(courses), len(model.parameters))
+    return np.array([rows[c] for c in courses])
 
 
 def sample(model: Model, disease: Disease, n: int, seed: int, arm: int = 0, first: int = 0,

@@ -361,11 +361,13 @@ def write_summary(p: TrialPlan) -> dict:
     """Summarise ``patients.parquet`` into ``summary.json``.
 
     Reads one arm at a time and only the columns the statistics need (arm, status, endpoints), so
-    memory holds one arm's endpoints (and disease courses), never the covariates and parameters of the whole trial."""
+    memory holds one arm's endpoints (and disease courses), never the covariates and parameters of the
+    whole trial."""
     path = p.out / "patients.parquet"
-    endpoints = json.loads(pq.read_schema(path).metadata[ROLES_KEY])["endpoints"]
+    schema = pq.read_schema(path)
+    endpoints = json.loads(schema.metadata[ROLES_KEY])["endpoints"]
+    course = ["ms_course"] if "ms_course" in schema.names else []
     arms = []
-    course = ["ms_course"] if "ms_course" in pq.read_schema(path).names else []
     for a in range(len(p.config.arm)):
         rows = pq.read_table(path, columns=["arm", "status", *course, *endpoints],
                              filters=[("arm", "=", a)]).to_pandas()
