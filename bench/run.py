@@ -22,6 +22,11 @@ independent of cartsim's code and fast at that tolerance. cartsim's engine at
 the same tolerance is solved too and compared with it, which bounds how much
 the choice of reference matters.
 
+Equal tolerances do not give equal accuracy, so cartsim and libRoadRunner are
+also compared at matched accuracy: each at the loosest tolerance of a ladder
+(rtol 1e-5 to 1e-9) at which all its endpoints are within 1e-4 of the
+reference.
+
 The harness also times ``cartsim trial`` end to end on a two-arm trial
 (``--trial-n`` patients in all) with its peak memory, and with ``--million``
 checks that a million-patient trial runs in flat memory. Run
@@ -38,6 +43,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -70,6 +76,10 @@ REF_RTOL, REF_ATOL = 1e-10, 1e-14  # the reference
 # flow-cytometry detection limit, 1e-3 day is under 2 minutes, 1e-3 of baseline for fractions. Endpoints far
 # below it (B-cell nadirs of 1e-6 cells/uL) are measured by their absolute error relative to the floor.
 FLOOR = 1e-3
+# Matched accuracy: each method at the loosest tolerance of this ladder (atol = rtol / 100, as cartsim's defaults)
+# whose endpoints all come within ACCURACY_GOAL of the reference, with no failed or mismatched patient.
+ACCURACY_GOAL = 1e-4
+LADDER = ((1e-5, 1e-7), (1e-6, 1e-8), (1e-7, 1e-9), (1e-8, 1e-10), (1e-9, 1e-11))
 COLUMNS = endpoints.COLUMNS
 TRIAL_WALL_LIMIT_S, TRIAL_MEMORY_LIMIT_MB = 300.0, 4096.0
 RESULTS = Path(__file__).parent / "results" / "latest.json"
@@ -153,6 +163,43 @@ def _work(sol: Solution) -> dict[str, float]:
             "rhs_evals": float(sol.rhs_evals.mean()), "jac_evals": float(sol.jac_evals.mean())}
 
 
+@dataclass(frozen=True)
+class Rung:
+    """One method at one tolerance of the ladder."""
+
+    rtol: float
+    atol: float
+    seconds: float
+    threads: int
+    patients: int
+    accuracy: Accuracy
+
+    @property
+    def per_core(self) -> float:
+        return self.patients / self.seconds / self.threads
+
+    @property
+    def meets_goal(self) -> bool:
+        a = self.accuracy
+        return a.max_rel_error <= ACCURACY_GOAL and a.failed == 0 and a.mismatched == 0
+
+    def record(self) -> dict:
+        return {"rtol": self.rtol, "atol": self.atol, "seconds": self.seconds, "threads": self.threads,
+                "patients_per_s_per_core": self.per_core, "meets_goal": self.meets_goal} | _accuracy_record(self.accuracy)
+
+
+def matched(run: Callable[[float, float], Rung], known: dict[tuple[float, float], Rung]) -> list[Rung]:
+    """Walk :data:`LADDER` from its loosest tolerance until a rung meets :data:`ACCURACY_GOAL` (``known`` rungs are
+    reused, not re-run); the last rung returned is the method's matched-accuracy point, unless none met the goal."""
+    rungs: list[Rung] = []
+    for tol in LADDER:
+        rung = known.get(tol) or run(*tol)
+        rungs.append(rung)
+        if rung.meets_goal:
+            break
+    return rungs
+
+
 def benchmark(args: argparse.Namespace) -> tuple[list[Method], dict]:
     """Solve the population with every method and the reference; timings and endpoint errors."""
     load = os.getloadavg()
@@ -200,6 +247,21 @@ def benchmark(args: argparse.Namespace) -> tuple[list[Method], dict]:
                           acc(_loop(model, rr, times), rr.failed),
                           f"+ {rr.setup:.2f} s to load the SBML once; median {1e3 * np.median(rr.seconds):.1f} ms; "
                           f"{rr.warnings} CVODE warnings"))
+    # matched accuracy: cartsim (all threads, median of --repeat) and libRoadRunner down the tolerance ladder
+    def cartsim_rung(rtol: float, atol: float) -> Rung:
+        runs = [_cartsim(model, scenario, population, times, rtol, atol) for _ in range(args.repeat)]
+        s = runs[0][0]
+        return Rung(rtol, atol, float(np.median([t for _, t in runs])), threads, args.n,
+                    acc(_endpoints(model, s), s.status != 0))
+
+    def roadrunner_rung(rtol: float, atol: float) -> Rung:
+        r = roadrunner_loop(model, scenario, population, patients, times, COLUMNS, rtol, atol)
+        return Rung(rtol, atol, float(r.seconds.sum()), 1, args.n, acc(_loop(model, r, times), r.failed))
+
+    ladders = {"cartsim": matched(cartsim_rung, {(RTOL, ATOL): Rung(RTOL, ATOL, seconds, threads, args.n,
+                                                                     methods[0].accuracy)}),
+               "roadrunner": matched(roadrunner_rung, {(RTOL, ATOL): Rung(RTOL, ATOL, rr.seconds.sum(), 1, args.n,
+                                                                           methods[-1].accuracy)})}
     t = time.perf_counter()
     f = Lambdified.build(model, RESCUE, COLUMNS)
     sp_ = scipy_loop(model, f, patients, times, len(COLUMNS), "LSODA", RTOL, ATOL, time.perf_counter() - t)
@@ -213,7 +275,7 @@ def benchmark(args: argparse.Namespace) -> tuple[list[Method], dict]:
     solvers = {solver: {"steps_per_patient": _steps(timed[solver][0]), "work_per_patient": _work(timed[solver][0]),
                         "warmup_s": warmup[solver]} for solver in SOLVERS}
     return methods, {"reference": reference, "cartsim_steps": _steps(sol), "threads": threads, "load": load,
-                     "solvers": solvers}
+                     "solvers": solvers, "ladders": ladders}
 
 
 def _accuracy_record(a: Accuracy) -> dict:
@@ -295,6 +357,38 @@ def print_table(methods: list[Method], extra: dict, args: argparse.Namespace) ->
               f"{a.mismatched:>5}  {m.note}")
 
 
+def _point(rungs: list[Rung]) -> Rung | None:
+    """The matched-accuracy point of a ladder walk: its last rung, if that met the goal."""
+    return rungs[-1] if rungs and rungs[-1].meets_goal else None
+
+
+def matched_record(ladders: dict[str, list[Rung]]) -> dict:
+    points = {k: _point(v) for k, v in ladders.items()}
+    ratio = (points["cartsim"].per_core / points["roadrunner"].per_core
+             if points["cartsim"] and points["roadrunner"] else None)
+    return {"goal_max_rel_error": ACCURACY_GOAL, "ladder": [list(t) for t in LADDER],
+            "rule": "each method at the loosest ladder tolerance whose endpoints all meet the goal, "
+                    "no failed or mismatched patient",
+            **{k: {"rungs": [r.record() for r in v], "point": points[k].record() if points[k] else None}
+               for k, v in ladders.items()},
+            "ratio_vs_roadrunner": ratio}
+
+
+def print_matched(ladders: dict[str, list[Rung]]) -> None:
+    print(f"\nmatched accuracy: each method at the loosest tolerance (rtol; atol = rtol/100) whose max rel err "
+          f"<= {ACCURACY_GOAL:g}")
+    for key, rungs in ladders.items():
+        walk = ", ".join(f"rtol {r.rtol:g}: {r.per_core:.1f}/s/core, err {r.accuracy.max_rel_error:.1e}"
+                         f"{'' if r.accuracy.failed + r.accuracy.mismatched == 0 else ' (failed/mismatched)'}"
+                         for r in rungs)
+        print(f"  {key:<10} {walk}")
+    m = matched_record(ladders)
+    if m["ratio_vs_roadrunner"] is None:
+        print("  a method did not meet the goal on the ladder: no ratio")
+    else:
+        print(f"  cartsim at matched accuracy: {m['ratio_vs_roadrunner']:.2f} x libRoadRunner per core")
+
+
 def print_trial(name: str, t: dict | None) -> None:
     if t is None:
         return
@@ -344,12 +438,14 @@ def payload(methods: list[Method], extra: dict, args: argparse.Namespace, trial_
         "roadrunner_patients_per_s_per_core": by["roadrunner"].per_core,
         "scipy_patients_per_s_per_core": by["scipy"].per_core,
         "ratio_vs_roadrunner": by["cartsim"].per_core / by["roadrunner"].per_core,
+        "ratio_vs_roadrunner_at_matched_accuracy": matched_record(extra["ladders"])["ratio_vs_roadrunner"],
         "cartsim_max_rel_error": by["cartsim"].accuracy.max_rel_error,
         "max_rel_error": {k: by[k].accuracy.max_rel_error for k in ("cartsim", "roadrunner", "scipy")},
         "methods": [{"name": m.name, "key": m.key, "patients": m.patients, "seconds": m.seconds,
                      "threads": m.threads, "patients_per_s_per_core": m.per_core,
                      "ratio_vs_roadrunner": m.per_core / by["roadrunner"].per_core, "note": m.note}
                     | _accuracy_record(m.accuracy) for m in methods],
+        "matched_accuracy": matched_record(extra["ladders"]),
         "reference": extra["reference"],
         "cartsim_steps_per_patient": extra["cartsim_steps"],
         "cartsim_solver": DEFAULT_SOLVER,
@@ -398,6 +494,7 @@ def main() -> None:
     args = parse_args()
     methods, extra = benchmark(args)
     print_table(methods, extra, args)
+    print_matched(extra["ladders"])
     with tempfile.TemporaryDirectory(prefix="cartsim-bench-") as tmp:
         work = args.work or Path(tmp)
         trial_run = trial(args, work)
