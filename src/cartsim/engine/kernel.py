@@ -14,7 +14,8 @@ batch. The method itself is textbook: the Dormand-Prince pair with Shampine's
 dense output (the same tableau as ``scipy.integrate.RK45``), standard error
 control (Hairer, Norsett & Wanner, Solving ODEs I, II.4), root location of
 triggers by bisection on the dense output, and projection onto non-negative
-states after each accepted step (Shampine et al., Appl Math Comput 2005;170:556).
+states after each accepted step (Shampine et al., Appl Math Comput 2005;170:556),
+in which values below ``TINY`` (1e-250) count as zero.
 
 This file is not imported on its own: :mod:`cartsim.engine.compile` appends it
 to the model code generated from the symbolic definition (which provides
@@ -53,6 +54,10 @@ STATUS_OK = 0
 STATUS_MAX_STEPS = 1
 STATUS_STEP_TOO_SMALL = 2
 STATUS_NOT_FINITE = 3
+# Every state is an amount, a count or a concentration, so none is negative, and one below TINY is zero: 1e-250
+# of anything is far below any tolerance, and arithmetic on the subnormal numbers (below 2.2e-308) that decaying
+# states reach otherwise is many times slower (a third of the solve time at rtol 1e-5 on this model).
+TINY = 1e-250
 
 
 @nb.njit(cache=True)
@@ -70,6 +75,20 @@ def _any_nonzero(u):
         if u[i] != 0.0:
             return True
     return False
+
+
+@nb.njit(cache=True)
+def _nonnegative(src, dst):
+    """``dst`` = ``src`` with values below :data:`TINY` (negative ones included) set to 0; True if any changed."""
+    changed = False
+    for i in range(src.shape[0]):
+        v = src[i]
+        if v < TINY and v != 0.0:
+            dst[i] = 0.0
+            changed = True
+        else:
+            dst[i] = v
+    return changed
 
 
 @nb.njit(cache=True)
@@ -259,20 +278,13 @@ def _solve_one(p, act_t, act_s, act_bolus, act_rate, n_act,
             while k_out < n_out and (t_out[k_out] < t_stop or (t_out[k_out] == t_stop and not action_at_stop)):
                 theta = (t_out[k_out] - t) / h
                 _dense(y, K, h, theta, y_dense)
-                for i in range(ns):
-                    y_dense[i] = max(y_dense[i], 0.0)
+                _nonnegative(y_dense, y_dense)
                 _columns(t_out[k_out], y_dense, q, obs, cols, out[k_out])
                 k_out += 1
             if fired >= 0:
                 _dense(y, K, h, theta_stop, y_new)
                 t_new = t_stop
-            projected = False
-            for i in range(ns):
-                if y_new[i] < 0.0:  # all states are amounts or counts
-                    y[i] = 0.0
-                    projected = True
-                else:
-                    y[i] = y_new[i]
+            projected = _nonnegative(y_new, y)
             t = t_new
             if fired >= 0:
                 y[trig_state[fired]] += q[trig_amt[fired]]

@@ -257,16 +257,14 @@ def _ros_solve_one(p, act_t, act_s, act_bolus, act_rate, n_act,
             action_at_stop = fired >= 0 or (t_stop == t_seg and a < n_act and act_t[a] == t_seg)
             while k_out < n_out and (t_out[k_out] < t_stop or (t_out[k_out] == t_stop and not action_at_stop)):
                 _ros_dense(y, y_new, K, H, (t_out[k_out] - t) / h, y_dense)
-                for i in range(ns):
-                    y_dense[i] = max(y_dense[i], 0.0)
+                _nonnegative(y_dense, y_dense)  # noqa: F821 - kernel.py
                 _columns(t_out[k_out], y_dense, q, obs, cols, out[k_out])  # noqa: F821
                 k_out += 1
             if fired >= 0:
                 _ros_dense(y, y_new, K, H, theta_stop, y_dense)
                 y_new[:] = y_dense
                 t_new = t_stop
-            for i in range(ns):
-                y[i] = max(y_new[i], 0.0)  # all states are amounts or counts
+            _nonnegative(y_new, y)  # noqa: F821 - kernel.py: no state is negative or subnormal
             t = t_new
             fresh = False
             if fired >= 0:
