@@ -119,6 +119,30 @@ def _trigger_value(t, y, q, obs, trig_obs, trig_thr, k):
 
 
 @nb.njit(cache=True)
+def _record_until(t, y, q, obs, cols, t_out, out, k_out):
+    """Record the outputs due at or before ``t`` from ``y``, from output ``k_out`` on; return the next one's index."""
+    while k_out < t_out.shape[0] and t_out[k_out] <= t:
+        _columns(t, y, q, obs, cols, out[k_out])
+        k_out += 1
+    return k_out
+
+
+@nb.njit(cache=True)
+def _trigger_values(t, y, q, obs, trig_obs, trig_thr, g):
+    """``g[k]``: trigger ``k``'s observable minus its threshold, for every trigger."""
+    for k in range(g.shape[0]):
+        g[k] = _trigger_value(t, y, q, obs, trig_obs, trig_thr, k)
+
+
+@nb.njit(cache=True)
+def _fire(k, t, y, q, trig_state, trig_amt, fires_out, n_fired):
+    """Trigger ``k`` fires at ``t``: its dose goes into ``y`` and the time is recorded."""
+    y[trig_state[k]] += q[trig_amt[k]]
+    fires_out[k, n_fired[k]] = t
+    n_fired[k] += 1
+
+
+@nb.njit(cache=True)
 def _apply_actions(t, y, u, a, n_act, act_t, act_s, act_bolus, act_rate):
     """Apply the doses and infusion switches due at ``t``, from action ``a`` on; return the next action's index.
     (Doses come before observations recorded at the same time, as in mrgsolve.)"""
@@ -186,20 +210,15 @@ def _solve_one(p, act_t, act_s, act_bolus, act_rate, n_act,
     while True:
         a = _apply_actions(t, y, u, a, n_act, act_t, act_s, act_bolus, act_rate)
         infusing = _any_nonzero(u)
-        while k_out < n_out and t_out[k_out] <= t:
-            _columns(t, y, q, obs, cols, out[k_out])
-            k_out += 1
+        k_out = _record_until(t, y, q, obs, cols, t_out, out, k_out)
         if t >= t_final:
             break
-        t_seg = t_final
-        if a < n_act and act_t[a] < t_seg:
-            t_seg = act_t[a]
+        t_seg = act_t[a] if a < n_act and act_t[a] < t_final else t_final   # the next action ends the segment
 
         # integrate [t, t_seg] with Dormand-Prince 5(4)
         _rhs_u(t, y, q, u, infusing, K[0])
         n_rhs += 1
-        for k in range(n_trig):
-            g_old[k] = _trigger_value(t, y, q, obs, trig_obs, trig_thr, k)
+        _trigger_values(t, y, q, obs, trig_obs, trig_thr, g_old)
         if h <= 0.0:
             h = _initial_step(y, K[0], rtol, atol, first_step)
         h = min(h, max_step, t_seg - t)
@@ -287,15 +306,10 @@ def _solve_one(p, act_t, act_s, act_bolus, act_rate, n_act,
             projected = _nonnegative(y_new, y)
             t = t_new
             if fired >= 0:
-                y[trig_state[fired]] += q[trig_amt[fired]]
-                fires_out[fired, n_fired[fired]] = t
-                n_fired[fired] += 1
-                while k_out < n_out and t_out[k_out] <= t:
-                    _columns(t, y, q, obs, cols, out[k_out])
-                    k_out += 1
+                _fire(fired, t, y, q, trig_state, trig_amt, fires_out, n_fired)
+                k_out = _record_until(t, y, q, obs, cols, t_out, out, k_out)
             if fired >= 0 or projected:
-                for k in range(n_trig):
-                    g_old[k] = _trigger_value(t, y, q, obs, trig_obs, trig_thr, k)
+                _trigger_values(t, y, q, obs, trig_obs, trig_thr, g_old)
                 _rhs_u(t, y, q, u, infusing, K[0])
                 n_rhs += 1
             else:

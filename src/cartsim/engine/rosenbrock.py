@@ -147,17 +147,12 @@ def _ros_solve_one(p, act_t, act_s, act_bolus, act_rate, n_act,
     while True:
         a = _apply_actions(t, y, u, a, n_act, act_t, act_s, act_bolus, act_rate)  # noqa: F821 - kernel.py
         infusing = _any_nonzero(u)  # noqa: F821 - kernel.py
-        while k_out < n_out and t_out[k_out] <= t:
-            _columns(t, y, q, obs, cols, out[k_out])  # noqa: F821 - kernel.py
-            k_out += 1
+        k_out = _record_until(t, y, q, obs, cols, t_out, out, k_out)  # noqa: F821 - kernel.py
         if t >= t_final:
             break
-        t_seg = t_final
-        if a < n_act and act_t[a] < t_seg:
-            t_seg = act_t[a]
+        t_seg = act_t[a] if a < n_act and act_t[a] < t_final else t_final   # the next action ends the segment
 
-        for k in range(n_trig):
-            g_old[k] = _trigger_value(t, y, q, obs, trig_obs, trig_thr, k)  # noqa: F821 - kernel.py
+        _trigger_values(t, y, q, obs, trig_obs, trig_thr, g_old)  # noqa: F821 - kernel.py
         fresh = False      # f0 and J belong to the current (t, y)
         factored = 0.0     # the step size W was factored for (0: none)
         retry = False      # the last attempt was rejected: do not grow the step
@@ -268,14 +263,9 @@ def _ros_solve_one(p, act_t, act_s, act_bolus, act_rate, n_act,
             t = t_new
             fresh = False
             if fired >= 0:
-                y[trig_state[fired]] += q[trig_amt[fired]]
-                fires_out[fired, n_fired[fired]] = t
-                n_fired[fired] += 1
-                while k_out < n_out and t_out[k_out] <= t:
-                    _columns(t, y, q, obs, cols, out[k_out])  # noqa: F821
-                    k_out += 1
-                for k in range(n_trig):
-                    g_old[k] = _trigger_value(t, y, q, obs, trig_obs, trig_thr, k)  # noqa: F821
+                _fire(fired, t, y, q, trig_state, trig_amt, fires_out, n_fired)  # noqa: F821 - kernel.py
+                k_out = _record_until(t, y, q, obs, cols, t_out, out, k_out)  # noqa: F821
+                _trigger_values(t, y, q, obs, trig_obs, trig_thr, g_old)  # noqa: F821
             else:
                 for k in range(n_trig):
                     g_old[k] = g_new[k]
