@@ -362,16 +362,20 @@ def _point(rungs: list[Rung]) -> Rung | None:
     return rungs[-1] if rungs and rungs[-1].meets_goal else None
 
 
+def matched_ratio(ladders: dict[str, list[Rung]]) -> float | None:
+    """cartsim's speed per core over libRoadRunner's, each at its matched-accuracy point (None if one has none)."""
+    cartsim, rr = _point(ladders["cartsim"]), _point(ladders["roadrunner"])
+    return cartsim.per_core / rr.per_core if cartsim and rr else None
+
+
 def matched_record(ladders: dict[str, list[Rung]]) -> dict:
     points = {k: _point(v) for k, v in ladders.items()}
-    ratio = (points["cartsim"].per_core / points["roadrunner"].per_core
-             if points["cartsim"] and points["roadrunner"] else None)
     return {"goal_max_rel_error": ACCURACY_GOAL, "ladder": [list(t) for t in LADDER],
             "rule": "each method at the loosest ladder tolerance whose endpoints all meet the goal, "
                     "no failed or mismatched patient",
             **{k: {"rungs": [r.record() for r in v], "point": points[k].record() if points[k] else None}
                for k, v in ladders.items()},
-            "ratio_vs_roadrunner": ratio}
+            "ratio_vs_roadrunner": matched_ratio(ladders)}
 
 
 def print_matched(ladders: dict[str, list[Rung]]) -> None:
@@ -382,11 +386,11 @@ def print_matched(ladders: dict[str, list[Rung]]) -> None:
                          f"{'' if r.accuracy.failed + r.accuracy.mismatched == 0 else ' (failed/mismatched)'}"
                          for r in rungs)
         print(f"  {key:<10} {walk}")
-    m = matched_record(ladders)
-    if m["ratio_vs_roadrunner"] is None:
+    ratio = matched_ratio(ladders)
+    if ratio is None:
         print("  a method did not meet the goal on the ladder: no ratio")
     else:
-        print(f"  cartsim at matched accuracy: {m['ratio_vs_roadrunner']:.2f} x libRoadRunner per core")
+        print(f"  cartsim at matched accuracy: {ratio:.2f} x libRoadRunner per core")
 
 
 def print_trial(name: str, t: dict | None) -> None:
@@ -433,19 +437,20 @@ def _finite(obj: object) -> object:
 def payload(methods: list[Method], extra: dict, args: argparse.Namespace, trial_run: dict | None,
             million_run: dict | None) -> dict:
     by = {m.key: m for m in methods}
+    matched_accuracy = matched_record(extra["ladders"])
     return {
         "cartsim_patients_per_s_per_core": by["cartsim"].per_core,
         "roadrunner_patients_per_s_per_core": by["roadrunner"].per_core,
         "scipy_patients_per_s_per_core": by["scipy"].per_core,
         "ratio_vs_roadrunner": by["cartsim"].per_core / by["roadrunner"].per_core,
-        "ratio_vs_roadrunner_at_matched_accuracy": matched_record(extra["ladders"])["ratio_vs_roadrunner"],
+        "ratio_vs_roadrunner_at_matched_accuracy": matched_accuracy["ratio_vs_roadrunner"],
         "cartsim_max_rel_error": by["cartsim"].accuracy.max_rel_error,
         "max_rel_error": {k: by[k].accuracy.max_rel_error for k in ("cartsim", "roadrunner", "scipy")},
         "methods": [{"name": m.name, "key": m.key, "patients": m.patients, "seconds": m.seconds,
                      "threads": m.threads, "patients_per_s_per_core": m.per_core,
                      "ratio_vs_roadrunner": m.per_core / by["roadrunner"].per_core, "note": m.note}
                     | _accuracy_record(m.accuracy) for m in methods],
-        "matched_accuracy": matched_record(extra["ladders"]),
+        "matched_accuracy": matched_accuracy,
         "reference": extra["reference"],
         "cartsim_steps_per_patient": extra["cartsim_steps"],
         "cartsim_solver": DEFAULT_SOLVER,
