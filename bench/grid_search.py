@@ -1,7 +1,7 @@
 """The grid search shared by the calibration scripts: score every grid point, print the best, record all.
 
-Each script supplies its grid, its scoring function (metrics and a ``loss`` against ``observed``) and what
-else to record; the best point is compared with the parameter table so a stale table is visible.
+Each script supplies its grid, its scoring function (the metrics that ``observed`` names, and any others) and
+what else to record; the loss is the sum of the squared standardised differences from ``observed``; the best point is compared with the parameter table so a stale table is visible.
 """
 
 from __future__ import annotations
@@ -15,6 +15,11 @@ from pathlib import Path
 from cartsim.model import build_model
 
 
+def loss(metrics: Mapping[str, float], observed: Mapping[str, tuple[float, float]]) -> float:
+    """Sum over ``observed`` (name: (value, scale)) of ((metric - value) / scale) ** 2."""
+    return float(sum(((metrics[k] - obs) / s) ** 2 for k, (obs, s) in observed.items()))
+
+
 def grid_search(grid: Mapping[str, list[float]], score: Callable[[dict[str, float]], dict[str, float]],
                 observed: Mapping[str, tuple[float, float]], out: Path, *, extra: Mapping[str, object] | None = None,
                 progress: bool = False) -> dict[str, float]:
@@ -24,7 +29,8 @@ def grid_search(grid: Mapping[str, list[float]], score: Callable[[dict[str, floa
     start = time.perf_counter()
     for point in itertools.product(*grid.values()):
         values = dict(zip(grid, point))
-        rows.append({**values, **score(values)})
+        metrics = score(values)
+        rows.append({**values, **metrics, "loss": loss(metrics, observed)})
         if progress:
             print(" ".join(f"{k}={v:.4g}" for k, v in rows[-1].items()), flush=True)
     rows.sort(key=lambda r: r["loss"])
