@@ -19,6 +19,13 @@ from cartsim.engine.hoist import Hoister
 from cartsim.model.ir import Model
 
 
+# Every generated function only reads and writes the arrays it is given, so it is compiled without numba's
+# reference counting (``_nrt=False``): with it, each call atomically increments and decrements the reference
+# counts of its array arguments, which cost about a tenth of the solve time (see kernel.py).
+_LEAF = "@nb.njit(cache=True, _nrt=False)"
+_LEAF_NUMPY_ERRORS = "@nb.njit(cache=True, _nrt=False, error_model='numpy')"   # 0/0 gives NaN, not an exception
+
+
 class _Printer(PythonCodePrinter):
     def _print_Symbol(self, expr: sp.Symbol) -> str:  # names are mapped before printing
         return expr.name
@@ -29,6 +36,31 @@ class _Printer(PythonCodePrinter):
 
     def _print_DiracDelta(self, expr: sp.DiracDelta) -> str:  # derivative of a step: zero almost everywhere
         return "0.0"
+
+    def _print_Pow(self, expr: sp.Pow, rational: bool = False) -> str:
+        if expr.exp.is_Number:
+            return super()._print_Pow(expr, rational)
+        return f"_pow({self._print(expr.base)}, {self._print(expr.exp)})"   # an exponent known at run time
+
+
+# Powers whose exponent is a parameter (Hill coefficients): libm's pow costs about ten multiplications, and
+# whole exponents are common (car_stim_hill = 3, il6_myeloid_hill = 2, n - 1 in the Jacobian), so those are
+# multiplied out. The branch depends on a parameter only, so it is predicted perfectly.
+_POW = '''
+@nb.njit(cache=True, _nrt=False)
+def _pow(x, n):
+    """``x ** n``; whole exponents 1 to 4 by multiplication."""
+    if n == 2.0:
+        return x * x
+    if n == 3.0:
+        return x * x * x
+    if n == 1.0:
+        return x
+    if n == 4.0:
+        x2 = x * x
+        return x2 * x2
+    return x ** n
+'''
 
 
 def _print(expr: sp.Expr) -> str:
@@ -59,9 +91,9 @@ def generate(model: Model) -> str:
     hoister = Hoister(lambda s: s.name.startswith("q["), lambda k: sp.Symbol(f"q[{nq + k}]"))
 
     rhs = model.rhs()
-    per_step = ["", "@nb.njit(cache=True)", "def rhs(t, y, q, dy):"]
+    per_step = ["", _LEAF, "def rhs(t, y, q, dy):"]
     per_step += _body([(f"dy[{i}]", rhs[n]) for i, n in enumerate(model.state_names)], smap, hoister)
-    per_step += ["", "@nb.njit(cache=True)", "def observe(t, y, q, o):"]
+    per_step += ["", _LEAF, "def observe(t, y, q, o):"]
     per_step += _body([(f"o[{i}]", o.expr) for i, o in enumerate(model.observables)], smap, hoister)
     per_step += _observable(model, smap, hoister)
     per_step += _jacobian(model, smap, hoister)
@@ -77,8 +109,8 @@ def generate(model: Model) -> str:
         f"N_Q = {nq}",
         f"N_C = {len(constants)}  # per-patient constants after the parameters in q",
         f"N_OBS = {len(model.observables)}",
-        "",
-        "@nb.njit(cache=True)",
+        _POW,
+        _LEAF,
         "def derive(p, q):",
         f"    for i in range({npar}):",
         "        q[i] = p[i]",
@@ -87,7 +119,7 @@ def generate(model: Model) -> str:
     for i, (name, expr) in enumerate(model.derived):
         out.append(f"    q[{npar + i}] = {_print(expr.xreplace({**pmap, **qmap}))}")
     out += [f"    {s.name} = {_print(e)}" for s, e in constants]
-    out += ["", "@nb.njit(cache=True)", "def init(q, y):"]
+    out += ["", _LEAF, "def init(q, y):"]
     out += _body([(f"y[{i}]", s.initial) for i, s in enumerate(model.states)], qmap) or ["    pass"]
     out += per_step
     return "\n".join(out) + "\n"
@@ -95,7 +127,7 @@ def generate(model: Model) -> str:
 
 def _observable(model: Model, symbol_map: dict[sp.Symbol, sp.Symbol], hoister: Hoister) -> list[str]:
     """``observable(k, t, y, q)``: observable ``k`` alone (a trigger, an output column), without the others."""
-    out = ["", "@nb.njit(cache=True)", "def observable(k, t, y, q):"]
+    out = ["", _LEAF, "def observable(k, t, y, q):"]
     for k, o in enumerate(model.observables):
         out.append(f"    if k == {k}:")
         out += ["    " + line for line in _body([("return", o.expr)], symbol_map, hoister, assign=" ")]
@@ -126,10 +158,10 @@ def _jacobian(model: Model, symbol_map: dict[sp.Symbol, sp.Symbol], hoister: Hoi
         f"LU_DIAG = {_ints([lu.storage(i, i) for i in range(ns)])}  # storage index of each state's diagonal",
         f"LU_FILL = {_ints(fill)}  # LU entries that are not Jacobian entries (diagonal, fill-in)",
         "",
-        "@nb.njit(cache=True, error_model='numpy')",
+        _LEAF_NUMPY_ERRORS,
         "def jac(t, y, q, jv):",
     ]
     out += _body([(f"jv[{k}]", d) for k, (_, _, d) in enumerate(ents)], symbol_map, hoister) or ["    pass"]
-    out += ["", "@nb.njit(cache=True, error_model='numpy')", *sparse_lu.factor_source(lu)]
-    out += ["", "@nb.njit(cache=True)", *sparse_lu.solve_source(lu)]
+    out += ["", _LEAF_NUMPY_ERRORS, *sparse_lu.factor_source(lu)]
+    out += ["", _LEAF, *sparse_lu.solve_source(lu)]
     return out

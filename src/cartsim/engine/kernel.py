@@ -17,6 +17,15 @@ triggers by bisection on the dense output, and projection onto non-negative
 states after each accepted step (Shampine et al., Appl Math Comput 2005;170:556),
 in which values below ``TINY`` (1e-250) count as zero.
 
+The helpers called at every step are compiled without numba's reference
+counting (``_nrt=False``; they allocate nothing and keep no array): with it,
+every call atomically increments and decrements the counts of its array
+arguments, which cost about a tenth of the time on one thread, and more on
+several, where arrays shared by all patients (tableaus, tolerances, output
+columns) have one count that every thread writes. For the same reason the
+step loops copy rows element by element and pass ``out`` with a row index
+rather than making views.
+
 This file is not imported on its own: :mod:`cartsim.engine.compile` appends it
 to the model code generated from the symbolic definition (which provides
 ``N_STATES``, ``N_Q``, ``N_C``, ``derive``, ``init``, ``rhs`` and ``observable``) and
@@ -60,7 +69,7 @@ STATUS_NOT_FINITE = 3
 TINY = 1e-250
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, _nrt=False)
 def _rhs_u(t, y, q, u, infusing, dy):
     """The right-hand side plus the zero-order inputs ``u`` of running infusions (when ``infusing``)."""
     rhs(t, y, q, dy)  # noqa: F821 - provided by the generated model code
@@ -69,7 +78,7 @@ def _rhs_u(t, y, q, u, infusing, dy):
             dy[i] += u[i]
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, _nrt=False)
 def _any_nonzero(u):
     for i in range(u.shape[0]):
         if u[i] != 0.0:
@@ -77,7 +86,7 @@ def _any_nonzero(u):
     return False
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, _nrt=False)
 def _nonnegative(src, dst):
     """``dst`` = ``src`` with values below :data:`TINY` (negative ones included) set to 0; True if any changed."""
     changed = False
@@ -91,7 +100,7 @@ def _nonnegative(src, dst):
     return changed
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, _nrt=False)
 def _dense(y_old, K, h, theta, out):
     """Solution at t_old + theta*h from the stages of the last step."""
     th2 = theta * theta
@@ -104,37 +113,37 @@ def _dense(y_old, K, h, theta, out):
         out[i] = y_old[i] + h * acc
 
 
-@nb.njit(cache=True)
-def _columns(t, y, q, obs, cols, out_row):
-    """Output columns: states, and observables each evaluated alone (outputs need a few of them)."""
+@nb.njit(cache=True, _nrt=False)
+def _columns(t, y, q, obs, cols, out, k):
+    """Output row ``k``: states, and observables each evaluated alone (outputs need a few of them)."""
     ns = y.shape[0]
     for c in range(cols.shape[0]):
         j = cols[c]
-        out_row[c] = y[j] if j < ns else observable(j - ns, t, y, q)  # noqa: F821 - generated model code
+        out[k, c] = y[j] if j < ns else observable(j - ns, t, y, q)  # noqa: F821 - generated model code
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, _nrt=False)
 def _trigger_value(t, y, q, obs, trig_obs, trig_thr, k):
     return observable(trig_obs[k], t, y, q) - q[trig_thr[k]]  # noqa: F821
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, _nrt=False)
 def _record_until(t, y, q, obs, cols, t_out, out, k_out):
     """Record the outputs due at or before ``t`` from ``y``, from output ``k_out`` on; return the next one's index."""
     while k_out < t_out.shape[0] and t_out[k_out] <= t:
-        _columns(t, y, q, obs, cols, out[k_out])
+        _columns(t, y, q, obs, cols, out, k_out)
         k_out += 1
     return k_out
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, _nrt=False)
 def _trigger_values(t, y, q, obs, trig_obs, trig_thr, g):
     """``g[k]``: trigger ``k``'s observable minus its threshold, for every trigger."""
     for k in range(g.shape[0]):
         g[k] = _trigger_value(t, y, q, obs, trig_obs, trig_thr, k)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, _nrt=False)
 def _fire(k, t, y, q, trig_state, trig_amt, fires_out, n_fired):
     """Trigger ``k`` fires at ``t``: its dose goes into ``y`` and the time is recorded."""
     y[trig_state[k]] += q[trig_amt[k]]
@@ -142,7 +151,7 @@ def _fire(k, t, y, q, trig_state, trig_amt, fires_out, n_fired):
     n_fired[k] += 1
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, _nrt=False)
 def _apply_actions(t, y, u, a, n_act, act_t, act_s, act_bolus, act_rate):
     """Apply the doses and infusion switches due at ``t``, from action ``a`` on; return the next action's index.
     (Doses come before observations recorded at the same time, as in mrgsolve.)"""
@@ -155,7 +164,7 @@ def _apply_actions(t, y, u, a, n_act, act_t, act_s, act_bolus, act_rate):
     return a
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, _nrt=False)
 def _initial_step(y, f, rtol, atol, first_step):
     """The first step size from the scaled norms of ``y`` and ``f = y'`` (Hairer, Norsett & Wanner, Solving
     ODEs I, II.4), or ``first_step`` when given."""
@@ -298,7 +307,7 @@ def _solve_one(p, act_t, act_s, act_bolus, act_rate, n_act,
                 theta = (t_out[k_out] - t) / h
                 _dense(y, K, h, theta, y_dense)
                 _nonnegative(y_dense, y_dense)
-                _columns(t_out[k_out], y_dense, q, obs, cols, out[k_out])
+                _columns(t_out[k_out], y_dense, q, obs, cols, out, k_out)
                 k_out += 1
             if fired >= 0:
                 _dense(y, K, h, theta_stop, y_new)

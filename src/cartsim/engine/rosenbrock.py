@@ -42,7 +42,7 @@ import numba as nb
 import numpy as np
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, _nrt=False)
 def _ros_dense(y_old, y_new, K, H, theta, out):
     """The dense output at ``theta`` (0..1 through the step), straight from the stages:
     (1 - th) y_old + th y_new + sum_j w_j k_j with w_j = th (1 - th) sum_l th^l h_lj."""
@@ -72,7 +72,7 @@ def _incremental_rows(A):
     return inc
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, _nrt=False)
 def _stage_argument(A, K, y, st, incremental, out):
     """``out = y + sum_{j<st} A[st, j] K[j]``; when ``incremental``, ``out`` holds row ``st - 1``'s value."""
     ns = y.shape[0]
@@ -81,7 +81,8 @@ def _stage_argument(A, K, y, st, incremental, out):
         for i in range(ns):
             out[i] += a * K[st - 1, i]
         return
-    out[:] = y
+    for i in range(ns):
+        out[i] = y[i]
     for j in range(st):
         a = A[st, j]
         if a != 0.0:
@@ -89,7 +90,7 @@ def _stage_argument(A, K, y, st, incremental, out):
                 out[i] += a * K[j, i]
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, _nrt=False)
 def _ros_factor(jv, inv_hg, lu):
     """``lu`` = LU of I / (h gamma) - J; False if a pivot is zero or not finite."""
     for k in LU_FILL:  # noqa: F821 - provided by the generated model code: entries J does not set
@@ -190,7 +191,8 @@ def _ros_solve_one(p, act_t, act_s, act_bolus, act_rate, n_act,
             inv_h = 1.0 / h
             for st in range(s):
                 if st == 0:
-                    r[:] = f0
+                    for i in range(ns):
+                        r[i] = f0[i]
                 else:
                     _stage_argument(A, K, y, st, incremental[st], y_stage)
                     _rhs_u(t, y_stage, q, u, infusing, r)  # noqa: F821 - autonomous: t is not used
@@ -201,7 +203,8 @@ def _ros_solve_one(p, act_t, act_s, act_bolus, act_rate, n_act,
                         for i in range(ns):
                             r[i] += cj * K[j, i]
                 lu_solve(lu, r)  # noqa: F821 - r becomes k_st
-                K[st, :] = r
+                for i in range(ns):
+                    K[st, i] = r[i]
             _stage_argument(A, K, y, s, incremental[s], y_stage)   # the new solution
             t_new = t + h if t_seg - (t + h) > 1e-12 * max(1.0, abs(t_seg)) else t_seg
             norm = 0.0
@@ -253,11 +256,12 @@ def _ros_solve_one(p, act_t, act_s, act_bolus, act_rate, n_act,
             while k_out < n_out and (t_out[k_out] < t_stop or (t_out[k_out] == t_stop and not action_at_stop)):
                 _ros_dense(y, y_new, K, H, (t_out[k_out] - t) / h, y_dense)
                 _nonnegative(y_dense, y_dense)  # noqa: F821 - kernel.py
-                _columns(t_out[k_out], y_dense, q, obs, cols, out[k_out])  # noqa: F821
+                _columns(t_out[k_out], y_dense, q, obs, cols, out, k_out)  # noqa: F821
                 k_out += 1
             if fired >= 0:
                 _ros_dense(y, y_new, K, H, theta_stop, y_dense)
-                y_new[:] = y_dense
+                for i in range(ns):
+                    y_new[i] = y_dense[i]
                 t_new = t_stop
             _nonnegative(y_new, y)  # noqa: F821 - kernel.py: no state is negative or subnormal
             t = t_new
