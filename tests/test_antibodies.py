@@ -109,6 +109,27 @@ def test_csf_exposure_is_a_thousandth_of_serum(model):
     np.testing.assert_allclose(sol.column("mab_csf_conc") / sol.column("mab_conc"), 1e-3)
 
 
+def test_tissue_and_csf_kill_follow_their_exposure(model):
+    """Killing in tissue and CSF is the blood Hill term at the compartment's concentration (ratio x serum):
+    a CSF/serum ratio of 0 is no CNS antibody effect (the same as a CNS effect of 0), not an error."""
+    sc = Scenario.make("ocrelizumab", "ms", 60)
+    cols = ("mab_free_conc", "kill_cd20", "kill_cd20_tissue", "cns_b")
+    times = np.array([1.0, 7.0, 30.0, 60.0])
+    pop = typical(model, sc.disease)
+    sol = sc.run(pop, columns=cols, times=times, model=model)
+    v = lambda n: float(pop.params[0, model.parameter_index(n)])  # noqa: E731
+    h, ec50, kmax, ratio = v("mab_hill"), v("mab_ec50"), v("mab_kmax"), v("mab_tissue_ratio")
+    c = ratio * sol.column("mab_free_conc")[0]
+    np.testing.assert_allclose(sol.column("kill_cd20_tissue")[0], kmax * c**h / (ec50**h + c**h), rtol=1e-12)
+    no_csf = Scenario.make("ocrelizumab", "ms", 60, parameters={"mab_csf_ratio": 0.0})
+    no_effect = Scenario.make("ocrelizumab", "ms", 60, parameters={"mab_cns_effect": 0.0})
+    a = no_csf.run(pop, columns=cols, times=times, model=model)
+    b = no_effect.run(pop, columns=cols, times=times, model=model)
+    assert a.status[0] == 0 and b.status[0] == 0
+    np.testing.assert_array_equal(a.column("cns_b"), b.column("cns_b"))
+    assert a.column("cns_b")[0, -1] > sol.column("cns_b")[0, -1]   # the CSF antibody does deplete CNS B cells
+
+
 def test_antibody_overrides_keep_patient_variability(model):
     sc = Scenario.make("ofatumumab", "ms", 30)
     pop = sample(model, sc.disease, 50, seed=3)

@@ -21,9 +21,11 @@ from cartsim.model.ir import Model
 
 # Every generated function only reads and writes the arrays it is given, so it is compiled without numba's
 # reference counting (``_nrt=False``): with it, each call atomically increments and decrements the reference
-# counts of its array arguments, which cost about a tenth of the solve time (see kernel.py).
-_LEAF = "@nb.njit(cache=True, _nrt=False)"
-_LEAF_NUMPY_ERRORS = "@nb.njit(cache=True, _nrt=False, error_model='numpy')"   # 0/0 gives NaN, not an exception
+# counts of its array arguments, which cost about a tenth of the solve time (see kernel.py). Division by zero
+# gives inf or NaN as in NumPy (``error_model='numpy'``), not an exception that would stop the whole batch: a
+# parameter of 0 where a limit is meant (a CSF/serum ratio of 0 puts an EC50 at infinity) gives that limit, and a
+# non-finite state fails that patient alone, with its reason.
+_LEAF = "@nb.njit(cache=True, _nrt=False, error_model='numpy')"
 
 
 class _Printer(PythonCodePrinter):
@@ -47,7 +49,7 @@ class _Printer(PythonCodePrinter):
 # whole exponents are common (car_stim_hill = 3, il6_myeloid_hill = 2, n - 1 in the Jacobian), so those are
 # multiplied out. The branch depends on a parameter only, so it is predicted perfectly.
 _POW = '''
-@nb.njit(cache=True, _nrt=False)
+@nb.njit(cache=True, _nrt=False, error_model='numpy')
 def _pow(x, n):
     """``x ** n``; whole exponents 1 to 4 by multiplication."""
     if n == 2.0:
@@ -158,10 +160,10 @@ def _jacobian(model: Model, symbol_map: dict[sp.Symbol, sp.Symbol], hoister: Hoi
         f"LU_DIAG = {_ints([lu.storage(i, i) for i in range(ns)])}  # storage index of each state's diagonal",
         f"LU_FILL = {_ints(fill)}  # LU entries that are not Jacobian entries (diagonal, fill-in)",
         "",
-        _LEAF_NUMPY_ERRORS,
+        _LEAF,
         "def jac(t, y, q, jv):",
     ]
     out += _body([(f"jv[{k}]", d) for k, (_, _, d) in enumerate(ents)], symbol_map, hoister) or ["    pass"]
-    out += ["", _LEAF_NUMPY_ERRORS, *sparse_lu.factor_source(lu)]
+    out += ["", _LEAF, *sparse_lu.factor_source(lu)]
     out += ["", _LEAF, *sparse_lu.solve_source(lu)]
     return out

@@ -79,10 +79,12 @@ def add(b: ModelBuilder) -> None:
 
     h, ec50 = p("mab_hill"), p("mab_ec50")
     c_blood = sp.Max(free, 0)
-    c_tissue = p("mab_tissue_ratio") * c_blood
+    # tissue concentration = mab_tissue_ratio * blood: the same Hill term of the blood concentration, with the
+    # EC50 in blood units (one power of the concentration serves blood, tissue and CSF: cns.py)
     kill = b.observe("kill_cd20", p("mab_kmax") * c_blood**h / (ec50**h + c_blood**h), "1/day",
                      "kill rate of each CD20+ B cell in blood by the antibody")
-    kill_t = b.observe("kill_cd20_tissue", p("mab_kmax") * c_tissue**h / (ec50**h + c_tissue**h), "1/day",
+    kill_t = b.observe("kill_cd20_tissue",
+                       p("mab_kmax") * c_blood**h / ((ec50 / p("mab_tissue_ratio"))**h + c_blood**h), "1/day",
                        "kill rate of each CD20+ B cell in lymphoid tissue and marrow")
     b.observe("mab_csf_conc", p("mab_csf_ratio") * conc, "ug/mL", "anti-CD20 antibody in CSF")
     for pool, (share, in_tissue) in CD20_POOLS.items():

@@ -71,10 +71,11 @@ def add(b: ModelBuilder) -> None:
     kill19 = p("target_cd19") * potency
     killb = p("target_bcma") * potency
 
-    # anti-CD20 antibody in the CSF, with the effector-limited maximal effect of the CNS
-    c_csf = sp.Max(sp.Symbol("mab_free_conc") * p("mab_csf_ratio"), 0)
+    # anti-CD20 antibody in the CSF (mab_csf_ratio * serum), with the effector-limited maximal effect of the CNS;
+    # written, as in lymphoid tissue (anti_cd20.py), as a Hill term of the serum concentration
+    c_serum = sp.Max(sp.Symbol("mab_free_conc"), 0)
     h, ec50 = p("mab_hill"), p("mab_ec50")
-    kill20 = p("mab_cns_effect") * p("mab_kmax") * c_csf**h / (ec50**h + c_csf**h)
+    kill20 = p("mab_cns_effect") * p("mab_kmax") * c_serum**h / ((ec50 / p("mab_csf_ratio"))**h + c_serum**h)
 
     b.flow("cns_b", None, (kill19 + kill20 + sp.Symbol("ld_kill")) * x, "killed by CAR-T, anti-CD20 and chemotherapy")
     b.flow("cns_pb", None, (kill19 + killb) * pb, "killed by CAR-T cells")
