@@ -149,21 +149,19 @@ def _jacobian(model: Model, symbol_map: dict[sp.Symbol, sp.Symbol], hoister: Hoi
     ns = len(model.states)
     ents = jacobian.entries(model)
     lu = sparse_lu.plan(ns, [(i, j) for i, j, _ in ents])
-    fill = sorted(set(range(len(lu.entries))) - {lu.storage(i, j) for i, j, _ in ents})
     out = [
         "",
         f"N_JAC = {len(ents)}",
         f"JAC_ROW = {_ints([i for i, _, _ in ents])}",
         f"JAC_COL = {_ints([j for _, j, _ in ents])}",
         f"N_LU = {len(lu.entries)}",
-        f"JAC_LU = {_ints([lu.storage(i, j) for i, j, _ in ents])}  # storage index of each entry in the LU",
         f"LU_DIAG = {_ints([lu.storage(i, i) for i in range(ns)])}  # storage index of each state's diagonal",
-        f"LU_FILL = {_ints(fill)}  # LU entries that are not Jacobian entries (diagonal, fill-in)",
         "",
         _LEAF,
         "def jac(t, y, q, jv):",
     ]
     out += _body([(f"jv[{k}]", d) for k, (_, _, d) in enumerate(ents)], symbol_map, hoister) or ["    pass"]
+    out += ["", _LEAF, *sparse_lu.load_source(lu, [(i, j) for i, j, _ in ents])]
     out += ["", _LEAF, *sparse_lu.factor_source(lu)]
     out += ["", _LEAF, *sparse_lu.solve_source(lu)]
     return out

@@ -32,8 +32,8 @@ non-negative states follow the Dormand-Prince kernel (``kernel.py``) exactly.
 
 This file is not imported on its own: :mod:`cartsim.engine.compile` appends it,
 after ``kernel.py`` (whose event helpers it shares), to the generated model
-code (which provides ``rhs``, ``jac``, ``lu_factor``, ``lu_solve``, ``N_JAC``,
-``N_LU``, ``JAC_LU``, ``LU_DIAG`` and ``LU_FILL``).
+code (which provides ``rhs``, ``jac``, ``lu_load``, ``lu_factor``, ``lu_solve``,
+``N_JAC``, ``N_LU`` and ``LU_DIAG``).
 """
 
 import math
@@ -93,12 +93,7 @@ def _stage_argument(A, K, y, st, incremental, out):
 @nb.njit(cache=True, _nrt=False)
 def _ros_factor(jv, inv_hg, lu):
     """``lu`` = LU of I / (h gamma) - J; False if a pivot is zero or not finite."""
-    for k in LU_FILL:  # noqa: F821 - provided by the generated model code: entries J does not set
-        lu[k] = 0.0
-    for k in range(N_JAC):  # noqa: F821
-        lu[JAC_LU[k]] = -jv[k]  # noqa: F821
-    for i in range(LU_DIAG.shape[0]):  # noqa: F821
-        lu[LU_DIAG[i]] += inv_hg  # noqa: F821
+    lu_load(jv, inv_hg, lu)  # noqa: F821 - provided by the generated model code
     lu_factor(lu)  # noqa: F821
     for i in range(LU_DIAG.shape[0]):  # noqa: F821
         d = lu[LU_DIAG[i]]  # noqa: F821 - holds 1 / pivot

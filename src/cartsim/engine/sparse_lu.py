@@ -71,6 +71,20 @@ def plan(n: int, pattern: Iterable[tuple[int, int]]) -> LUPlan:
     return LUPlan(n, tuple(order), tuple(entries))
 
 
+def load_source(p: LUPlan, pattern: list[tuple[int, int]], name: str = "lu_load") -> list[str]:
+    """``name(jv, c, lu)``: ``lu`` = c I - J in storage order, from the Jacobian's entries ``jv`` (entry ``k`` is
+    ``pattern[k]``, in state indices), as one assignment per entry: no index arrays, fill-in set to 0."""
+    k_of = {p.storage(i, j): k for k, (i, j) in enumerate(pattern)}
+    diagonal = {p.storage(i, i) for i in range(p.n)}
+    lines = [f"def {name}(jv, c, lu):"]
+    for s in range(len(p.entries)):
+        k = k_of.get(s)
+        minus_j = f" - jv[{k}]" if k is not None else ""
+        lines.append(f"    lu[{s}] = c{minus_j}" if s in diagonal else
+                     (f"    lu[{s}] = -jv[{k}]" if k is not None else f"    lu[{s}] = 0.0"))
+    return lines
+
+
 def factor_source(p: LUPlan, name: str = "lu_factor") -> list[str]:
     """``name(a)``: LU in place (unit lower L below the diagonal, U above, 1/pivot on the diagonal)."""
     idx = p.index
@@ -88,16 +102,39 @@ def factor_source(p: LUPlan, name: str = "lu_factor") -> list[str]:
     return lines
 
 
+def tree_sum(terms: list[str]) -> str:
+    """Source for the sum of ``terms`` added pairwise (a balanced tree): its chain of dependent additions is as
+    long as the tree is deep, not as long as the list."""
+    if len(terms) == 1:
+        return terms[0]
+    half = len(terms) // 2
+    return f"({tree_sum(terms[:half])} + {tree_sum(terms[half:])})"
+
+
+def _minus(head: str, terms: list[str]) -> str:
+    """``head`` minus the ``terms`` (ordered by when their values are ready): all but the last summed as a
+    tree while the last is still being computed, then the last."""
+    if not terms:
+        return head
+    if len(terms) == 1:
+        return f"{head} - {terms[0]}"
+    return f"{head} - {tree_sum(terms[:-1])} - {terms[-1]}"
+
+
 def solve_source(p: LUPlan, name: str = "lu_solve") -> list[str]:
-    """``name(a, b)``: overwrite ``b`` (state order) with the solution of ``(L U) x = b``."""
+    """``name(a, b)``: overwrite ``b`` (state order) with the solution of ``(L U) x = b``.
+
+    Each unknown's sum of products is added as a tree (:func:`_minus`): the substitutions are chains of
+    dependent multiply-adds, so the time of a solve is set by their length rather than by their number."""
     idx = p.index
     lines = [f"def {name}(a, b):"]
-    for i in range(p.n):   # forward: L z = P b
-        terms = "".join(f" - a[{idx[(i, j)]}] * x{j}" for j in range(i) if (i, j) in idx)
-        lines.append(f"    x{i} = b[{p.order[i]}]{terms}")
-    for i in reversed(range(p.n)):   # backward: U x = z
-        terms = "".join(f" - a[{idx[(i, j)]}] * x{j}" for j in range(i + 1, p.n) if (i, j) in idx)
-        lines.append(f"    x{i} = (x{i}{terms}) * a[{idx[(i, i)]}]" if terms else f"    x{i} = x{i} * a[{idx[(i, i)]}]")
+    for i in range(p.n):   # forward: L z = P b, unknowns ready in increasing order
+        terms = [f"a[{idx[(i, j)]}] * x{j}" for j in range(i) if (i, j) in idx]
+        lines.append(f"    x{i} = {_minus(f'b[{p.order[i]}]', terms)}")
+    for i in reversed(range(p.n)):   # backward: U x = z, unknowns ready in decreasing order
+        terms = [f"a[{idx[(i, j)]}] * x{j}" for j in reversed(range(i + 1, p.n)) if (i, j) in idx]
+        lines.append(f"    x{i} = ({_minus(f'x{i}', terms)}) * a[{idx[(i, i)]}]" if terms
+                     else f"    x{i} = x{i} * a[{idx[(i, i)]}]")
         lines.append(f"    b[{p.order[i]}] = x{i}")
     return lines
 
