@@ -189,7 +189,7 @@ def _initial_step(y, f, rtol, atol, first_step):
 def _solve_one(p, act_t, act_s, act_bolus, act_rate, n_act,
                trig_obs, trig_thr, trig_state, trig_amt, fires_out,
                t0, t_out, cols, rtol, atol, max_steps, first_step, max_step, out, stats):
-    ns = N_STATES  # noqa: F821
+    ns = atol.shape[0]   # N_STATES, read at run time: loops over states are then vectorised, not unrolled
     q = np.empty(N_Q + N_C)  # noqa: F821 - parameters, then per-patient constants
     derive(p, q)  # noqa: F821
     y = np.empty(ns)

@@ -107,7 +107,7 @@ def _ros_solve_one(p, act_t, act_s, act_bolus, act_rate, n_act,
                    trig_obs, trig_thr, trig_state, trig_amt, fires_out,
                    t0, t_out, cols, rtol, atol, max_steps, first_step, max_step, out, stats,
                    A, C, H, gamma, expo):
-    ns = N_STATES  # noqa: F821
+    ns = atol.shape[0]   # N_STATES, read at run time: loops over states are then vectorised, not unrolled
     s = C.shape[0]
     q = np.empty(N_Q + N_C)  # noqa: F821 - parameters, then per-patient constants
     derive(p, q)  # noqa: F821
