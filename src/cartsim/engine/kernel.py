@@ -36,6 +36,8 @@ import math
 
 import numba as nb
 import numpy as np
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 # Dormand-Prince 5(4) tableau and dense-output matrix (as scipy.integrate.RK45)
 _C = np.array([0.0, 1 / 5, 3 / 10, 4 / 5, 8 / 9, 1.0])
@@ -339,12 +341,37 @@ def _solve_one(p, act_t, act_s, act_bolus, act_rate, n_act,
     return status
 
 
+@intrinsic
+def _fetch_add(typingctx, counter):
+    """Atomically add 1 to ``counter[0]`` (int64) and return its previous value."""
+    def codegen(context, builder, signature, args):
+        arr = context.make_array(signature.args[0])(context, builder, args[0])
+        ptr = cgutils.get_item_pointer(context, builder, signature.args[0], arr, [context.get_constant(nb.intp, 0)])
+        return builder.atomic_rmw("add", ptr, context.get_constant(nb.int64, 1), "monotonic")
+    return nb.int64(counter), codegen
+
+
+@nb.njit(cache=True, _nrt=False)
+def _next_patient(counter):
+    """The next patient not yet taken by any thread (dynamic scheduling).
+
+    Why by hand: numba's OpenMP and workqueue layers split a ``prange`` into one contiguous block per thread
+    whatever the chunk size, so the thread that draws the slow patients (their cost is heavy-tailed), or whose
+    core the host steals for a while, finishes long after the others. Each thread instead takes patients one at
+    a time from a shared counter. Which thread solves a patient does not change that patient's numbers."""
+    return _fetch_add(counter)
+
+
 @nb.njit(cache=True, parallel=True)
 def solve_batch(p, act_t, act_s, act_bolus, act_rate, n_act,
                 trig_obs, trig_thr, trig_state, trig_amt,
-                t0, t_out, cols, rtol, atol, max_steps, first_step, max_step, out, fires, status, stats):
-    """Solve every patient (row of ``p``); one compiled call for the population."""
-    for i in nb.prange(p.shape[0]):
-        status[i] = _solve_one(p[i], act_t[i], act_s[i], act_bolus[i], act_rate[i], n_act[i],
-                               trig_obs, trig_thr, trig_state, trig_amt, fires[i],
-                               t0, t_out, cols, rtol, atol, max_steps, first_step, max_step, out[i], stats[i])
+                t0, t_out, cols, rtol, atol, max_steps, first_step, max_step, out, fires, status, stats, workers):
+    """Solve every patient (row of ``p``) on ``workers`` threads; one compiled call for the population."""
+    counter = np.zeros(1, dtype=np.int64)
+    for _ in nb.prange(workers):   # one worker per thread, taking patients as it frees up
+        i = _next_patient(counter)
+        while i < p.shape[0]:
+            status[i] = _solve_one(p[i], act_t[i], act_s[i], act_bolus[i], act_rate[i], n_act[i],
+                                   trig_obs, trig_thr, trig_state, trig_amt, fires[i],
+                                   t0, t_out, cols, rtol, atol, max_steps, first_step, max_step, out[i], stats[i])
+            i = _next_patient(counter)

@@ -290,10 +290,14 @@ def _ros_solve_one(p, act_t, act_s, act_bolus, act_rate, n_act,
 def solve_batch_rosenbrock(p, act_t, act_s, act_bolus, act_rate, n_act,
                            trig_obs, trig_thr, trig_state, trig_amt,
                            t0, t_out, cols, rtol, atol, max_steps, first_step, max_step, out, fires, status, stats,
-                           A, C, H, gamma, expo):
-    """Solve every patient (row of ``p``) with the Rosenbrock method given by its tableau."""
-    for i in nb.prange(p.shape[0]):
-        status[i] = _ros_solve_one(p[i], act_t[i], act_s[i], act_bolus[i], act_rate[i], n_act[i],
-                                   trig_obs, trig_thr, trig_state, trig_amt, fires[i],
-                                   t0, t_out, cols, rtol, atol, max_steps, first_step, max_step, out[i], stats[i],
-                                   A, C, H, gamma, expo)
+                           A, C, H, gamma, expo, workers):
+    """Solve every patient (row of ``p``) with the Rosenbrock method given by its tableau, on ``workers`` threads."""
+    counter = np.zeros(1, dtype=np.int64)
+    for _ in nb.prange(workers):   # one worker per thread, taking patients as it frees up (kernel.py)
+        i = _next_patient(counter)  # noqa: F821 - kernel.py
+        while i < p.shape[0]:
+            status[i] = _ros_solve_one(p[i], act_t[i], act_s[i], act_bolus[i], act_rate[i], n_act[i],
+                                       trig_obs, trig_thr, trig_state, trig_amt, fires[i],
+                                       t0, t_out, cols, rtol, atol, max_steps, first_step, max_step, out[i],
+                                       stats[i], A, C, H, gamma, expo)
+            i = _next_patient(counter)  # noqa: F821

@@ -9,8 +9,6 @@ no biology in it. Solvers (``solver=``): ``"rodas5p"`` (the default) and
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -96,23 +94,6 @@ class Solution:
         return self.values[:, :, self.columns.index(name)]
 
 
-@contextmanager
-def _one_patient_at_a_time() -> Iterator[None]:
-    """Hand patients to the solver's threads one at a time, as threads free up.
-
-    The cost per patient is heavy-tailed (a few patients need tens of times the median number of
-    steps); with numba's default of one contiguous block per thread, the thread holding them finishes
-    long after the others. Scheduling does not change any patient's numbers. (Set from here, not in
-    the kernel: a ``with`` block in a cached numba function cannot be cached.)"""
-    import numba  # not at module level: importing cartsim should not import numba
-
-    previous = numba.set_parallel_chunksize(1)
-    try:
-        yield
-    finally:
-        numba.set_parallel_chunksize(previous)
-
-
 def full_parameters(model: Model, params: np.ndarray) -> np.ndarray:
     """Free + derived parameters for each row of ``params`` (same as the compiled ``derive``), followed by the
     per-patient constants that the generated code precomputes (``N_C`` columns; see ``engine/hoist.py``)."""
@@ -164,12 +145,14 @@ def solve(model: Model, params: np.ndarray, times: np.ndarray, columns: tuple[st
     atol_v = np.full(len(model.states), float(atol))
     args = (params, *act, trig_obs, trig_thr, trig_state, trig_amt, t0, times, cols,
             float(rtol), atol_v, int(max_steps), float(first_step), float(max_step), out, fires, status, stats)
-    with _one_patient_at_a_time():
-        if solver == "dp5":
-            mod.solve_batch(*args)
-        else:
-            tab = TABLEAUS[solver]
-            mod.solve_batch_rosenbrock(*args, tab.A, tab.C, tab.H, tab.gamma, tab.expo)
+    import numba  # not at module level: importing cartsim should not import numba
+
+    workers = numba.get_num_threads()   # each takes patients one at a time as it frees up (kernel.py)
+    if solver == "dp5":
+        mod.solve_batch(*args, workers)
+    else:
+        tab = TABLEAUS[solver]
+        mod.solve_batch_rosenbrock(*args, tab.A, tab.C, tab.H, tab.gamma, tab.expo, workers)
     failures = {int(i): STATUS_TEXT.get(int(status[i]), "unknown") for i in np.flatnonzero(status)}
     return Solution(times, columns, out, fires, status, stats[:, 0].copy(), failures,
                     rejected=stats[:, 1].copy(), rhs_evals=stats[:, 2].copy(), jac_evals=stats[:, 3].copy(),
