@@ -368,6 +368,7 @@ def test_same_numbers_for_any_thread_count_and_batch(model):
         numba.set_num_threads(threads)
     many = sc.run(pop)
     alone = sc.run(type(pop)(pop.covariates.iloc[[4]], pop.params[[4]], pop.parameter_names))
+    assert (many.steps > 0).all()   # every patient was taken by some thread
     assert np.array_equal(one.values, many.values, equal_nan=True)
     assert np.array_equal(one.steps, many.steps)
     assert np.array_equal(alone.values[0], many.values[4], equal_nan=True)
