@@ -91,15 +91,13 @@ def _any_nonzero(u):
 @nb.njit(cache=True, _nrt=False)
 def _nonnegative(src, dst):
     """``dst`` = ``src`` with values below :data:`TINY` (negative ones included) set to 0; True if any changed."""
-    changed = False
-    for i in range(src.shape[0]):
+    changed = 0
+    for i in range(src.shape[0]):   # branch-free, so that it vectorises
         v = src[i]
-        if v < TINY and v != 0.0:
-            dst[i] = 0.0
-            changed = True
-        else:
-            dst[i] = v
-    return changed
+        drop = v < TINY and v != 0.0
+        dst[i] = 0.0 if drop else v
+        changed |= drop
+    return changed != 0
 
 
 @nb.njit(cache=True, _nrt=False)
