@@ -79,9 +79,11 @@ def load_source(p: LUPlan, pattern: list[tuple[int, int]], name: str = "lu_load"
     lines = [f"def {name}(jv, c, lu):"]
     for s in range(len(p.entries)):
         k = k_of.get(s)
-        minus_j = f" - jv[{k}]" if k is not None else ""
-        lines.append(f"    lu[{s}] = c{minus_j}" if s in diagonal else
-                     (f"    lu[{s}] = -jv[{k}]" if k is not None else f"    lu[{s}] = 0.0"))
+        if s in diagonal:
+            value = "c" if k is None else f"c - jv[{k}]"
+        else:
+            value = "0.0" if k is None else f"-jv[{k}]"
+        lines.append(f"    lu[{s}] = {value}")
     return lines
 
 
