@@ -25,7 +25,10 @@ the choice of reference matters.
 Equal tolerances do not give equal accuracy, so cartsim and libRoadRunner are
 also compared at matched accuracy: each at the loosest tolerance of a ladder
 (rtol 1e-5 to 1e-9) at which all its endpoints are within 1e-4 of the
-reference.
+reference. The two matched points are then timed again in alternation
+(``--rounds`` rounds of: cartsim on all patients, on all threads and on one;
+libRoadRunner on the round's share of the patients), so that both meet the
+same spells of a shared machine; their ratio is the headline.
 
 The harness also times ``cartsim trial`` end to end on a two-arm trial
 (``--trial-n`` patients in all) with its peak memory, and with ``--million``
@@ -200,6 +203,80 @@ def matched(run: Callable[[float, float], Rung], known: dict[tuple[float, float]
     return rungs
 
 
+@dataclass(frozen=True)
+class HeadToHead:
+    """cartsim and libRoadRunner, each at its matched-accuracy tolerance, timed in alternation.
+
+    Each round times one cartsim call on every patient on all threads, the same call on one thread, and
+    libRoadRunner's loop over the round's share of the patients; the rounds cover every patient once for
+    libRoadRunner. Throughputs are patients over total seconds for each, so a slow spell of the machine
+    weighs on all of them as it falls, instead of on whichever happened to be timed then.
+    """
+
+    patients: int
+    threads: int
+    cartsim_seconds: tuple[float, ...]          # per round: all patients, all threads
+    cartsim_1thread_seconds: tuple[float, ...]  # per round: all patients, one thread
+    roadrunner_seconds: tuple[float, ...]       # per round: that round's share of the patients
+    roadrunner_accuracy: Accuracy               # the loop's endpoints over all rounds against the reference
+
+    @property
+    def cartsim_per_core(self) -> float:
+        return self.patients * len(self.cartsim_seconds) / sum(self.cartsim_seconds) / self.threads
+
+    @property
+    def cartsim_1thread(self) -> float:
+        return self.patients * len(self.cartsim_1thread_seconds) / sum(self.cartsim_1thread_seconds)
+
+    @property
+    def roadrunner_per_core(self) -> float:
+        return self.patients / sum(self.roadrunner_seconds)
+
+    @property
+    def ratio(self) -> float:
+        return self.cartsim_per_core / self.roadrunner_per_core
+
+    @property
+    def ratio_1thread(self) -> float:
+        return self.cartsim_1thread / self.roadrunner_per_core
+
+    def record(self) -> dict:
+        return {"rounds": len(self.cartsim_seconds), "patients": self.patients, "threads": self.threads,
+                "cartsim_seconds": list(self.cartsim_seconds),
+                "cartsim_1thread_seconds": list(self.cartsim_1thread_seconds),
+                "roadrunner_seconds": list(self.roadrunner_seconds),
+                "cartsim_patients_per_s_per_core": self.cartsim_per_core,
+                "cartsim_1thread_patients_per_s": self.cartsim_1thread,
+                "roadrunner_patients_per_s_per_core": self.roadrunner_per_core,
+                "ratio_vs_roadrunner": self.ratio, "ratio_vs_roadrunner_1thread": self.ratio_1thread,
+                "roadrunner_accuracy": _accuracy_record(self.roadrunner_accuracy)}
+
+
+def _shares(patients: int, rounds: int) -> list[tuple[int, int]]:
+    """Contiguous ``(lo, hi)`` shares of ``patients``, one per round, as even as can be."""
+    edges = np.linspace(0, patients, rounds + 1).round().astype(int)
+    return [(int(lo), int(hi)) for lo, hi in zip(edges[:-1], edges[1:])]
+
+
+def head_to_head(cartsim_call: Callable[[], float], roadrunner_share: Callable[[int, int], Trajectories],
+                 score: Callable[[Trajectories], Accuracy], patients: int, threads: int,
+                 rounds: int) -> HeadToHead:
+    """Alternate ``rounds`` times: ``cartsim_call`` (seconds for all patients) on all threads and on one, then
+    ``roadrunner_share(lo, hi)`` on patients ``lo:hi`` (a contiguous share, the shares covering all patients)."""
+    cs, cs1, rrs, shares = [], [], [], []
+    for lo, hi in _shares(patients, rounds):
+        cs.append(cartsim_call())
+        numba.set_num_threads(1)
+        cs1.append(cartsim_call())
+        numba.set_num_threads(threads)
+        share = roadrunner_share(lo, hi)
+        rrs.append(float(share.seconds.sum()))
+        shares.append(share)
+    joined = Trajectories(*(np.concatenate([getattr(x, f) for x in shares])
+                            for f in ("values", "fired", "failed", "seconds")), setup=0.0)
+    return HeadToHead(patients, threads, tuple(cs), tuple(cs1), tuple(rrs), score(joined))
+
+
 def benchmark(args: argparse.Namespace) -> tuple[list[Method], dict]:
     """Solve the population with every method and the reference; timings and endpoint errors."""
     load = os.getloadavg()
@@ -262,6 +339,16 @@ def benchmark(args: argparse.Namespace) -> tuple[list[Method], dict]:
                                                                      methods[0].accuracy)}),
                "roadrunner": matched(roadrunner_rung, {(RTOL, ATOL): Rung(RTOL, ATOL, rr.seconds.sum(), 1, args.n,
                                                                            rr_accuracy)})}
+    points = {k: _point(v) for k, v in ladders.items()}
+    versus = None
+    if points["cartsim"] and points["roadrunner"] and args.rounds > 0:
+        c, r = points["cartsim"], points["roadrunner"]
+        _cartsim(model, scenario, population, times, c.rtol, c.atol)   # a full-size call first, not timed
+        versus = head_to_head(
+            lambda: _cartsim(model, scenario, population, times, c.rtol, c.atol)[1],
+            lambda lo, hi: roadrunner_loop(model, scenario, population, patients[lo:hi], times, COLUMNS,
+                                           r.rtol, r.atol),
+            lambda traj: acc(_loop(model, traj, times), traj.failed), args.n, threads, args.rounds)
     t = time.perf_counter()
     f = Lambdified.build(model, RESCUE, COLUMNS)
     sp_ = scipy_loop(model, f, patients, times, len(COLUMNS), "LSODA", RTOL, ATOL, time.perf_counter() - t)
@@ -275,7 +362,7 @@ def benchmark(args: argparse.Namespace) -> tuple[list[Method], dict]:
     solvers = {solver: {"steps_per_patient": _steps(timed[solver][0]), "work_per_patient": _work(timed[solver][0]),
                         "warmup_s": warmup[solver]} for solver in SOLVERS}
     return methods, {"reference": reference, "cartsim_steps": _steps(sol), "threads": threads, "load": load,
-                     "solvers": solvers, "ladders": ladders}
+                     "solvers": solvers, "ladders": ladders, "head_to_head": versus}
 
 
 def _accuracy_record(a: Accuracy) -> dict:
@@ -368,17 +455,21 @@ def matched_ratio(ladders: dict[str, list[Rung]]) -> float | None:
     return cartsim.per_core / rr.per_core if cartsim and rr else None
 
 
-def matched_record(ladders: dict[str, list[Rung]]) -> dict:
+def matched_record(ladders: dict[str, list[Rung]], versus: HeadToHead | None) -> dict:
+    """The ladders, and the ratio at matched accuracy: from the alternating timing when it ran, else the ladders'."""
     points = {k: _point(v) for k, v in ladders.items()}
     return {"goal_max_rel_error": ACCURACY_GOAL, "ladder": [list(t) for t in LADDER],
             "rule": "each method at the loosest ladder tolerance whose endpoints all meet the goal, "
                     "no failed or mismatched patient",
             **{k: {"rungs": [r.record() for r in v], "point": points[k].record() if points[k] else None}
                for k, v in ladders.items()},
-            "ratio_vs_roadrunner": matched_ratio(ladders)}
+            "ladder_ratio_vs_roadrunner": matched_ratio(ladders),
+            "head_to_head": versus.record() if versus else None,
+            "ratio_vs_roadrunner": versus.ratio if versus else matched_ratio(ladders),
+            "ratio_vs_roadrunner_1thread": versus.ratio_1thread if versus else None}
 
 
-def print_matched(ladders: dict[str, list[Rung]]) -> None:
+def print_matched(ladders: dict[str, list[Rung]], versus: HeadToHead | None) -> None:
     print(f"\nmatched accuracy: each method at the loosest tolerance (rtol; atol = rtol/100) whose max rel err "
           f"<= {ACCURACY_GOAL:g}")
     for key, rungs in ladders.items():
@@ -389,8 +480,24 @@ def print_matched(ladders: dict[str, list[Rung]]) -> None:
     ratio = matched_ratio(ladders)
     if ratio is None:
         print("  a method did not meet the goal on the ladder: no ratio")
-    else:
-        print(f"  cartsim at matched accuracy: {ratio:.2f} x libRoadRunner per core")
+        return
+    print(f"  ladder timings: cartsim {ratio:.2f} x libRoadRunner per core")
+    if versus is None:
+        return
+    c, r = _point(ladders["cartsim"]), _point(ladders["roadrunner"])
+    per_round = ", ".join(f"{versus.patients / a / versus.threads:.0f}/{versus.patients / b:.0f}"
+                          for a, b in zip(versus.cartsim_seconds, versus.cartsim_1thread_seconds))
+    print(f"  alternating, {len(versus.cartsim_seconds)} rounds (cartsim rtol {c.rtol:g}, libRoadRunner rtol "
+          f"{r.rtol:g}; its endpoints again within {versus.roadrunner_accuracy.max_rel_error:.1e}, "
+          f"{versus.roadrunner_accuracy.failed} failed):")
+    print(f"    cartsim per core per round ({versus.threads} thr/1 thr): {per_round}")
+    print("    libRoadRunner per round: "
+          + ", ".join(f"{(hi - lo) / sec:.1f}" for (lo, hi), sec in
+                      zip(_shares(versus.patients, len(versus.roadrunner_seconds)), versus.roadrunner_seconds)))
+    print(f"    cartsim {versus.cartsim_per_core:.0f}/s per core on {versus.threads} threads, {versus.cartsim_1thread:.0f}/s "
+          f"on 1; libRoadRunner {versus.roadrunner_per_core:.1f}/s")
+    print(f"  cartsim at matched accuracy: {versus.ratio:.2f} x libRoadRunner per core "
+          f"({versus.ratio_1thread:.2f} x on one thread each)")
 
 
 def print_trial(name: str, t: dict | None) -> None:
@@ -437,13 +544,14 @@ def _finite(obj: object) -> object:
 def payload(methods: list[Method], extra: dict, args: argparse.Namespace, trial_run: dict | None,
             million_run: dict | None) -> dict:
     by = {m.key: m for m in methods}
-    matched_accuracy = matched_record(extra["ladders"])
+    matched_accuracy = matched_record(extra["ladders"], extra["head_to_head"])
     return {
         "cartsim_patients_per_s_per_core": by["cartsim"].per_core,
         "roadrunner_patients_per_s_per_core": by["roadrunner"].per_core,
         "scipy_patients_per_s_per_core": by["scipy"].per_core,
         "ratio_vs_roadrunner": by["cartsim"].per_core / by["roadrunner"].per_core,
         "ratio_vs_roadrunner_at_matched_accuracy": matched_accuracy["ratio_vs_roadrunner"],
+        "ratio_vs_roadrunner_at_matched_accuracy_1thread": matched_accuracy["ratio_vs_roadrunner_1thread"],
         "cartsim_max_rel_error": by["cartsim"].accuracy.max_rel_error,
         "max_rel_error": {k: by[k].accuracy.max_rel_error for k in ("cartsim", "roadrunner", "scipy")},
         "methods": [{"name": m.name, "key": m.key, "patients": m.patients, "seconds": m.seconds,
@@ -477,6 +585,8 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--n", type=int, help="patients solved by every method (default 500; 100 with --quick)")
     ap.add_argument("--repeat", type=int, default=5,
                     help="cartsim timings (each well under a second on a shared machine); the median is reported")
+    ap.add_argument("--rounds", type=int, default=10,
+                    help="rounds of the alternating timing of cartsim and libRoadRunner at matched accuracy (0: skip)")
     ap.add_argument("--days", type=float, default=730)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--trial-n", type=int,
@@ -493,6 +603,8 @@ def parse_args() -> argparse.Namespace:
     args.trial_n = args.trial_n if args.trial_n is not None else (2_000 if args.quick else 100_000)
     if args.n < 1 or args.repeat < 1 or args.trial_workers < 1:
         ap.error("--n, --repeat and --trial-workers must be at least 1")
+    if not 0 <= args.rounds <= args.n:
+        ap.error("--rounds must be between 0 and --n (each round times libRoadRunner on at least one patient)")
     return args
 
 
@@ -500,7 +612,7 @@ def main() -> None:
     args = parse_args()
     methods, extra = benchmark(args)
     print_table(methods, extra, args)
-    print_matched(extra["ladders"])
+    print_matched(extra["ladders"], extra["head_to_head"])
     with tempfile.TemporaryDirectory(prefix="cartsim-bench-") as tmp:
         work = args.work or Path(tmp)
         trial_run = trial(args, work)
