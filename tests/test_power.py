@@ -362,7 +362,7 @@ def test_clear_difference_has_power_near_one(tmp_path):
 
 @pytest.mark.parametrize("endpoint, therapy, horizon, n, test", [
     ("bcell_nadir_per_uL", "untreated", 30, 15, "Welch"),
-    ("bcell_reappearance_day", "ocrelizumab", 60, 20, "log-rank"),
+    ("bcell_reappearance_day", "kyv-101", 150, 20, "log-rank"),
 ])
 def test_identical_arms_reject_at_about_alpha(tmp_path, endpoint, therapy, horizon, n, test):
     """The same therapy in both arms: the rejection rate is within binomial error of alpha."""

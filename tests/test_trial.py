@@ -228,6 +228,12 @@ REQUIRED = {
 }
 
 
+# endpoints that may not apply to an arm: without repeated doses, re-treatment or autoreactive depletion; and,
+# in an untreated arm, the return of B cells that never fell and the course of CAR-T cells never given
+NOT_APPLICABLE = {False: {"bcell_repletion_after_last_dose_week", "retreatment_day", "autoreactive_return_day"}}
+NOT_APPLICABLE[True] = NOT_APPLICABLE[False] | {"bcell_reappearance_day", "bcell_repletion_day", "cart_persistence_day"}
+
+
 def test_summary_structure_for_each_kind(reference):
     s = json.loads((reference / "summary.json").read_text())
     assert s["trial"] == "test" and s["seed"] == 11 and s["config"]["population"]["n"] == 20
@@ -237,12 +243,14 @@ def test_summary_structure_for_each_kind(reference):
         for name, e in arm["endpoints"].items():
             assert name in KINDS and e["kind"] == KINDS[name]
             if e.get("applicable", True) is False:   # e.g. a repeated-dose endpoint without repeated doses
-                assert set(e) == {"kind", "applicable"} and name in ("bcell_repletion_after_last_dose_week",
-                                                                      "retreatment_day", "autoreactive_return_day")
+                assert set(e) == {"kind", "applicable"} and name in NOT_APPLICABLE[arm["name"] == "no treatment"]
                 continue
             assert set(e) - {"kind"} == REQUIRED[e["kind"]], name
             kinds.add(e["kind"])
     assert kinds == {"continuous", "count", "time_to_event", "ordinal", "binary"}
+    untreated = s["arms"][1]["endpoints"]
+    assert all(untreated[n] == {"kind": "time_to_event", "applicable": False}
+               for n in ("bcell_reappearance_day", "cart_persistence_day"))
     crs = s["arms"][0]["endpoints"]["crs_max_grade"]
     assert list(crs["fractions"]) == ["0", "1", "2", "3", "4"] and sum(crs["fractions"].values()) == pytest.approx(1)
     assert [a["endpoints"]["infusions_count"]["mean"] for a in s["arms"]] == [1, 0]

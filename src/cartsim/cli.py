@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -89,9 +90,12 @@ def simulate(
         shutil.rmtree(tmp, ignore_errors=True)
     ep = result.endpoints
     console.print(f"[bold]{therapy}[/] in [bold]{disease}[/], typical patient, {float(days):g} days")
-    console.print(f"  B cells < 1/uL from day {_first_below(result):g}; "
-                  f"reappear on day {ep['bcell_reappearance_day']:g}"
-                  f"{' (censored)' if ep['bcell_reappearance_censored'] else ''}")
+    if math.isnan(ep["bcell_reappearance_day"]):
+        console.print("  B cells did not fall below 1/uL")
+    else:
+        console.print(f"  B cells < 1/uL from day {_first_below(result):g}; "
+                      f"reappear on day {ep['bcell_reappearance_day']:g}"
+                      f"{' (censored)' if ep['bcell_reappearance_censored'] else ''}")
     console.print(f"  CAR-T peak {ep['cart_peak_per_uL']:.3g}/uL on day {ep['cart_tmax_day']:g}; "
                   f"CRS grade {ep['crs_max_grade']}, ICANS grade {ep['icans_max_grade']}")
     console.print(f"  wrote {out}/trajectories.{fmt.value}, summary.json, figure.png")

@@ -3,6 +3,12 @@
 Every function takes sampled trajectories of shape (patients, times) and
 returns one value per patient. Time-to-event endpoints return the event day
 and a censoring flag (True = no event by the horizon, value = horizon).
+A return (B-cell reappearance and repletion, autoreactive cells coming back)
+applies only to a patient whose count fell below the limit first, and the
+course of CAR-T cells (peak day, persistence) only to a patient in whom they
+were detected: for the others the day is NaN and not censored, and an arm
+reports them as ``n_not_applicable`` instead of as returns on the day after
+their lowest value, or CAR-T cells persisting until day 0.
 Day 0 is the CAR-T infusion; only days >= 0 count.
 """
 
@@ -29,21 +35,22 @@ MRI_INTERVAL_DAYS = 168.0     # scheduled MRI every 24 weeks unless configured (
 
 def _after_nadir(times: np.ndarray, b: np.ndarray, limit: np.ndarray | float,
                  start: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
-    """First time after the nadir (from ``start`` on) at which ``b`` reaches ``limit`` (per patient), and censoring."""
+    """First time after the nadir (from ``start`` on) at which ``b`` reaches ``limit`` (per patient), and censoring.
+
+    A return needs a fall first: where ``b`` never went below ``limit`` from ``start`` on, the endpoint does not
+    apply (time NaN, not censored), instead of counting the day after the lowest value as a return.
+    """
     post = times >= start
     bt, tt = b[:, post], times[post]
+    lim = np.asarray(limit)[:, None] if np.ndim(limit) else limit
     nadir_idx = np.argmin(bt, axis=1)
-    reached = bt >= (np.asarray(limit)[:, None] if np.ndim(limit) else limit)
+    fell = (bt < lim).any(axis=1)
+    reached = bt >= lim
     reached &= np.arange(tt.size)[None, :] > nadir_idx[:, None]
     has = reached.any(axis=1)
     first = np.where(has, np.argmax(reached, axis=1), tt.size - 1)
     day = np.where(has, tt[first], tt[-1])
-    return day, ~has
-
-
-def first_crossing(times: np.ndarray, values: np.ndarray, limit: float) -> tuple[np.ndarray, np.ndarray]:
-    """Reappearance-style endpoint for any trajectory."""
-    return _after_nadir(times, values, limit)
+    return np.where(fell, day, np.nan), fell & ~has
 
 
 def grade(peak: np.ndarray, thresholds: list[float]) -> np.ndarray:
@@ -104,8 +111,9 @@ def compute(sol: Solution, table: ParameterTable, last_dose_day: float | None = 
     day, cens = _after_nadir(t, b, REAPPEARANCE_LIMIT)
     out["bcell_reappearance_day"], out["bcell_reappearance_censored"] = day, cens
     rows = np.arange(b.shape[0])
-    idx = np.clip(np.searchsorted(t, day), 0, t.size - 1)
-    out["naive_fraction_at_reappearance"] = np.where(cens, np.nan, sol.column("naive_fraction_blood")[rows, idx])
+    idx = np.clip(np.searchsorted(t, np.nan_to_num(day)), 0, t.size - 1)
+    out["naive_fraction_at_reappearance"] = np.where(np.isnan(day) | cens, np.nan,
+                                                     sol.column("naive_fraction_blood")[rows, idx])
     repl = np.minimum(b[:, 0], REPLETION_LIMIT)
     out["bcell_repletion_day"], out["bcell_repletion_censored"] = _after_nadir(t, b, repl)
     if last_dose_day is not None and last_dose_day < t[-1]:
@@ -117,10 +125,11 @@ def compute(sol: Solution, table: ParameterTable, last_dose_day: float | None = 
         out["bcell_repletion_after_last_dose_censored"] = np.zeros(b.shape[0], bool)
     carp = car[:, post]
     out["cart_peak_per_uL"] = carp.max(axis=1)
-    out["cart_tmax_day"] = t[post][np.argmax(carp, axis=1)]
     above = carp >= CART_DETECTION_LIMIT
-    last = np.where(above.any(axis=1), t[post][carp.shape[1] - 1 - np.argmax(above[:, ::-1], axis=1)], 0.0)
-    out["cart_persistence_day"] = last
+    seen = above.any(axis=1)   # the course of CAR-T cells (peak day, persistence) needs them detected at all
+    out["cart_tmax_day"] = np.where(seen, t[post][np.argmax(carp, axis=1)], np.nan)
+    out["cart_persistence_day"] = np.where(seen, t[post][carp.shape[1] - 1 - np.argmax(above[:, ::-1], axis=1)],
+                                           np.nan)
     out["cart_persistence_censored"] = above[:, -1]
     crs_thr = [table.value(f"crs_il6_grade{g}") for g in range(1, 5)]
     icans_thr = [table.value(f"icans_grade{g}") for g in range(1, 5)]
@@ -145,11 +154,8 @@ def compute(sol: Solution, table: ParameterTable, last_dose_day: float | None = 
     with np.errstate(divide="ignore", invalid="ignore"):
         out["autoantibody_fraction_day_180"] = (aab[:, i180] / aab[:, 0]) if i180 < t.size else \
             np.full(b.shape[0], np.nan)
-    auto = sol.column("autoreactive_level")
-    depleted = auto[:, post].min(axis=1) < AUTOREACTIVE_RETURN
-    day, cens = _after_nadir(t, auto, AUTOREACTIVE_RETURN)
-    out["autoreactive_return_day"] = np.where(depleted, day, np.nan)   # not applicable if never depleted
-    out["autoreactive_return_censored"] = np.where(depleted, cens, False)
+    out["autoreactive_return_day"], out["autoreactive_return_censored"] = _after_nadir(
+        t, sol.column("autoreactive_level"), AUTOREACTIVE_RETURN)
     out["cns_plasma_cell_fraction_day_90"] = _fraction_on(t, sol.column("cns_plasma_cells"), 90.0)
     out["intrathecal_igg_fraction_day_180"] = _fraction_on(t, sol.column("intrathecal_igg"), 180.0)
     if population is not None and "ms_course" in population.covariates:

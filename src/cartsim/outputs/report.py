@@ -155,7 +155,7 @@ def event_curves(data: ReportData) -> Section:
         for a, arm in enumerate(_arms(data)):
             if not arm["endpoints"][name].get("applicable", True):
                 continue
-            rows = ok[ok["arm"] == a]
+            rows = ok[(ok["arm"] == a) & ok[name].notna()]   # patients to whom the endpoint applies
             censored = rows[censoring(name, list(rows.columns))].to_numpy(bool)
             km = kaplan_meier(rows[name].to_numpy(float), ~censored)
             t = np.concatenate([[0.0], km.time])
@@ -201,7 +201,8 @@ def _cell(e: dict, n_ok: int) -> str:
         return "not applicable"
     if kind == "time_to_event":
         return (f"KM median {_num(e['km_median']) if e['km_median'] is not None else 'not reached'}"
-                f"{_ci(e['km_median_ci95'])}; events {e['n_events']}/{e['n_events'] + e['n_censored']}")
+                f"{_ci(e['km_median_ci95'])}; events {e['n_events']}/{e['n_events'] + e['n_censored']}"
+                + (f" ({e['n_not_applicable']} not applicable)" if e.get("n_not_applicable") else ""))
     if kind == "ordinal":
         parts = []
         for key, label in (("fraction_any", "any"), ("fraction_grade3plus", "grade ≥3")):

@@ -4,7 +4,9 @@ How an arm reports an endpoint (endpoint dictionary, "How an arm reports an endp
 
 - continuous (and count): mean, sd, median, p05, p25, p75, p95, n
 - time to event: the same over observed events, plus n_events, n_censored, and the
-  Kaplan-Meier km_median with its 95% confidence interval
+  Kaplan-Meier km_median with its 95% confidence interval, over the patients to whom
+  the endpoint applies (a return needs a fall first); n_not_applicable counts the others,
+  and an arm where it applies to no patient reports ``applicable: false``
 - ordinal: fractions keyed by grade "0".."4", plus fraction_any (grade >= 1),
   fraction_grade2plus, fraction_grade3plus
 - binary / rate: value with its 95% confidence interval (ci95)
@@ -107,7 +109,7 @@ def endpoint(df: pd.DataFrame, name: str, kind: Kind) -> dict:
         # (e.g. repletion after the last dose of a repeated regimen, in a CAR-T arm)
         return {"kind": kind, "applicable": False}
     if kind == "time_to_event":
-        # patients to whom the endpoint does not apply (e.g. autoreactive cells never depleted) have no value
+        # patients to whom the endpoint does not apply (B cells or autoreactive cells never depleted) have no value
         has = v.notna().to_numpy()
         out = time_to_event(v.to_numpy(float)[has], df[censoring(name, list(df.columns))].to_numpy(bool)[has])
         if not has.all():
