@@ -15,7 +15,7 @@ from cartsim.population import Population
 from cartsim.trial import cohort
 from cartsim.trial.config import EDSS_STEPS, parse_config
 from cartsim.trial.run import execute, prepare
-from cartsim.trial.stats import Z95, kaplan_meier, wilson
+from cartsim.trial.stats import Z95, kaplan_meier, mean_ci, mean_interval, wilson
 from cartsim.trial.summary import KINDS, endpoint
 
 runner = CliRunner()
@@ -289,6 +289,16 @@ def test_wilson_interval():
     p, (lo, hi) = wilson(3, 10)
     assert p == 0.3 and lo == pytest.approx(0.1078, abs=1e-4) and hi == pytest.approx(0.6032, abs=1e-4)
     assert wilson(0, 20)[1][0] == 0.0 and wilson(20, 20)[1][1] == 1.0
+
+
+def test_mean_interval_from_sample_and_from_its_summary():
+    """The report rebuilds an arm's interval from the summary's mean, sd and n: the same numbers as from the sample."""
+    assert mean_interval(10.0, 2.0, 16) == [10.0 - Z95 * 0.5, 10.0 + Z95 * 0.5]
+    assert mean_interval(10.0, None, 1) is None and mean_interval(10.0, 2.0, 1) is None
+    v = np.random.default_rng(3).normal(5.0, 2.0, 50)
+    m, ci = mean_ci(v)
+    assert ci == mean_interval(m, float(v.std(ddof=1)), v.size)
+    assert mean_ci(np.array([4.0]))[1] is None and mean_ci(np.array([np.nan])) == (None, None)
 
 
 # ---- failed patients ---------------------------------------------------------------------------

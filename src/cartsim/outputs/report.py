@@ -31,7 +31,7 @@ from cartsim.outputs.files import write_text_atomic  # noqa: E402
 from cartsim.outputs.plots import FLOOR, FOOTER  # noqa: E402
 from cartsim.outputs.validation import Validation  # noqa: E402
 from cartsim.scenario import Scenario  # noqa: E402
-from cartsim.trial.stats import Z95, kaplan_meier, wilson  # noqa: E402
+from cartsim.trial.stats import kaplan_meier, mean_interval, wilson  # noqa: E402
 from cartsim.trial.summary import censoring  # noqa: E402
 from cartsim.validate import POP_N, targets  # noqa: E402
 
@@ -215,8 +215,7 @@ def _cell(e: dict, n_ok: int) -> str:
         return f"{_num(None if e['value'] is None else scale * e['value'], unit)}{_ci(e['ci95'], scale, unit)}"
     if e["n"] == 0:
         return "n/a"
-    half = Z95 * e["sd"] / np.sqrt(e["n"]) if e["sd"] is not None else None
-    ci = [e["mean"] - half, e["mean"] + half] if half is not None else None
+    ci = mean_interval(e["mean"], e["sd"], e["n"])
     return f"mean {_num(e['mean'])}{_ci(ci)}; median {_num(e['median'])} [5–95%: {_num(e['p05'])}–{_num(e['p95'])}]"
 
 

@@ -41,6 +41,14 @@ def wilson(successes: int, n: int) -> tuple[float | None, list[float] | None]:
     return p, [lo, hi]
 
 
+def mean_interval(mean: float, sd: float | None, n: int) -> list[float] | None:
+    """The normal-approximation 95% interval of a mean from the sample's sd and size (None without an sd)."""
+    if sd is None or n < 2:
+        return None
+    half = Z95 * sd / np.sqrt(n)
+    return [mean - half, mean + half] if np.isfinite(half) else None
+
+
 def mean_ci(values: np.ndarray) -> tuple[float | None, list[float] | None]:
     """Mean and its normal-approximation 95% interval (no distributional assumption on the values)."""
     v = np.asarray(values, dtype=float)
@@ -48,8 +56,7 @@ def mean_ci(values: np.ndarray) -> tuple[float | None, list[float] | None]:
     if v.size == 0:
         return None, None
     m = float(v.mean())
-    half = Z95 * float(v.std(ddof=1)) / np.sqrt(v.size) if v.size > 1 else np.nan
-    return m, [m - half, m + half] if np.isfinite(half) else None
+    return m, mean_interval(m, float(v.std(ddof=1)) if v.size > 1 else None, v.size)
 
 
 @dataclass(frozen=True)
