@@ -27,6 +27,17 @@ def test_simulate_sle_writes_outputs_and_shapes(tmp_path):
     assert df.day.iloc[-1] == 365
 
 
+def test_simulate_antibody_says_what_did_not_happen(tmp_path):
+    """Regression: without CAR-T cells or a fall below 1 cell/uL the console said 'on day nan'."""
+    r = runner.invoke(app, ["simulate", "--therapy", "untreated", "--disease", "ms", "--days", "30",
+                            "--out", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    assert "nan" not in r.output
+    assert "B cells did not fall below 1/uL" in r.output and "no CAR-T cells in blood" in r.output
+    endpoints = json.loads((tmp_path / "summary.json").read_text())["endpoints"]
+    assert endpoints["bcell_reappearance_day"] is None and endpoints["cart_tmax_day"] is None
+
+
 def test_csv_format(tmp_path):
     r = runner.invoke(app, ["simulate", "--therapy", "kyv-101", "--disease", "ms", "--days", "30",
                             "--format", "csv", "--out", str(tmp_path)])

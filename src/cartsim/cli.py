@@ -96,8 +96,9 @@ def simulate(
         console.print(f"  B cells < 1/uL from day {_first_below(result):g}; "
                       f"reappear on day {ep['bcell_reappearance_day']:g}"
                       f"{' (censored)' if ep['bcell_reappearance_censored'] else ''}")
-    console.print(f"  CAR-T peak {ep['cart_peak_per_uL']:.3g}/uL on day {ep['cart_tmax_day']:g}; "
-                  f"CRS grade {ep['crs_max_grade']}, ICANS grade {ep['icans_max_grade']}")
+    cart = ("no CAR-T cells in blood" if math.isnan(ep["cart_tmax_day"]) else
+            f"CAR-T peak {ep['cart_peak_per_uL']:.3g}/uL on day {ep['cart_tmax_day']:g}")
+    console.print(f"  {cart}; CRS grade {ep['crs_max_grade']}, ICANS grade {ep['icans_max_grade']}")
     console.print(f"  wrote {out}/trajectories.{fmt.value}, summary.json, figure.png")
 
 
