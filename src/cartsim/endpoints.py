@@ -44,8 +44,8 @@ def _after_nadir(times: np.ndarray, b: np.ndarray, limit: np.ndarray | float,
     bt, tt = b[:, post], times[post]
     lim = np.asarray(limit)[:, None] if np.ndim(limit) else limit
     nadir_idx = np.argmin(bt, axis=1)
-    fell = (bt < lim).any(axis=1)
     reached = bt >= lim
+    fell = ~reached.all(axis=1)
     reached &= np.arange(tt.size)[None, :] > nadir_idx[:, None]
     has = reached.any(axis=1)
     first = np.where(has, np.argmax(reached, axis=1), tt.size - 1)
