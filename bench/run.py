@@ -349,13 +349,23 @@ def benchmark(args: argparse.Namespace) -> tuple[list[Method], dict]:
     _, one_thread = _cartsim(model, scenario, population, times)
     numba.set_num_threads(threads)
 
-    ref = roadrunner_loop(model, scenario, population, patients, times, COLUMNS, REF_RTOL, REF_ATOL)
+    everyone = list(range(args.n))
+
+    def rr_loop(indices: list[int], rtol: float, atol: float) -> Trajectories:
+        """libRoadRunner's loop over patients ``indices`` (the SBML loaded once per call)."""
+        return roadrunner_loop(model, scenario, population, [patients[i] for i in indices], times, COLUMNS,
+                               rtol, atol)
+
+    ref = rr_loop(everyone, REF_RTOL, REF_ATOL)
     ref_ep, ref_failed = _loop(model, ref, times), ref.failed
     check, _ = _cartsim(model, scenario, population, times, REF_RTOL, REF_ATOL)
     agreement = accuracy(_endpoints(model, check), check.status != 0, ref_ep, ref_failed)
 
     def acc(ep: pd.DataFrame, failed: np.ndarray) -> Accuracy:
         return accuracy(ep, failed, ref_ep, ref_failed)
+
+    def loop_acc(traj: Trajectories) -> Accuracy:
+        return acc(_loop(model, traj, times), traj.failed)
 
     failed = sol.status != 0
     methods = [Method(f"cartsim {DEFAULT_SOLVER} ({threads} thr)", "cartsim", args.n, seconds, threads,
@@ -370,8 +380,8 @@ def benchmark(args: argparse.Namespace) -> tuple[list[Method], dict]:
                                   acc(_endpoints(model, other), other.status != 0),
                                   f"solver={solver!r}; median of {args.repeat}; "
                                   f"{_work(other)['steps']:.0f} steps/patient"))
-    rr = roadrunner_loop(model, scenario, population, patients, times, COLUMNS, RTOL, ATOL)
-    rr_accuracy = acc(_loop(model, rr, times), rr.failed)
+    rr = rr_loop(everyone, RTOL, ATOL)
+    rr_accuracy = loop_acc(rr)
     methods.append(Method("libRoadRunner CVODE loop", "roadrunner", args.n, rr.seconds.sum(), 1, rr_accuracy,
                           f"+ {rr.setup:.2f} s to load the SBML once; median {1e3 * np.median(rr.seconds):.1f} ms; "
                           f"{rr.warnings} CVODE warnings"))
@@ -383,8 +393,8 @@ def benchmark(args: argparse.Namespace) -> tuple[list[Method], dict]:
                     acc(_endpoints(model, s), s.status != 0))
 
     def roadrunner_rung(rtol: float, atol: float) -> Rung:
-        r = roadrunner_loop(model, scenario, population, patients, times, COLUMNS, rtol, atol)
-        return Rung(rtol, atol, float(r.seconds.sum()), 1, args.n, acc(_loop(model, r, times), r.failed))
+        r = rr_loop(everyone, rtol, atol)
+        return Rung(rtol, atol, float(r.seconds.sum()), 1, args.n, loop_acc(r))
 
     ladders = {"cartsim": matched(cartsim_rung, {(RTOL, ATOL): Rung(RTOL, ATOL, seconds, threads, args.n,
                                                                      methods[0].accuracy)}),
@@ -395,25 +405,20 @@ def benchmark(args: argparse.Namespace) -> tuple[list[Method], dict]:
     if points["cartsim"] and points["roadrunner"] and args.rounds > 0:
         c, r = points["cartsim"], points["roadrunner"]
         loose = _retry_rung(ladders["roadrunner"])
-
-        def rr_solve(indices: list[int], rtol: float, atol: float) -> Trajectories:
-            return roadrunner_loop(model, scenario, population, [patients[i] for i in indices], times, COLUMNS,
-                                   rtol, atol)
-
         retry_share = None
         if loose is not None:   # its rung and every tighter one of the ladder, down to the matched point
             tolerances = LADDER[LADDER.index((loose.rtol, loose.atol)):LADDER.index((r.rtol, r.atol)) + 1]
-            retry_share = lambda lo, hi: retrying(rr_solve, list(range(lo, hi)), list(tolerances))  # noqa: E731
+            retry_share = lambda lo, hi: retrying(rr_loop, list(range(lo, hi)), list(tolerances))  # noqa: E731
         _cartsim(model, scenario, population, times, c.rtol, c.atol)   # a full-size call first, not timed
         versus = head_to_head(
             lambda: _cartsim(model, scenario, population, times, c.rtol, c.atol)[1],
-            lambda lo, hi: rr_solve(list(range(lo, hi)), r.rtol, r.atol),
-            lambda traj: acc(_loop(model, traj, times), traj.failed), args.n, threads, args.rounds, retry_share)
+            lambda lo, hi: rr_loop(list(range(lo, hi)), r.rtol, r.atol),
+            loop_acc, args.n, threads, args.rounds, retry_share)
     t = time.perf_counter()
     f = Lambdified.build(model, RESCUE, COLUMNS)
     sp_ = scipy_loop(model, f, patients, times, len(COLUMNS), "LSODA", RTOL, ATOL, time.perf_counter() - t)
     methods.append(Method("SciPy LSODA loop", "scipy", args.n, sp_.seconds.sum(), 1,
-                          acc(_loop(model, sp_, times), sp_.failed),
+                          loop_acc(sp_),
                           f"+ {sp_.setup:.2f} s to lambdify; median {1e3 * np.median(sp_.seconds):.1f} ms; "
                           f"{sp_.warnings} warnings"))
     reference = {"method": f"libRoadRunner CVODE, rtol {REF_RTOL:g}, atol {REF_ATOL:g}",
