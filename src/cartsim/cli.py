@@ -47,6 +47,7 @@ def simulate(
                                             "overlay on figure.png (matched by DVID)"),
 ) -> None:
     """Simulate the typical patient: trajectories, endpoints and a figure."""
+    from cartsim.compare import facts
     from cartsim.exporters.nonmem import read_observed
     from cartsim.model import build_model
     from cartsim.outputs.plots import plot_trajectories
@@ -90,22 +91,17 @@ def simulate(
         shutil.rmtree(tmp, ignore_errors=True)
     ep = result.endpoints
     console.print(f"[bold]{therapy}[/] in [bold]{disease}[/], typical patient, {float(days):g} days")
-    if math.isnan(ep["bcell_reappearance_day"]):
+    gone = facts(result)["bcells_below_1_per_uL_day"]
+    if gone is None:
         console.print("  B cells did not fall below 1/uL")
     else:
-        console.print(f"  B cells < 1/uL from day {_first_below(result):g}; "
+        console.print(f"  B cells < 1/uL from day {gone:g}; "
                       f"reappear on day {ep['bcell_reappearance_day']:g}"
                       f"{' (censored)' if ep['bcell_reappearance_censored'] else ''}")
     cart = ("no CAR-T cells in blood" if math.isnan(ep["cart_tmax_day"]) else
             f"CAR-T peak {ep['cart_peak_per_uL']:.3g}/uL on day {ep['cart_tmax_day']:g}")
     console.print(f"  {cart}; CRS grade {ep['crs_max_grade']}, ICANS grade {ep['icans_max_grade']}")
     console.print(f"  wrote {out}/trajectories.{fmt.value}, summary.json, figure.png")
-
-
-def _first_below(result) -> float:
-    df = result.trajectories
-    below = df[(df.day >= 0) & (df.b_blood_per_uL < 1.0)]
-    return float(below.day.iloc[0]) if len(below) else float("nan")
 
 
 @app.command()
