@@ -146,10 +146,10 @@ def _endpoints(model: Model, sol: Solution) -> pd.DataFrame:
 
 
 def _cartsim(model: Model, scenario: Scenario, population: Population, times: np.ndarray, rtol: float = RTOL,
-             atol: float = ATOL, solver: str = DEFAULT_SOLVER) -> tuple[Solution, float]:
+             atol: float = ATOL, solver: str = DEFAULT_SOLVER, simd: bool = True) -> tuple[Solution, float]:
     t = time.perf_counter()
     sol = scenario.run(population, columns=COLUMNS, times=times, model=model, rtol=rtol, atol=atol,
-                       max_steps=2_000_000, solver=solver)
+                       max_steps=2_000_000, solver=solver, simd=simd)
     return sol, time.perf_counter() - t
 
 
@@ -344,6 +344,9 @@ def benchmark(args: argparse.Namespace) -> tuple[list[Method], dict]:
     for solver in SOLVERS:   # every solver of the engine, in this process, one after the other
         runs = [_cartsim(model, scenario, population, times, solver=solver) for _ in range(args.repeat)]
         timed[solver] = runs[0][0], float(np.median([s for _, s in runs]))
+    _cartsim(model, scenario, _head(population, 8), times, simd=False)   # compiles the one-patient kernel
+    runs = [_cartsim(model, scenario, population, times, simd=False) for _ in range(args.repeat)]
+    no_simd = runs[0][0], float(np.median([s for _, s in runs]))
     sol, seconds = timed[DEFAULT_SOLVER]
     numba.set_num_threads(1)
     _, one_thread = _cartsim(model, scenario, population, times)
@@ -372,7 +375,11 @@ def benchmark(args: argparse.Namespace) -> tuple[list[Method], dict]:
                       acc(_endpoints(model, sol), failed),
                       f"default solver; one call; median of {args.repeat}; {_work(sol)['steps']:.0f} steps/patient"),
                Method(f"cartsim {DEFAULT_SOLVER} (1 thr)", "cartsim_1thread", args.n, one_thread, 1,
-                      acc(_endpoints(model, sol), failed), "same call on one thread")]
+                      acc(_endpoints(model, sol), failed), "same call on one thread"),
+               Method(f"cartsim {DEFAULT_SOLVER}, no SIMD lanes ({threads} thr)", "cartsim_no_simd", args.n,
+                      no_simd[1], threads, acc(_endpoints(model, no_simd[0]), no_simd[0].status != 0),
+                      f"simd=False: one patient at a time per thread; median of {args.repeat}; "
+                      f"bit-identical: {np.array_equal(no_simd[0].values, sol.values, equal_nan=True)}")]
     for solver in SOLVERS:
         if solver != DEFAULT_SOLVER:
             other, secs = timed[solver]

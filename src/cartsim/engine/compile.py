@@ -38,7 +38,7 @@ def cache_dir() -> Path:
     return Path(platformdirs.user_cache_dir("cartsim"))
 
 
-KERNELS = ("kernel.py", "rosenbrock.py")            # appended to the model code, in this order
+KERNELS = ("kernel.py", "rosenbrock.py", "rosenbrock_lanes.py")            # appended to the model code, in this order
 _GENERATOR = ("codegen.py", "hoist.py", "jacobian.py", "sparse_lu.py")  # their source keys the model-code cache
 
 
@@ -72,6 +72,9 @@ def module_source(model: Model) -> str:
     parts = [model_code(model)]
     for name in KERNELS:
         parts.append(f"\n# ---- solver kernel (cartsim/engine/{name}) ----\n" + _engine_text(name))
+    # the kernels import the vector code generator: its source keys the compiled module too
+    lanes = hashlib.sha256(_engine_text("lanes.py").encode()).hexdigest()[:16]
+    parts.append(f"\n# cartsim/engine/lanes.py {lanes}\n")
     return "".join(parts)
 
 

@@ -30,6 +30,10 @@ compiled kernel serves every method. Doses, infusions, state triggers (located
 by bisection on the dense output), outputs and the projection onto
 non-negative states follow the Dormand-Prince kernel (``kernel.py``) exactly.
 
+``rosenbrock_lanes.py`` runs this algorithm on several patients at once in SIMD
+lanes, bit for bit, and is the default; this one-patient kernel is the
+reference it is tested against (``solve(..., simd=False)``).
+
 This file is not imported on its own: :mod:`cartsim.engine.compile` appends it,
 after ``kernel.py`` (whose event helpers it shares), to the generated model
 code (which provides ``rhs``, ``jac``, ``lu_load``, ``lu_factor``, ``lu_solve``,

@@ -107,11 +107,14 @@ def full_parameters(model: Model, params: np.ndarray) -> np.ndarray:
 def solve(model: Model, params: np.ndarray, times: np.ndarray, columns: tuple[str, ...] | None = None,
           doses: Doses | None = None, triggers: tuple[Trigger, ...] = (), t0: float | None = None,
           rtol: float = 1e-6, atol: float = 1e-8, max_steps: int = 200_000,
-          solver: str = DEFAULT_SOLVER, first_step: float = 0.0, max_step: float = np.inf) -> Solution:
+          solver: str = DEFAULT_SOLVER, first_step: float = 0.0, max_step: float = np.inf,
+          simd: bool = True) -> Solution:
     """Solve every row of ``params`` (free parameters in table order) in one call.
 
     ``solver`` is one of :data:`SOLVERS`; ``first_step`` (days; 0: chosen from the initial derivatives) and
-    ``max_step`` bound the step size, ``max_steps`` the attempted steps per patient (then status 1)."""
+    ``max_step`` bound the step size, ``max_steps`` the attempted steps per patient (then status 1). With
+    ``simd`` the Rosenbrock solvers advance several patients at once in the lanes of vector instructions
+    (``rosenbrock_lanes.py``); the numbers are bit-identical to ``simd=False``, which solves one at a time."""
     if solver not in SOLVERS:
         raise ValueError(f"unknown solver {solver!r}; choose one of {', '.join(SOLVERS)}")
     if not (first_step >= 0.0 and max_step > 0.0):
@@ -152,7 +155,9 @@ def solve(model: Model, params: np.ndarray, times: np.ndarray, columns: tuple[st
         mod.solve_batch(*args, workers)
     else:
         tab = TABLEAUS[solver]
-        mod.solve_batch_rosenbrock(*args, tab.A, tab.C, tab.H, tab.gamma, tab.expo, workers)
+        lanes = simd and mod.SIMD_UNSUPPORTED is None   # else a model function has no vector translation
+        batch = mod.solve_batch_rosenbrock_lanes if lanes else mod.solve_batch_rosenbrock
+        batch(*args, tab.A, tab.C, tab.H, tab.gamma, tab.expo, workers)
     failures = {int(i): STATUS_TEXT.get(int(status[i]), "unknown") for i in np.flatnonzero(status)}
     return Solution(times, columns, out, fires, status, stats[:, 0].copy(), failures,
                     rejected=stats[:, 1].copy(), rhs_evals=stats[:, 2].copy(), jac_evals=stats[:, 3].copy(),
