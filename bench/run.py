@@ -376,7 +376,7 @@ def benchmark(args: argparse.Namespace) -> tuple[list[Method], dict]:
                       f"default solver; one call; median of {args.repeat}; {_work(sol)['steps']:.0f} steps/patient"),
                Method(f"cartsim {DEFAULT_SOLVER} (1 thr)", "cartsim_1thread", args.n, one_thread, 1,
                       acc(_endpoints(model, sol), failed), "same call on one thread"),
-               Method(f"cartsim {DEFAULT_SOLVER}, no SIMD lanes ({threads} thr)", "cartsim_no_simd", args.n,
+               Method(f"cartsim no SIMD ({threads} thr)", "cartsim_no_simd", args.n,
                       no_simd[1], threads, acc(_endpoints(model, no_simd[0]), no_simd[0].status != 0),
                       f"simd=False: one patient at a time per thread; median of {args.repeat}; "
                       f"bit-identical: {np.array_equal(no_simd[0].values, sol.values, equal_nan=True)}")]
