@@ -30,27 +30,13 @@ import textwrap
 from typing import Any
 
 from llvmlite import ir
-from numba.core import types
+from numba.core import cgutils, types
 from numba.extending import intrinsic
 
 _DOUBLE = ir.DoubleType()
 _BINARY = {ast.Add: "fadd", ast.Sub: "fsub", ast.Mult: "fmul", ast.Div: "fdiv"}
 _FOLD = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv}
 _COMPARE = {ast.Gt: ">", ast.Lt: "<", ast.GtE: ">=", ast.LtE: "<=", ast.Eq: "==", ast.NotEq: "!="}
-
-
-def _scalar_pow(x: float, n: float) -> float:
-    """``_pow`` of the generated code (``codegen._POW``), lane by lane; compiled by numba into each caller."""
-    if n == 2.0:
-        return x * x
-    if n == 3.0:
-        return x * x * x
-    if n == 1.0:
-        return x
-    if n == 4.0:
-        x2 = x * x
-        return x2 * x2
-    return x ** n
 
 
 # math functions of one argument the generated code may call: the same numba implementation, lane by lane
@@ -68,8 +54,9 @@ class _Translator:
     """Emit one scalar function's statements as vector instructions."""
 
     def __init__(self, context: Any, builder: ir.IRBuilder, width: int, pointers: dict[str, ir.Value],
-                 scalars: dict[str, ir.Value]):
+                 scalars: dict[str, ir.Value], functions: dict[str, Any]):
         self.context, self.b, self.w = context, builder, width
+        self.functions = functions    # the scalar function's module globals: the numba functions it calls
         self.vt = ir.VectorType(_DOUBLE, width)
         self.pointers = pointers      # array argument -> double* to its data
         self.env = dict(scalars)      # local names -> vector values
@@ -164,8 +151,9 @@ class _Translator:
         if name == "min" and len(e.args) == 2:   # min(a, b): b if b <= a else a
             a, v = self.expr(e.args[0]), self.expr(e.args[1])
             return self.b.select(self.b.fcmp_ordered("<=", v, a), v, a)
-        if name == "_pow" and len(e.args) == 2:
-            return self.lanewise(_scalar_pow, *e.args)
+        helper = self.functions.get(name) if isinstance(e.func, ast.Name) else None
+        if hasattr(helper, "py_func"):   # a numba function of the generated code (``_pow``): itself, lane by lane
+            return self.lanewise(helper.py_func, *e.args)
         if isinstance(e.func, ast.Attribute) and name in _MATH and len(e.args) == 1:
             return self.lanewise(_MATH[name], *e.args)
         raise NotImplementedError(f"cannot vectorise the call {ast.unparse(e)!r}")
@@ -205,6 +193,10 @@ class _Translator:
             raise NotImplementedError(f"cannot vectorise the assignment to {ast.unparse(target)!r}")
 
 
+def _globals(fn: Any) -> dict[str, Any]:
+    return getattr(getattr(fn, "py_func", fn), "__globals__", {})
+
+
 def _definition(fn: Any) -> ast.FunctionDef:
     source = textwrap.dedent(inspect.getsource(getattr(fn, "py_func", fn)))
     tree = ast.parse(source).body[0]
@@ -225,7 +217,7 @@ def translatable(fn: Any, drop: tuple[str, ...] = ("t",)) -> str | None:
     builder = ir.IRBuilder(func.append_basic_block())
     arrays = _arrays(definition)
     t = _Translator(_DryRun(), builder, 2, {n: a for n, a in zip(names, func.args) if n in arrays},
-                    {n: ir.Constant(vt, ir.Undefined) for n in names if n not in arrays})
+                    {n: ir.Constant(vt, ir.Undefined) for n in names if n not in arrays}, _globals(fn))
     try:
         for st in definition.body:
             t.statement(st)
@@ -247,6 +239,7 @@ def vectorize(fn: Any, width: int, drop: tuple[str, ...] = ("t",)) -> Any:
     definition = _definition(fn)
     names = [a.arg for a in definition.args.args if a.arg not in drop]
     scalars = set(names) - _arrays(definition)
+    functions = _globals(fn)
 
     def typer(typingctx: Any, *args: Any) -> Any:
         if len(args) != len(names):
@@ -261,7 +254,7 @@ def vectorize(fn: Any, width: int, drop: tuple[str, ...] = ("t",)) -> Any:
                                                align=8)
                 else:
                     pointers[name] = data
-            t = _Translator(context, builder, width, pointers, lanes)
+            t = _Translator(context, builder, width, pointers, lanes, functions)
             for st in definition.body:
                 t.statement(st)
             return context.get_dummy_value()
@@ -314,8 +307,6 @@ def _splat(builder: ir.IRBuilder, value: ir.Value, width: int) -> ir.Value:
 
 def lane_loops(width: int) -> tuple[Any, Any, Any]:
     """``axpy``, ``blend`` and ``error_norm`` intrinsics for ``width`` lanes (see the functions' docstrings)."""
-    from numba.core import cgutils
-
     vt = ir.VectorType(_DOUBLE, width)
     zero = ir.Constant(vt, [0.0] * width)
 

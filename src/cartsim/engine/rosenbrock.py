@@ -54,14 +54,21 @@ def _ros_dense(y_old, y_new, K, H, theta, out):
     for i in range(ns):
         out[i] = (1.0 - theta) * y_old[i] + theta * y_new[i]
     for j in range(K.shape[0]):
-        w = 0.0
-        power = theta * (1.0 - theta)
-        for l in range(H.shape[0]):
-            w += H[l, j] * power
-            power *= theta
+        w = _dense_weight(H, j, theta)
         if w != 0.0:
             for i in range(ns):
                 out[i] += w * K[j, i]
+
+
+@nb.njit(cache=True, _nrt=False)
+def _dense_weight(H, j, theta):
+    """Stage ``j``'s weight in the dense output at ``theta``: th (1 - th) sum_l th^l h_lj."""
+    w = 0.0
+    power = theta * (1.0 - theta)
+    for l in range(H.shape[0]):
+        w += H[l, j] * power
+        power *= theta
+    return w
 
 
 @nb.njit(cache=True)

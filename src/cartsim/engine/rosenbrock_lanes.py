@@ -83,11 +83,7 @@ def _ros_dense_lane(y_old, y_new, K, lane, H, theta, out):
     for i in range(ns):
         out[i] = (1.0 - theta) * y_old[i] + theta * y_new[i]
     for j in range(H.shape[1]):
-        w = 0.0
-        power = theta * (1.0 - theta)
-        for l in range(H.shape[0]):
-            w += H[l, j] * power
-            power *= theta
+        w = _dense_weight(H, j, theta)  # noqa: F821 - rosenbrock.py
         if w != 0.0:
             base = j * ns * LANES + lane
             for i in range(ns):
@@ -173,7 +169,6 @@ def _lanes_worker(counter, p, act_t, act_s, act_bolus, act_rate, n_act,
     y_dense = np.empty(ns)
     f_lane = np.empty(ns)
 
-    running = LANES
     refill = np.ones(LANES, dtype=np.bool_)   # lanes that need their next patient or their next segment
     while True:
         # ---- lane by lane: take patients, start segments (the outer loop of _ros_solve_one), finish patients
@@ -184,7 +179,6 @@ def _lanes_worker(counter, p, act_t, act_s, act_bolus, act_rate, n_act,
                     if i >= p.shape[0]:
                         idle[lane] = True
                         refill[lane] = False
-                        running -= 1
                         break
                     patient[lane] = i
                     derive(p[i], ql[lane])  # noqa: F821
@@ -209,7 +203,7 @@ def _lanes_worker(counter, p, act_t, act_s, act_bolus, act_rate, n_act,
                 infusing[lane] = _any_nonzero(ul[lane])  # noqa: F821 - kernel.py
                 k_out[lane] = _record_until_at(t, yl[lane], ql[lane], cols, t_out, out, i, k_out[lane])
                 if t >= t_final:
-                    _finish(lane, patient, stats, steps, rejected, n_rhs, n_jac)
+                    _finish(lane, patient, refill, stats, steps, rejected, n_rhs, n_jac)
                     continue   # take the next patient
                 a = al[lane]
                 t_seg[lane] = act_t[i, a] if a < n_act[i] and act_t[i, a] < t_final else t_final
@@ -222,7 +216,7 @@ def _lanes_worker(counter, p, act_t, act_s, act_bolus, act_rate, n_act,
                 _to_lane(ul[lane], uv, lane)
                 if t < t_seg[lane]:
                     refill[lane] = False
-        if running == 0:
+        if idle.all():
             break
 
         # ---- all lanes: f(y) and J(y) at each lane's step start (a lane retrying a step gets the same again)
@@ -246,16 +240,14 @@ def _lanes_worker(counter, p, act_t, act_s, act_bolus, act_rate, n_act,
                     hl[lane] = _initial_step(yl[lane], f_lane, rtol, atol, first_step)  # noqa: F821
             if steps[lane] >= max_steps:
                 status[patient[lane]] = STATUS_MAX_STEPS  # noqa: F821
-                _finish(lane, patient, stats, steps, rejected, n_rhs, n_jac)
-                refill[lane] = True
+                _finish(lane, patient, refill, stats, steps, rejected, n_rhs, n_jac)
                 continue
             t = tl[lane]
             h = min(hl[lane], max_step, t_seg[lane] - t)
             hl[lane] = h
             if h < 1e-12 * max(1.0, abs(t)):
                 status[patient[lane]] = STATUS_STEP_TOO_SMALL  # noqa: F821
-                _finish(lane, patient, stats, steps, rejected, n_rhs, n_jac)
-                refill[lane] = True
+                _finish(lane, patient, refill, stats, steps, rejected, n_rhs, n_jac)
                 continue
             steps[lane] += 1
             attempt[lane] = True
@@ -319,8 +311,7 @@ def _lanes_worker(counter, p, act_t, act_s, act_bolus, act_rate, n_act,
                 retry[lane] = True
                 if h < 1e-10:
                     status[i] = STATUS_NOT_FINITE  # noqa: F821
-                    _finish(lane, patient, stats, steps, rejected, n_rhs, n_jac)
-                    refill[lane] = True
+                    _finish(lane, patient, refill, stats, steps, rejected, n_rhs, n_jac)
                     continue
                 hl[lane] = h * 0.2
                 continue
@@ -395,7 +386,7 @@ def _lanes_worker(counter, p, act_t, act_s, act_bolus, act_rate, n_act,
 
 
 @nb.njit(cache=True, _nrt=False)
-def _finish(lane, patient, stats, steps, rejected, n_rhs, n_jac):
+def _finish(lane, patient, refill, stats, steps, rejected, n_rhs, n_jac):
     """Record the lane's patient's work and free the lane for the next patient."""
     i = patient[lane]
     stats[i, 0] = steps[lane]
@@ -403,6 +394,7 @@ def _finish(lane, patient, stats, steps, rejected, n_rhs, n_jac):
     stats[i, 2] = n_rhs[lane]
     stats[i, 3] = n_jac[lane]
     patient[lane] = -1
+    refill[lane] = True
 
 
 @nb.njit(cache=True, parallel=True)
