@@ -29,6 +29,41 @@ CART_DETECTION_LIMIT = 0.1    # cells/uL, about the qPCR limit (endpoint diction
 COLUMNS = ("b_blood_per_uL", "naive_fraction_blood", "car_blood_per_uL", "il6_signal", "icans_signal",
            "igg", "autoantibody", "toci_central", "cns_plasma_cells", "intrathecal_igg", "relapse_cum", "pira_cum",
            "gd_active", "autoreactive_level")
+# Human names of the endpoints, for tables and text people read (names are the endpoint dictionary's).
+LABELS: dict[str, str] = {
+    "bcell_baseline_per_uL": "Blood B cells at baseline (cells/uL)",
+    "bcell_nadir_per_uL": "Lowest blood B-cell count (cells/uL)",
+    "bcell_reappearance_day": "Day B cells reappear in blood (1 cell/uL)",
+    "bcell_repletion_day": "Day B cells are back to normal (80 cells/uL or baseline)",
+    "bcell_repletion_after_last_dose_week": "Weeks from the last dose until B cells are back to normal",
+    "naive_fraction_at_reappearance": "Share of naive (new) B cells when they reappear",
+    "cart_peak_per_uL": "Peak CAR-T cells in blood (cells/uL)",
+    "cart_tmax_day": "Day of the CAR-T peak",
+    "cart_persistence_day": "Last day CAR-T cells are detectable in blood",
+    "crs_max_grade": "Cytokine release syndrome (CRS), worst grade",
+    "icans_max_grade": "Neurotoxicity (ICANS), worst grade",
+    "tocilizumab_given": "Given tocilizumab for CRS",
+    "infusion_reaction_any": "Infusion-related reaction to the antibody",
+    "igg_nadir_fraction": "Lowest total antibody (IgG) level, share of baseline",
+    "autoantibody_fraction_day_180": "Autoantibody level on day 180, share of baseline",
+    "cns_plasma_cell_fraction_day_90": "Plasma cells in the brain and spinal fluid on day 90, share of baseline",
+    "intrathecal_igg_fraction_day_180": "Antibody made inside the brain and spinal fluid on day 180, share of baseline",
+    "annualized_relapse_rate": "Relapses per patient-year",
+    "gd_lesions_per_scan": "Active (gadolinium-enhancing) MRI lesions per scan",
+    "cdp12_fraction": "Disability worsening confirmed after 12 weeks",
+    "cdp24_fraction": "Disability worsening confirmed after 24 weeks",
+    "edss_change": "Change in disability score (EDSS)",
+    "infusions_count": "Number of drug administrations",
+    "retreatment_day": "Day of a second CAR-T infusion",
+    "autoreactive_return_day": "Day autoreactive B cells come back (10% of baseline)",
+}
+
+
+def label(name: str) -> str:
+    """The human name of endpoint ``name`` (the name itself, with spaces, for one without a label)."""
+    return LABELS.get(name, name.replace("_", " "))
+
+
 AUTOREACTIVE_RETURN = 0.1     # autoreactive memory B cells back to 10% of baseline
 MRI_INTERVAL_DAYS = 168.0     # scheduled MRI every 24 weeks unless configured (endpoint dictionary)
 

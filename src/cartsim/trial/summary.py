@@ -43,6 +43,7 @@ KINDS: dict[str, Kind] = {
     "crs_max_grade": "ordinal",
     "icans_max_grade": "ordinal",
     "tocilizumab_given": "binary",
+    "infusion_reaction_any": "binary",
     "igg_nadir_fraction": "continuous",
     "autoantibody_fraction_day_180": "continuous",
     "cns_plasma_cell_fraction_day_90": "continuous",
