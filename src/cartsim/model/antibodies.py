@@ -18,10 +18,11 @@ def add(b: ModelBuilder) -> None:
     b.component("antibodies")
     p = b.p
     k_igg = sp.log(2) / p("igg_halflife")
-    pb0, pba0, pc0, pca0 = (sp.Symbol(n) for n in ("pb0", "pb_auto0", "pc0", "pc_auto0"))
-    q_pc = b.derive("igg_q_pc", p("igg_pc_share") * k_igg * p("igg0") / (pc0 + pca0))
+    pb0, pba0, pc0, pc19_0, pca0 = (sp.Symbol(n) for n in ("pb0", "pb_auto0", "pc0", "pc_cd19_0", "pc_auto0"))
+    q_pc = b.derive("igg_q_pc", p("igg_pc_share") * k_igg * p("igg0") / (pc0 + pc19_0 + pca0))
     q_pb = b.derive("igg_q_pb", (1 - p("igg_pc_share")) * k_igg * p("igg0") / (pb0 + pba0))
-    pb, pba, pc, pca = (sp.Symbol(n) for n in ("pb", "pb_auto", "pc", "pc_auto"))
+    pb, pba, pca = (sp.Symbol(n) for n in ("pb", "pb_auto", "pc_auto"))
+    pc = sp.Symbol("pc") + sp.Symbol("pc_cd19")     # CD19- and CD19+ plasma cells secrete alike
     b.state("igg", "g/L", "total serum IgG", p("igg0"))
     b.state("autoantibody", "g/L", "pathogenic autoantibody (IgG from autoreactive cells)",
             (q_pb * pba0 + q_pc * pca0) / k_igg)

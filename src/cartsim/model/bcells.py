@@ -44,11 +44,21 @@ def add(b: ModelBuilder) -> None:
     rho_a = p("auto_self_renewal") * tm
     recruit = b.derive("auto_recruitment", (tm - rho_a) * a0 / (a_n * nt0))
 
-    # plasmablasts and long-lived plasma cells
-    k_mpb, k_pbpc, d_pb = p("b_k_memory_to_pb"), p("pb_k_to_pc"), p("pb_death")
+    # plasmablasts and plasma cells. Plasma cells in two pools (Mei HE et al. Blood 2015;125:1739): CD19+
+    # plasma cells, renewed from new plasmablasts, and CD19- plasma cells, the long-lived, static pool.
+    # Plasmablasts enter either niche; the split follows from the CD19+ pool's share of plasma-cell antibody
+    # and the two pools' lifespans, and the niche-entry rate from the number of plasma cells at steady state
+    # (pb0 and the entry rate solve pb0 = k_mpb m_tot0 / (d_pb + k_pc) with k_pc pb0 lifespan = pc_count0).
+    k_mpb, d_pb = p("b_k_memory_to_pb"), p("pb_death")
+    d_pc, d_pc19 = p("pc_death"), sp.log(2) / p("pc_cd19_halflife")
+    s19 = p("pc_cd19_share")
+    f19 = b.derive("pc_cd19_entry_share", s19 * d_pc19 / (s19 * d_pc19 + (1 - s19) * d_pc))
+    inflow = b.derive("pc_inflow0", p("pc_count0") / ((1 - f19) / d_pc + f19 / d_pc19))
+    k_pbpc = b.derive("pc_k_niche", d_pb * inflow / (k_mpb * m_tot0 - inflow))
     pb0 = b.derive("pb0", k_mpb * m_tot0 / (d_pb + k_pbpc))
     pba0 = b.derive("pb_auto0", k_mpb * a0 / (d_pb + k_pbpc))
-    pc0 = b.derive("pc0", k_pbpc * pb0 / p("pc_death"))
+    pc0 = b.derive("pc0", (1 - f19) * k_pbpc * pb0 / d_pc)
+    pc19_0 = b.derive("pc_cd19_0", f19 * k_pbpc * pb0 / d_pc19)
     pca0 = b.derive("pc_auto0", k_pbpc * pba0 / p("pc_auto_death"))
 
     # CD19-negative lymphoid progenitors (CLP / pre-pro-B), relative to normal: spared by
@@ -68,6 +78,7 @@ def add(b: ModelBuilder) -> None:
     pb = b.state("pb", "cells/uL-eq", "plasmablasts (CD19+, BCMA+)", pb0)
     pba = b.state("pb_auto", "cells/uL-eq", "autoreactive plasmablasts", pba0)
     pc = b.state("pc", "cells/uL-eq", "long-lived plasma cells (CD19-, BCMA+)", pc0)
+    pc19 = b.state("pc_cd19", "cells/uL-eq", "CD19+ plasma cells (BCMA+), renewed from plasmablasts", pc19_0)
     pca = b.state("pc_auto", "cells/uL-eq", "autoreactive long-lived plasma cells", pca0)
 
     b.flow(None, "b_pre", s_pre * prog, "supply from CD19- progenitors (asymmetric division)")
@@ -105,29 +116,33 @@ def add(b: ModelBuilder) -> None:
     b.flow("b_auto", "pb_auto", k_mpb * au, "differentiation to autoreactive plasmablasts")
     b.flow("pb", None, d_pb * pb, "plasmablast death")
     b.flow("pb_auto", None, d_pb * pba, "plasmablast death")
-    b.flow("pb", "pc", k_pbpc * pb, "plasma-cell niche entry")
+    b.flow("pb", "pc", (1 - f19) * k_pbpc * pb, "plasma-cell niche entry (CD19-)")
+    b.flow("pb", "pc_cd19", f19 * k_pbpc * pb, "plasma-cell niche entry (CD19+)")
     b.flow("pb_auto", "pc_auto", k_pbpc * pba, "plasma-cell niche entry")
-    b.flow("pc", None, p("pc_death") * pc, "plasma-cell death")
+    b.flow("pc", None, d_pc * pc, "plasma-cell death")
+    b.flow("pc_cd19", None, d_pc19 * pc19, "plasma-cell death")
     b.flow("pc_auto", None, p("pc_auto_death") * pca, "plasma-cell death")
 
     # therapy: CAR-T killing by target antigen, and lymphodepletion of dividing/naive cells
     kill19, killb, ld = sp.Symbol("kill_cd19"), sp.Symbol("kill_bcma"), sp.Symbol("ld_kill")
-    cd19_pos = ("b_pre", "b_naive_blood", "b_naive_tissue", "b_mem_blood", "b_mem_tissue", "b_auto", "pb", "pb_auto")
-    bcma_pos = ("pb", "pb_auto", "pc", "pc_auto")
+    cd19_pos = ("b_pre", "b_naive_blood", "b_naive_tissue", "b_mem_blood", "b_mem_tissue", "b_auto", "pb", "pb_auto",
+                "pc_cd19")
+    bcma_pos = ("pb", "pb_auto", "pc", "pc_cd19", "pc_auto")
+    dividing = cd19_pos[:-1]    # lymphodepleting chemotherapy kills dividing and naive cells, not plasma cells
     flux = sp.Integer(0)
     for name in dict.fromkeys(cd19_pos + bcma_pos):
         s = sp.Symbol(name)
         rate = (kill19 if name in cd19_pos else 0) + (killb if name in bcma_pos else 0)
         b.flow(name, None, rate * s, "killed by CAR-T cells")
         flux += rate * s
-    for name in cd19_pos:
+    for name in dividing:
         b.flow(name, None, ld * sp.Symbol(name), "killed by lymphodepletion")
     b.observe("kill_flux_b", flux, "cells/uL-eq/day", "B-lineage cells killed by CAR-T")
 
     b.observe("cd19_load", sum((sp.Symbol(n) for n in cd19_pos), sp.Integer(0)) + sp.Symbol("malignant"),
               "cells/uL-eq", "CD19+ cells in the body")
-    b.observe("bcma_load", pb + pba + pc + pca, "cells/uL-eq", "BCMA+ cells in the body")
+    b.observe("bcma_load", pb + pba + pc + pc19 + pca, "cells/uL-eq", "BCMA+ cells in the body")
     b.observe("b_blood_per_uL", nb + mb, "cells/uL", "CD19+ B cells in blood")
     b.observe("b_tissue", nt + mt + au, "cells/uL-eq", "B cells in lymphoid tissue")
     b.observe("naive_fraction_blood", nb / (nb + mb + 1e-300), "1", "naive share of blood B cells")
-    b.observe("plasma_cells", pc + pca, "cells/uL-eq", "long-lived plasma cells")
+    b.observe("plasma_cells", pc + pc19 + pca, "cells/uL-eq", "plasma cells (CD19- and CD19+)")

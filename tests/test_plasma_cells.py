@@ -1,0 +1,97 @@
+"""Serum IgG from two plasma-cell pools: CD19+ plasma cells (renewed from plasmablasts, killed by CD19 CAR-T)
+and CD19- long-lived plasma cells (spared by CD19 CAR-T and by anti-CD20 antibodies)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cartsim.model import build_model
+from cartsim.population import typical
+from cartsim.scenario import Scenario
+from cartsim.validate import CALIBRATED, YEAR, cd19_cart_igg, ocrelizumab_igg
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+POOLS = ("igg", "pc", "pc_cd19", "pb", "plasma_cells")
+
+
+@pytest.fixture(scope="module")
+def model():
+    return build_model()
+
+
+def _course(model, therapy: str, disease: str, days: float, parameters: dict | None = None):
+    sc = Scenario.make(therapy, disease, days, parameters=parameters)
+    times = np.arange(0.0, days + 1e-9, 1.0)
+    sol = sc.run(typical(model, sc.disease, sc.course), columns=POOLS, times=times)
+    return times, {c: sol.column(c)[0] for c in POOLS}
+
+
+def test_untreated_pools_stay_at_their_steady_state(model):
+    _, x = _course(model, "untreated", "healthy", 3 * YEAR)
+    for name in POOLS:
+        assert np.allclose(x[name], x[name][0], rtol=1e-9), name
+
+
+def test_pool_sizes_and_igg_shares_follow_the_table(model):
+    """pc_count0 plasma cells, of which the CD19+ ones make pc_cd19_share of the plasma-cell IgG."""
+    table = model.table
+    _, x = _course(model, "untreated", "healthy", 1.0)
+    pc, pc19 = x["pc"][0], x["pc_cd19"][0]
+    assert pc + pc19 == pytest.approx(table.value("pc_count0"), rel=1e-9)
+    assert pc19 / (pc + pc19) == pytest.approx(table.value("pc_cd19_share"), rel=1e-9)
+
+
+def test_cd19_cart_kills_cd19_positive_plasma_cells_only(model):
+    t, x = _course(model, "mb-cart19", "sle", 60.0)
+    day30 = np.searchsorted(t, 30.0)
+    assert x["pc_cd19"][day30] / x["pc_cd19"][0] < 0.05
+    assert x["pc"][day30] / x["pc"][0] > 0.99        # CD19-: not a target, not killed by lymphodepletion
+
+
+def test_bcma_cart_kills_both_pools(model):
+    t, x = _course(model, "eque-cel", "ms", 60.0)
+    day30 = np.searchsorted(t, 30.0)
+    assert x["pc_cd19"][day30] / x["pc_cd19"][0] < 0.2
+    assert x["pc"][day30] / x["pc"][0] < 0.2
+
+
+def test_zero_cd19_share_leaves_igg_untouched_by_cd19_cart_beyond_plasmablasts(model):
+    """With no CD19+ plasma cells, CD19 CAR-T can only remove the plasmablasts' share of IgG."""
+    table = model.table
+    t, x = _course(model, "mb-cart19", "sle", 120.0, {"pc_cd19_share": 0.0})
+    low = x["igg"].min() / x["igg"][0]
+    assert low > table.value("igg_pc_share") - 0.01
+
+
+def test_igg_under_ocrelizumab_falls_slowly():
+    """Regression: total IgG fell to 68% of baseline within a year of ocrelizumab (published: about 3% a year)."""
+    got = ocrelizumab_igg()
+    assert 0.94 <= got["typical_year_1"] <= 1.0
+    assert got["typical_year_5"] < got["typical_year_1"]
+
+
+def test_cd19_cart_lowers_igg_more_than_ocrelizumab_but_spares_long_lived_plasma_cells():
+    cart, ocr = cd19_cart_igg(), ocrelizumab_igg()
+    assert cart["typical_total_igg_month_9"] < ocr["typical_year_1"]
+    assert cart["typical_cd19neg_plasma_cells_month_12"] > 0.93
+
+
+def test_igg_calibration_record_matches_the_table_and_its_targets_are_labelled(model):
+    record = json.loads((BENCH / "calibration_igg.json").read_text())
+    table = model.table
+    assert record["best"] == {k: table.value(k) for k in record["grid"]}
+    assert record["rows"][0]["loss"] == min(r["loss"] for r in record["rows"])
+    for name in record["grid"]:
+        assert table[name].kind == "calibrated" and "bench/calibrate_igg.py" in table[name].source
+    sys.path.insert(0, str(BENCH))
+    try:
+        import calibrate_igg
+    finally:
+        sys.path.remove(str(BENCH))
+    assert {tuple(k) for k in record["targets"]} == set(calibrate_igg.TARGETS)
+    assert set(calibrate_igg.TARGETS) <= CALIBRATED
