@@ -20,7 +20,7 @@ import pandas as pd
 from cartsim import ms_outcomes
 from cartsim.engine import Solution
 from cartsim.model.parameters import ParameterTable
-from cartsim.population import Population
+from cartsim.population import INFUSION_STREAM, Population
 
 REAPPEARANCE_LIMIT = 1.0      # cells/uL, flow-cytometry detection limit (endpoint dictionary)
 REPLETION_LIMIT = 80.0        # cells/uL, lower limit of normal (endpoint dictionary)
@@ -127,14 +127,23 @@ def ms_events(sol: Solution, table: ParameterTable, population: Population,
     return ms_outcomes.draw(x, edss0, rngs, table.value("ms_raw_probability"), float(t[-1]), mri_interval_days)
 
 
+def infusion_reactions(population: Population, risks: list[float]) -> np.ndarray:
+    """Whether each patient had an infusion-related reaction, one draw per infusion from the patient's own stream."""
+    return np.array([bool((population.event_rng(k, INFUSION_STREAM).random(len(risks)) < np.asarray(risks)).any())
+                     for k in range(len(population))])
+
+
 def compute(sol: Solution, table: ParameterTable, last_dose_day: float | None = None,
-            population: Population | None = None, mri_interval_days: float = MRI_INTERVAL_DAYS) -> pd.DataFrame:
+            population: Population | None = None, mri_interval_days: float = MRI_INTERVAL_DAYS,
+            infusion_risks: list[float] | None = None) -> pd.DataFrame:
     """One row per patient with every endpoint the model can compute.
 
     ``last_dose_day``: the last dose of a repeated antibody regimen, from which
     ``bcell_repletion_after_last_dose_week`` counts (NaN without one). ``population``: the
     patients (their covariates and random streams); the MS endpoints (relapses, lesions,
-    disability) are computed for patients with an MS course.
+    disability) are computed for patients with an MS course. ``infusion_risks``: the probability of an
+    infusion-related reaction at each antibody infusion (``Scenario.infusion_reaction_risks``); without it
+    ``infusion_reaction_any`` does not apply (NaN).
     """
     t = sol.times
     post = t >= 0
@@ -175,6 +184,9 @@ def compute(sol: Solution, table: ParameterTable, last_dose_day: float | None = 
     # can fall between output times, but the rescue dose marks it
     out["crs_max_grade"] = np.where(out["tocilizumab_given"], np.maximum(crs, 2), crs)
     out["icans_max_grade"] = grade(sol.column("icans_signal")[:, post].max(axis=1), icans_thr)
+    out["infusion_reaction_any"] = (infusion_reactions(population, infusion_risks).astype(float)
+                                    if population is not None and infusion_risks is not None
+                                    else np.full(b.shape[0], np.nan))
     if fired.shape[1] > 1:                                       # re-treatment: day of the second infusion
         retreated = fired[:, 1, 0]
         out["retreatment_day"] = np.where(retreated, sol.trigger_times[:, 1, 0], t[-1])

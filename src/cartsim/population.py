@@ -16,7 +16,7 @@ from cartsim.disease import CourseMix, Courses, Disease, single_course
 from cartsim.model.ir import Model
 
 # streams of a patient: 0 (implicit) covariates and variability, 1 age, 2 EDSS, 3 events, 4 disease course
-EVENT_STREAM, COURSE_STREAM = 3, 4
+EVENT_STREAM, COURSE_STREAM, INFUSION_STREAM = 3, 4, 5
 
 
 @dataclass(frozen=True)
@@ -46,10 +46,11 @@ class Population:
     def with_covariates(self, covariates: pd.DataFrame) -> "Population":
         return replace(self, covariates=covariates)
 
-    def event_rng(self, k: int) -> np.random.Generator:
-        """The random stream of patient row ``k``'s clinical events (relapses, MRI counts, progression)."""
+    def event_rng(self, k: int, stream: int = EVENT_STREAM) -> np.random.Generator:
+        """The random stream of patient row ``k``'s clinical events (relapses, MRI counts, progression), or with
+        ``stream = INFUSION_STREAM`` of its infusion-related reactions."""
         seed = self.seed if self.seeds is None else int(self.seeds[k])
-        return np.random.default_rng([seed, self.arm, int(self.covariates["patient"].iat[k]), EVENT_STREAM])
+        return np.random.default_rng([seed, self.arm, int(self.covariates["patient"].iat[k]), stream])
 
     def column(self, name: str) -> np.ndarray:
         return self.params[:, self.parameter_names.index(name)]

@@ -122,6 +122,11 @@ class Scenario:
                     for d in self.antibody.doses(self.days)]
         return out
 
+    def infusion_reaction_risks(self) -> list[float] | None:
+        """Probability of an infusion-related reaction at each antibody infusion over the horizon (None where the
+        therapy has no such data: CAR-T products, whose infusion-day reactions are part of CRS, and others)."""
+        return self.antibody.infusion_reaction_risks(self.days) if self.antibody is not None else None
+
     def last_dose_day(self) -> float | None:
         """Day of the last antibody dose within the horizon (None for CAR-T and untreated)."""
         return self.antibody.regimen.last_dose_day(self.days) if self.antibody is not None else None

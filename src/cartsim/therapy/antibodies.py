@@ -29,6 +29,8 @@ class Antibody:
     dose_states: dict[str, str] = field(default_factory=lambda: dict(DOSE_STATE))
     first_dose_states: tuple[str, ...] = FIRST_DOSE_STATES
     kind: str = "anti-CD20 antibody"
+    # probability of an infusion-related reaction at the first IV infusion and at each later one (None: no data)
+    infusion_reactions: tuple[float, float] | None = None
 
     @property
     def default_duration_h(self) -> dict[str, float]:
@@ -48,6 +50,15 @@ class Antibody:
     def doses(self, horizon_days: float) -> list[Dose]:
         return self.regimen.doses(horizon_days)
 
+    def infusion_reaction_risks(self, horizon_days: float) -> list[float] | None:
+        """The probability of an infusion-related reaction at each IV infusion before ``horizon_days``
+        (None for a drug without such data)."""
+        if self.infusion_reactions is None:
+            return None
+        first, later = self.infusion_reactions
+        n = sum(d.route == "IV" for d in self.doses(horizon_days))
+        return [first] + [later] * (n - 1) if n else []
+
 
 @lru_cache(maxsize=1)
 def antibodies() -> dict[str, Antibody]:
@@ -64,5 +75,8 @@ def antibodies() -> dict[str, Antibody]:
             if "dose_states" in e:
                 extra = {"dose_states": dict(e["dose_states"]), "first_dose_states": tuple(e.get("first_dose_states", ())),
                          "kind": e["kind"]}
+            if "infusion_reactions" in e:
+                irr = e["infusion_reactions"]
+                extra["infusion_reactions"] = (float(irr["first"]), float(irr["later"]))
             out[name] = Antibody(name, e["description"], regimen, e["source"], overrides, prov, **extra)
     return out

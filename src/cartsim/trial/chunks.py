@@ -77,7 +77,7 @@ def simulate_chunk(cfg: TrialConfig, chunk: Chunk, traj_times: tuple[float, ...]
     columns = tuple(dict.fromkeys(endpoints.COLUMNS + (traj_columns if extra.size else ())))
     sol = scenario.run(pop, columns=columns, times=np.union1d(grid, extra), model=model, **(solver or {}))
     ep = endpoints.compute(_at(sol, grid, endpoints.COLUMNS), model.table, scenario.last_dose_day(), pop,
-                           cfg.trial_mri_interval_days)
+                           cfg.trial_mri_interval_days, scenario.infusion_reaction_risks())
     if "infusions_count" not in ep:
         retreated = np.isfinite(ep["retreatment_day"].to_numpy(float, na_value=np.nan)) & \
             ~ep["retreatment_censored"].to_numpy(bool, na_value=True)
