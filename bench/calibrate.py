@@ -47,6 +47,17 @@ OBSERVED = {
 }
 
 
+# the checks of cartsim validate whose observed values the objective uses (they are labelled calibrated)
+TARGETS = {"sle_reappearance_mean": ("mackensen2022_bcell_reappearance", "pop_mean"),
+           "sle_reappearance_sd": ("mackensen2022_bcell_reappearance", "pop_sd"),
+           "sle_below1_day7": ("autoimmune_bcell_depletion_onset", "pop_fraction_below_1_per_uL_at_day_7"),
+           "sle_cart_tmax_median": ("autoimmune_cart_tmax", "pop_median"),
+           "sle_crs_any": ("mackensen2022_crs", "pop_fraction_any"),
+           "ball_tmax": ("stein2019_multiphasic_kinetics", "typical_tmax_day"),
+           "ball_contraction_halflife": ("stein2019_multiphasic_kinetics", "typical_contraction_halflife_day")}
+FITTED_CHECKS = set(TARGETS.values())      # labelled calibrated in cartsim validate
+
+
 def _with(pop: Population, values: dict[str, float], table) -> Population:
     """Set grid values; parameters with random effects keep each patient's ratio to the table value."""
     scaled = {k: (pop.column(k) * v / table.value(k) if table[k].iiv_omega > 0 else v) for k, v in values.items()}

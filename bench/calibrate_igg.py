@@ -35,6 +35,7 @@ PC_HALFLIFE_YEARS = [20, 25, 30, 35, 40, 50, 60, 80]
 GRID = {"pc_death": [round(math.log(2) / (y * YEAR), 7) for y in PC_HALFLIFE_YEARS],
         "pc_cd19_halflife": [y * 365.0 for y in (3, 5, 7, 10, 15, 20)],
         "pc_cd19_share": [round(0.12 + 0.01 * k, 2) for k in range(9)]}
+FITTED_CHECKS = set(TARGETS)      # labelled calibrated in cartsim validate
 
 
 def score(values: dict[str, float]) -> dict[str, float]:

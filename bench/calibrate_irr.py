@@ -17,6 +17,7 @@ from cartsim.validate import OPERA_DAYS, OPERA_OCRELIZUMAB
 
 # (check id, metric) of cartsim validate that this script fits: observed value
 TARGETS = {("ocrelizumab_infusion_reactions", "pop_opera"): 0.343}
+FITTED_CHECKS = set(TARGETS)      # labelled calibrated in cartsim validate
 
 
 def fitted_later(first: float, observed: float, n_infusions: int) -> float:

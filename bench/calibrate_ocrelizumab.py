@@ -26,7 +26,10 @@ from cartsim.scenario import Scenario
 from cartsim.validate import OCR_STOPPED, POP_N, SEED
 
 OBSERVED_MEDIAN_WEEK = 72.0
+# the check of cartsim validate whose observed value the fit uses (labelled calibrated)
+TARGETS = {"median_week": ("ocrelizumab_repletion", "pop_median")}
 GRID = [0.0057, 0.004, 0.003, 0.002, 0.0015, 0.001, 0.0007, 0.0005]
+FITTED_CHECKS = set(TARGETS.values())      # labelled calibrated in cartsim validate
 
 
 def repletion_weeks(ec50: float) -> np.ndarray:

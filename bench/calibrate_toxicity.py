@@ -61,6 +61,15 @@ OBSERVED = {
 }
 
 
+# the checks of cartsim validate whose observed values the objective uses (they are labelled calibrated)
+TARGETS = {"zuma1_crs_any": ("zuma1_crs_icans", "pop_crs_any"),
+           "zuma1_crs_grade3plus": ("zuma1_crs_icans", "pop_crs_grade3plus"),
+           "zuma1_icans_any": ("zuma1_crs_icans", "pop_icans_any"),
+           "zuma1_icans_grade3plus": ("zuma1_crs_icans", "pop_icans_grade3plus"),
+           "sle_crs_any": ("mackensen2022_crs", "pop_fraction_any")}
+FITTED_CHECKS = set(TARGETS.values())      # labelled calibrated in cartsim validate
+
+
 def _with(pop: Population, values: dict[str, float], table) -> Population:
     """Set grid values; parameters with random effects keep each patient's ratio to the table value."""
     scaled = {k: (pop.column(k) * v / table.value(k) if table[k].iiv_omega > 0 else v) for k, v in values.items()}

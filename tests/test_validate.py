@@ -5,7 +5,10 @@ model starts to pass them, the marker must go). They are reported as missed
 by ``cartsim validate``, never adjusted.
 """
 
+import importlib
 import json
+import sys
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -50,3 +53,28 @@ def test_validate_json_contract_and_exit_code(checks):
     assert {(x["id"], x["metric"]) for x in rows if x["calibrated"]} == CALIBRATED
     assert {x["id"] for x in rows} == set(CHECKS)
     assert r.exit_code == (0 if all(x["pass"] for x in rows) else 1)
+
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+CALIBRATION_SCRIPTS = ("calibrate", "calibrate_toxicity", "calibrate_ms", "calibrate_ocrelizumab", "calibrate_irr",
+                       "calibrate_igg")
+
+
+def _script(name: str):
+    sys.path.insert(0, str(BENCH))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(str(BENCH))
+
+
+def test_a_check_is_calibrated_exactly_when_a_calibration_objective_uses_it(checks):
+    fitted = set().union(*(_script(s).FITTED_CHECKS for s in CALIBRATION_SCRIPTS))
+    assert fitted == CALIBRATED
+    assert fitted <= set(checks)      # each names a real check of cartsim validate
+
+
+def test_every_term_of_a_grid_objective_is_a_labelled_check():
+    for name in ("calibrate", "calibrate_toxicity"):
+        mod = _script(name)
+        assert set(mod.TARGETS) == set(mod.OBSERVED), name
