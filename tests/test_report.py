@@ -13,7 +13,7 @@ from cartsim.cli import app
 from cartsim.model import build_model
 from cartsim.model.ir import Model
 from cartsim.outputs import validation as val
-from cartsim.outputs.equations import model_equations, term_mathml, to_mathml
+from cartsim.outputs.equations import definition_html, model_equations, term_html, to_mathml
 from cartsim.outputs.report import render
 from cartsim.trial.config import parse_config
 from cartsim.trial.run import execute, prepare, report_data
@@ -149,7 +149,7 @@ def test_report_shows_every_state_with_its_terms(trial):
             block = html[start:min(ends)]
             assert f"<mi>{name}</mi></mrow><mrow>" in block               # d(name)/dt on the left
             for t in e.terms:
-                assert term_mathml(t) in block and t.flow.description in block
+                assert str(term_html(t)) in block and t.flow.description in block
                 for s in t.shown.free_symbols:
                     assert f"<mi>{s.name}</mi>" in block
     # a state whose flows need no folding: the printer applied to model.rhs() itself
@@ -171,7 +171,7 @@ def test_derived_parameters_and_observables_are_defined(trial):
         point = {s: sp.Float(rng.uniform(0.5, 2)) for s in o.expr.free_symbols | shown.free_symbols}
         assert _value(shown, point) == pytest.approx(_value(o.expr, point), rel=1e-9)
     for d in defs.values():
-        assert f'id="eq-{d.name}"' in html and to_mathml(d.shown) in html
+        assert f'id="eq-{d.name}"' in html and str(definition_html(d)) in html
 
 
 # ---- parameters --------------------------------------------------------------------------------

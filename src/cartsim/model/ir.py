@@ -49,6 +49,19 @@ class Observable:
 
 
 @dataclass(frozen=True)
+class Constant:
+    """A named number of the model definition (a unit conversion such as ``days_per_year``).
+
+    The equations use its value (the compiled model is unchanged by the name); the rendered equations
+    show its name, and list its value once."""
+
+    name: str
+    value: float
+    unit: str
+    description: str
+
+
+@dataclass(frozen=True)
 class Model:
     """An immutable, fully specified model."""
 
@@ -58,6 +71,7 @@ class Model:
     flows: tuple[Flow, ...]
     observables: tuple[Observable, ...]
     table: ParameterTable
+    constants: tuple[Constant, ...] = ()     # named numbers, for display (see :class:`Constant`)
 
     @property
     def state_names(self) -> tuple[str, ...]:
@@ -116,6 +130,7 @@ class ModelBuilder:
     _derived: dict[str, sp.Expr] = field(default_factory=dict)
     _flows: list[Flow] = field(default_factory=list)
     _observables: dict[str, Observable] = field(default_factory=dict)
+    _constants: dict[str, Constant] = field(default_factory=dict)
     _component: str = "model"
 
     def component(self, name: str) -> "ModelBuilder":
@@ -138,6 +153,13 @@ class ModelBuilder:
         self.table[name]  # derived parameters are documented in the table too
         self._derived[name] = sp.sympify(expr)
         return sp.Symbol(name)
+
+    def constant(self, name: str, value: float, unit: str, description: str) -> sp.Float:
+        """A named number (e.g. ``days_per_year``): its value in the equations, its name where they are shown."""
+        if name in self._constants and self._constants[name].value != value:
+            raise ValueError(f"constant {name!r} defined twice with different values")
+        self._constants[name] = Constant(name, float(value), unit, description)
+        return sp.Float(value)
 
     def state(self, name: str, unit: str, description: str, initial: sp.Expr | float,
               cumulative: bool = False) -> sp.Symbol:
@@ -188,6 +210,7 @@ class ModelBuilder:
             flows=flows,
             observables=tuple(resolved.values()),
             table=self.table,
+            constants=tuple(self._constants.values()),
         )
 
 

@@ -36,12 +36,13 @@ import sympy as sp
 
 from cartsim.model.ir import ModelBuilder
 
-YEAR = 365.25
+YEAR = 365.25     # days per year: the MS rates are given per year, the model runs per day
 
 
 def add(b: ModelBuilder) -> None:
     b.component("ms_activity")
     p = b.p
+    days_per_year = b.constant("days_per_year", YEAR, "day/year", "days per year (rates per year to per day)")
     k_lag = p("ms_activity_k")
     auto = sp.Symbol("b_auto") / (sp.Symbol("b_auto0") + p("auto_floor"))
     act = b.state("ms_b_activity", "1", "autoreactive B-cell activity driving MS inflammation (relative, lagged)",
@@ -56,7 +57,7 @@ def add(b: ModelBuilder) -> None:
     def intensity(rate: sp.Expr, imax: sp.Expr, ifn_max: sp.Expr) -> sp.Expr:
         return rate * (1 - imax + imax * act) * (1 - ifn_max * e_ifn)
 
-    relapse = b.observe("relapse_rate", intensity(p("ms_relapse_rate") / YEAR, p("ms_relapse_imax"),
+    relapse = b.observe("relapse_rate", intensity(p("ms_relapse_rate") / days_per_year, p("ms_relapse_imax"),
                                                   p("ifn_relapse_effect")), "1/day", "relapse intensity")
     b.state("relapse_cum", "1", "expected relapses since the start of the simulation", 0, cumulative=True)
     b.flow(None, "relapse_cum", relapse, "relapses")
@@ -72,7 +73,7 @@ def add(b: ModelBuilder) -> None:
 
     cns = b.observe("cns_inflammation", (sp.Symbol("cns_b") + sp.Symbol("intrathecal_igg")) / 2, "1",
                     "compartmentalised CNS inflammation (CNS B cells and intrathecal IgG, relative)")
-    pira = b.observe("pira_rate", p("ms_pira_rate") / YEAR * (1 - p("ms_pira_imax") + p("ms_pira_imax") * cns),
+    pira = b.observe("pira_rate", p("ms_pira_rate") / days_per_year * (1 - p("ms_pira_imax") + p("ms_pira_imax") * cns),
                      "1/day", "hazard of progression independent of relapses")
     b.state("pira_cum", "1", "cumulative hazard of progression independent of relapses", 0, cumulative=True)
     b.flow(None, "pira_cum", pira, "progression hazard")

@@ -22,7 +22,7 @@ import sympy as sp
 from markupsafe import Markup, escape
 from sympy.printing.mathml import MathMLPresentationPrinter
 
-from cartsim.model.ir import Flow, Model, State
+from cartsim.model.ir import Constant, Flow, Model, State
 
 MINUS = "\u2212"
 # identifiers exactly as in the parameter table; a visible dot between factors (names have several letters)
@@ -127,10 +127,28 @@ class Component:
 class Equations:
     components: tuple[Component, ...]
     observables: dict[str, sp.Expr]      # name -> definition in states and parameters, for unfolding
+    constants: tuple[Constant, ...] = ()  # named numbers shown by name
 
     def unfold(self, expr: sp.Expr) -> sp.Expr:
-        """``expr`` with every observable name replaced by its definition."""
-        return expr.xreplace({sp.Symbol(n): e for n, e in self.observables.items()})
+        """``expr`` with every observable name replaced by its definition and every constant by its value."""
+        return expr.xreplace({sp.Symbol(n): e for n, e in self.observables.items()}
+                             | {sp.Symbol(c.name): sp.Float(c.value) for c in self.constants})
+
+
+def _close(a: float, b: float) -> bool:
+    return abs(a - b) <= 1e-12 * abs(b)
+
+
+def name_constants(expr: sp.Expr, constants: tuple[Constant, ...]) -> sp.Expr:
+    """``expr`` with each number that is a named constant (or its reciprocal) written as the constant's name."""
+    subs = {}
+    for f in expr.atoms(sp.Float):
+        for c in constants:
+            if _close(float(f), c.value):
+                subs[f] = sp.Symbol(c.name)
+            elif _close(float(f), 1.0 / c.value):
+                subs[f] = 1 / sp.Symbol(c.name)
+    return expr.xreplace(subs) if subs else expr
 
 
 def _agree(a: sp.Expr, b: sp.Expr, tries: int = 3) -> bool:
@@ -191,16 +209,17 @@ def _home(expr: sp.Expr, model: Model) -> str:
 def model_equations(model: Model) -> Equations:
     """Every state's equation, derived parameter and observable, grouped by component."""
     folder = _Folder(model)
+    named = lambda e: name_constants(e, model.constants)  # noqa: E731
     terms: dict[str, list[Term]] = {s.name: [] for s in model.states}
     for f in model.flows:
-        shown = folder.fold(f.rate)
+        shown = named(folder.fold(f.rate))
         if f.source is not None:
             terms[f.source].append(Term(f, -1, shown))
         if f.target is not None:
             terms[f.target].append(Term(f, 1, shown))
     derived = [Definition(n, e, e, model.table[n].unit if n in model.table else "",
                           model.table[n].description if n in model.table else "") for n, e in model.derived]
-    observables = [Definition(o.name, o.expr, folder.fold(o.expr, below=sp.count_ops(o.expr)), o.unit,
+    observables = [Definition(o.name, o.expr, named(folder.fold(o.expr, below=sp.count_ops(o.expr))), o.unit,
                               o.description) for o in model.observables]
     homes = {d.name: model.table[d.name].component if d.name in model.table else "model" for d in derived}
     homes |= {d.name: _home(d.expr, model) for d in observables}
@@ -210,7 +229,7 @@ def model_equations(model: Model) -> Equations:
                   tuple(d for d in derived if homes[d.name] == c),
                   tuple(d for d in observables if homes[d.name] == c))
         for c in order)
-    return Equations(components, folder.definitions)
+    return Equations(components, folder.definitions, model.constants)
 
 
 # ---- HTML -----------------------------------------------------------------------------------------
@@ -228,6 +247,87 @@ def term_mathml(term: Term) -> str:
     return f"<mrow><mo>{'+' if term.sign > 0 else MINUS}</mo>{body}</mrow>"
 
 
+LONG = 36          # characters of a (sub)expression's text above which it is split into pieces that wrap
+DOT = "<mo>&#xB7;</mo>"
+
+
+def _grouped(expr: sp.Expr, lead: str = "") -> list[str]:
+    """``(expr)`` as pieces: the opening parenthesis on the first, the closing one on the last."""
+    pieces = pieces_of(expr)
+    if len(pieces) == 1:
+        return [f"{lead}<mrow><mo>(</mo>{pieces[0]}<mo>)</mo></mrow>"]
+    return [f"{lead}<mo>(</mo>{pieces[0]}", *pieces[1:-1], f"{pieces[-1]}<mo>)</mo>"]
+
+
+def pieces_of(expr: sp.Expr, lead: str = "") -> list[str]:
+    """``expr`` as MathML pieces that may stand on lines of their own (``lead`` starts the first).
+
+    A long sum is split before each term's sign, a long product before each factor (its denominator written
+    after a slash), recursively; a short expression is one piece. Browsers do not break a MathML formula
+    themselves, so each piece becomes its own ``<math>`` element."""
+    if len(sp.sstr(expr)) <= LONG or not isinstance(expr, (sp.Add, sp.Mul, sp.Pow, sp.Min, sp.Max)):
+        return [lead + to_mathml(expr)]
+    if isinstance(expr, (sp.Min, sp.Max)):
+        args = [pieces_of(a) for a in expr.args]
+        out = [f"{lead}<mi>{'min' if isinstance(expr, sp.Min) else 'max'}</mi><mo>(</mo>{args[0][0]}", *args[0][1:]]
+        for a in args[1:]:
+            out[-1] += "<mo>,</mo>"
+            out += a
+        out[-1] += "<mo>)</mo>"
+        return out
+    if isinstance(expr, sp.Pow):
+        if expr.exp == sp.Rational(1, 2):
+            return _grouped(expr.base, f"{lead}<mo>\u221a</mo>")
+        return [lead + to_mathml(expr)]
+    if isinstance(expr, sp.Add):
+        out: list[str] = []
+        for i, t in enumerate(expr.as_ordered_terms()):
+            if t.could_extract_minus_sign():
+                out += pieces_of(-t, f"<mo>{MINUS}</mo>")
+            else:
+                out += pieces_of(t, "" if i == 0 else "<mo>+</mo>")
+        out[0] = lead + out[0]
+        return out
+    if expr.could_extract_minus_sign():
+        return pieces_of(-expr, f"{lead}<mo>{MINUS}</mo>")
+    num, den = [], []
+    for f in expr.as_ordered_factors():
+        (den.append(1 / f) if f.is_Pow and f.exp.is_number and f.exp.is_negative else num.append(f))
+    out, first = [], True
+    for f in num:
+        head = lead if first else DOT
+        out += _grouped(f, head) if isinstance(f, sp.Add) else pieces_of(f, head)
+        first = False
+    if den:
+        d = sp.Mul(*den)
+        slash = "<mo>/</mo>" if num else f"{lead}<mn>1</mn><mo>/</mo>"
+        out += _grouped(d, slash) if isinstance(d, (sp.Add, sp.Mul)) else pieces_of(d, slash)
+    return out
+
+
+def wrapping(pieces: list[str]) -> Markup:
+    """Pieces of one equation as consecutive ``<math>`` elements that wrap onto new lines where the page is
+    narrow (browsers do not break a MathML formula themselves)."""
+    if len(pieces) == 1:
+        return math(pieces[0])
+    return Markup('<span class="eqn">') + Markup("").join(math(p) for p in pieces) + Markup("</span>")
+
+
+def term_html(term: Term) -> Markup:
+    """The signed rate of one flow, a sum split into terms that wrap."""
+    sign = "+" if term.sign > 0 else MINUS
+    if len(sp.sstr(term.shown)) <= LONG:
+        return math(term_mathml(term))
+    if isinstance(term.shown, sp.Add) or term.shown.could_extract_minus_sign():
+        return wrapping(_grouped(term.shown, f"<mo>{sign}</mo>"))
+    return wrapping(pieces_of(term.shown, f"<mo>{sign}</mo>"))
+
+
+def definition_html(d: Definition) -> Markup:
+    """``name = definition``, a sum split into terms that wrap."""
+    return wrapping(pieces_of(d.shown, f"<mi>{escape(d.name)}</mi><mo>=</mo>"))
+
+
 def _flow_note(term: Term) -> str:
     partner = term.partner
     where = "" if partner is None else f" ({'from' if term.sign > 0 else 'to'} {partner})"
@@ -243,7 +343,7 @@ def _state_rows(eq: StateEquation) -> str:
     if not eq.terms:
         return head + f"<tr>{lhs}<td class='what'>changed only by dose events</td><td>{math('<mn>0</mn>')}</td></tr>"
     rows = [f"<tr>{lhs if i == 0 else ''}<td class='what'>{escape(_flow_note(t))}</td>"
-            f"<td>{math(term_mathml(t))}</td></tr>" for i, t in enumerate(eq.terms)]
+            f"<td>{term_html(t)}</td></tr>" for i, t in enumerate(eq.terms)]
     return head + "".join(rows)
 
 
@@ -251,13 +351,18 @@ def _definition_rows(defs: tuple[Definition, ...]) -> str:
     return "".join(
         f'<tr id="eq-{escape(d.name)}"><td class="what">{escape(d.description)}'
         f"{f' [{escape(d.unit)}]' if d.unit else ''}</td>"
-        f'<td>{math(f"<mi>{escape(d.name)}</mi><mo>=</mo>" + to_mathml(d.shown))}</td></tr>' for d in defs)
+        f"<td>{definition_html(d)}</td></tr>" for d in defs)
 
 
 def equations_html(model: Model) -> Markup:
     """The equations of ``model`` as HTML with MathML, one block per component."""
     eqs = model_equations(model)
     parts = []
+    if eqs.constants:
+        rows = "".join(f'<tr id="eq-{escape(c.name)}"><td class="what">{escape(c.description)} [{escape(c.unit)}]</td>'
+                       f'<td>{math(f"<mi>{escape(c.name)}</mi><mo>=</mo><mn>{c.value:g}</mn>")}</td></tr>'
+                       for c in eqs.constants)
+        parts.append(f'<h3 id="eq-constants">Named constants</h3><table class="eq"><tbody>{rows}</tbody></table>')
     for c in eqs.components:
         parts.append(f'<h3 id="eq-component-{escape(c.name)}">{escape(c.name)}</h3>')
         if c.states:

@@ -25,10 +25,11 @@ import pandas as pd  # noqa: E402
 from jinja2 import Environment, select_autoescape  # noqa: E402
 from markupsafe import Markup, escape  # noqa: E402
 
+from cartsim.endpoints import CART_DETECTION_LIMIT, REAPPEARANCE_LIMIT, REPLETION_LIMIT, label  # noqa: E402
 from cartsim.model import Model, build_model  # noqa: E402
 from cartsim.outputs.equations import equations_html  # noqa: E402
 from cartsim.outputs.files import write_text_atomic  # noqa: E402
-from cartsim.outputs.plots import FLOOR, FOOTER  # noqa: E402
+from cartsim.outputs.plots import FOOTER  # noqa: E402
 from cartsim.outputs.validation import Validation  # noqa: E402
 from cartsim.scenario import Scenario  # noqa: E402
 from cartsim.trial.stats import kaplan_meier, mean_interval, wilson  # noqa: E402
@@ -43,9 +44,14 @@ COVARIATE_NOTE = ("Covariates are recorded per patient in patients.parquet. The 
                   "step of a confirmed worsening (1.0, or 0.5 above 5.5); body weight scales weight-based doses "
                   "and antibody pharmacokinetics. No model parameter depends on age: age is an eligibility "
                   "criterion only.")
-TRAJECTORY_PANELS = (("b_blood_per_uL", "CD19+ B cells, blood (cells/uL)", True),
-                     ("car_blood_per_uL", "CAR-T cells, blood (cells/uL)", True),
-                     ("igg", "total IgG (g/L)", False))
+TRAJECTORY_PANELS = (("b_blood_per_uL", "CD19+ B cells in blood (cells/uL)", True),
+                     ("car_blood_per_uL", "CAR-T cells in blood (cells/uL)", True),
+                     ("igg", "Total antibody (IgG) in serum (g/L)", False))
+# the assay limit below which a count is undetectable, and reference lines: (value, label)
+DETECTION_LIMITS = {"b_blood_per_uL": (REAPPEARANCE_LIMIT, "flow cytometry"),
+                    "car_blood_per_uL": (CART_DETECTION_LIMIT, "qPCR")}
+REFERENCE_LINES = {"b_blood_per_uL": ((REPLETION_LIMIT, "lower limit of normal"),)}
+PANEL_SIZE = (5.0, 3.7)      # inches: one panel per image, laid out at most three to a row
 
 
 @dataclass(frozen=True)
@@ -75,7 +81,7 @@ def _table(header: list[str], rows: list[list[str | Markup]], attrs: list[str] |
     attrs = attrs or [""] * len(rows)
     body = "".join(f"<tr{' ' + a if a else ''}>" + "".join(f"<td>{escape(c)}</td>" for c in r) + "</tr>"
                    for r, a in zip(rows, attrs))
-    return Markup(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+    return _scroll(Markup(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"))
 
 
 def _figure(fig: plt.Figure, alt: str) -> Markup:
@@ -85,6 +91,16 @@ def _figure(fig: plt.Figure, alt: str) -> Markup:
     plt.close(fig)
     data = base64.b64encode(buf.getvalue()).decode()
     return Markup(f'<img alt="{escape(alt)}" src="data:image/png;base64,{data}">')
+
+
+def _panels(figures: list[Markup]) -> Markup:
+    """Figures side by side, at most three to a row (one on a narrow screen)."""
+    return Markup('<div class="panels">') + Markup("").join(figures) + Markup("</div>")
+
+
+def _scroll(table: Markup) -> Markup:
+    """A wide table in its own horizontally scrolling box, so the page itself never scrolls sideways."""
+    return Markup('<div class="scroll">') + table + Markup("</div>")
 
 
 def _num(x: float | None, unit: str = "") -> str:
@@ -118,24 +134,55 @@ def configuration(data: ReportData) -> Section:
     return Section("configuration", "Configuration", _table(["setting", "value"], rows) + note)
 
 
-def trajectories(data: ReportData) -> Section:
-    fig, axes = plt.subplots(1, len(TRAJECTORY_PANELS), figsize=(15, 4.2))
-    for ax, (col, label, log) in zip(axes, TRAJECTORY_PANELS):
-        for name, b in data.bands.items():
-            lo, mid, hi = (b[f"{col}_{q}"].to_numpy(float) for q in ("p05", "median", "p95"))
-            if log:
-                lo, mid, hi = (np.clip(v, FLOOR, None) for v in (lo, mid, hi))
-            line, = ax.plot(b["day"], mid, label=name)
-            ax.fill_between(b["day"], lo, hi, color=line.get_color(), alpha=0.2, lw=0)
-        ax.set_yscale("log" if log else "linear")
-        ax.set_title(label, fontsize=10)
-        ax.set_xlabel("day (0 = infusion or first dose)")
-        ax.grid(alpha=0.25)
-    axes[0].legend(fontsize=8)
+def trajectory_figure(data: ReportData, col: str, title: str, log: bool) -> plt.Figure:
+    """One trajectory panel: each arm's median and 90% band.
+
+    On a count with an assay limit (:data:`DETECTION_LIMITS`), values below the limit are undetectable:
+    the band below it is shaded and labelled, and no line or band is drawn under it (an arm whose
+    median never reaches the limit is named as undetectable in the legend)."""
+    fig, ax = plt.subplots(figsize=PANEL_SIZE)
+    limit, assay = DETECTION_LIMITS.get(col, (None, ""))
+    for name, b in data.bands.items():
+        lo, mid, hi = (b[f"{col}_{q}"].to_numpy(float) for q in ("p05", "median", "p95"))
+        day = b["day"].to_numpy(float)
+        if limit is not None:
+            seen = hi >= limit
+            mid = np.where(mid >= limit, mid, np.nan)
+            lo, hi = np.where(seen, np.maximum(lo, limit), np.nan), np.where(seen, hi, np.nan)
+            if not seen.any():
+                ax.plot([], [], ls="none", marker="none", label=f"{name}: below the limit throughout")
+                continue
+        line, = ax.plot(day, mid, label=name)
+        ax.fill_between(day, lo, hi, color=line.get_color(), alpha=0.2, lw=0)
+    if log:
+        ax.set_yscale("log")
+    if limit is not None:
+        top = max(10 * limit, ax.get_ylim()[1] if ax.has_data() else 10 * limit)
+        ax.set_ylim(limit / 4, top)
+        ax.axhspan(limit / 4, limit, color="0.85", lw=0, zorder=0)
+        ax.axhline(limit, color="0.35", ls=":", lw=1.2)
+        ax.text(0.02, limit * 0.9, f"below detection limit ({assay}, {limit:g}/uL)", transform=ax.get_yaxis_transform(),
+                fontsize=8, color="0.25", va="top")
+    for value, text in REFERENCE_LINES.get(col, ()):
+        ax.axhline(value, color="tab:green", ls="--", lw=1)
+        ax.text(0.98, value * 1.1, f"{text} ({value:g}/uL)", transform=ax.get_yaxis_transform(), fontsize=8,
+                color="tab:green", ha="right", va="bottom")
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel("day (0 = CAR-T infusion or first dose)")
+    ax.grid(alpha=0.25)
+    ax.legend(fontsize=8, loc="upper right" if col == "b_blood_per_uL" else "best")
     fig.tight_layout(rect=(0, 0.03, 1, 1))
+    return fig
+
+
+def trajectories(data: ReportData) -> Section:
+    figures = [_figure(trajectory_figure(data, col, title, log), title) for col, title, log in TRAJECTORY_PANELS]
     text = Markup(f"<p>Median (line) and 90% band (5th–95th percentile, shaded) over the first "
-                  f"{data.band_patients} patients of each arm (failed simulations left out).</p>")
-    return Section("trajectories", "Trajectories", text + _figure(fig, "trajectory bands per arm"))
+                  f"{data.band_patients} patients of each arm (failed simulations left out). Counts below the "
+                  f"assay's detection limit (B cells {REAPPEARANCE_LIMIT:g}/uL, CAR-T cells "
+                  f"{CART_DETECTION_LIMIT:g}/uL) are undetectable: the grey band marks that range and no line is "
+                  f"drawn in it.</p>")
+    return Section("trajectories", "Trajectories", text + _panels(figures))
 
 
 def _of_kind(data: ReportData, kind: str) -> list[str]:
@@ -145,54 +192,102 @@ def _of_kind(data: ReportData, kind: str) -> list[str]:
             if e["kind"] == kind and any(a["endpoints"][n].get("applicable", True) for a in arms)]
 
 
+def _event_arms(data: ReportData, name: str) -> list[tuple[int, pd.DataFrame]]:
+    """(arm index, its solved patients to whom endpoint ``name`` applies) for every arm with such patients."""
+    ok = data.patients[data.patients["status"] == "ok"]
+    out = []
+    for a, arm in enumerate(_arms(data)):
+        rows = ok[(ok["arm"] == a) & ok[name].notna()]
+        if arm["endpoints"][name].get("applicable", True) and len(rows):
+            out.append((a, rows))
+    return out
+
+
+def event_figure(data: ReportData, name: str, arms: list[tuple[int, pd.DataFrame]]) -> plt.Figure:
+    """Kaplan-Meier curves of endpoint ``name``, one per arm it applies to, drawn to the last follow-up."""
+    fig, ax = plt.subplots(figsize=PANEL_SIZE)
+    n_solved = data.patients[data.patients["status"] == "ok"].groupby("arm").size()
+    for a, rows in arms:
+        arm = _arms(data)[a]
+        censored = rows[censoring(name, list(rows.columns))].to_numpy(bool)
+        time = rows[name].to_numpy(float)
+        km = kaplan_meier(time, ~censored)
+        end = float(time.max())
+        t = np.concatenate([[0.0], km.time, [end]])
+        surv = np.concatenate([[1.0], km.survival, [km.survival[-1] if km.survival.size else 1.0]])
+        lower = np.concatenate([[1.0], km.lower, [km.lower[-1] if km.lower.size else 1.0]])
+        upper = np.concatenate([[1.0], km.upper, [km.upper[-1] if km.upper.size else 1.0]])
+        who = "" if len(rows) == n_solved.get(a, 0) else f" ({len(rows)} of {n_solved.get(a, 0)} patients)"
+        line, = ax.step(t, surv, where="post", label=f"{arm['name']}{who}")
+        ax.fill_between(t, lower, upper, step="post", color=line.get_color(), alpha=0.15, lw=0)
+    ax.set_title(label(name), fontsize=10, wrap=True)
+    ax.set_xlabel("weeks after the last dose" if name.endswith("_week") else "day")
+    ax.set_ylabel("share of patients without the event")
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.25)
+    ax.legend(fontsize=8, loc="lower left")
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    return fig
+
+
 def event_curves(data: ReportData) -> Section:
-    names = _of_kind(data, "time_to_event")
+    """Kaplan-Meier panels of the time-to-event endpoints; an endpoint no arm can show is left out, and said so."""
+    arms_all = _arms(data)
+    names = [n for n, e in arms_all[0]["endpoints"].items() if e["kind"] == "time_to_event"]
+    figures, left_out, partial = [], [], []
+    for name in names:
+        arms = _event_arms(data, name)
+        if not arms:
+            left_out.append(f"{label(name)} (it applies to no patient in any arm)")
+            continue
+        events = sum(int((~rows[censoring(name, list(rows.columns))].to_numpy(bool)).sum()) for _, rows in arms)
+        if events == 0:
+            left_out.append(f"{label(name)} (no patient had the event within the horizon)")
+            continue
+        if len(arms) < len(arms_all):
+            shown = {a for a, _ in arms}
+            missing = ", ".join(a["name"] for i, a in enumerate(arms_all) if i not in shown)
+            partial.append(f"{label(name)}: drawn only for {', '.join(arms_all[a]['name'] for a in sorted(shown))}; "
+                           f"it applies to no patient of {missing}.")
+        figures.append(_figure(event_figure(data, name, arms), f"Kaplan-Meier curve: {label(name)}"))
     if not names:
         return Section("events", "Time to event", Markup("<p>No time-to-event endpoints.</p>"))
-    fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 3.8), squeeze=False)
-    ok = data.patients[data.patients["status"] == "ok"]
-    for ax, name in zip(axes[0], names):
-        for a, arm in enumerate(_arms(data)):
-            if not arm["endpoints"][name].get("applicable", True):
-                continue
-            rows = ok[(ok["arm"] == a) & ok[name].notna()]   # patients to whom the endpoint applies
-            censored = rows[censoring(name, list(rows.columns))].to_numpy(bool)
-            km = kaplan_meier(rows[name].to_numpy(float), ~censored)
-            t = np.concatenate([[0.0], km.time])
-            line, = ax.step(t, np.concatenate([[1.0], km.survival]), where="post", label=arm["name"])
-            ax.fill_between(t, np.concatenate([[1.0], km.lower]), np.concatenate([[1.0], km.upper]),
-                            step="post", color=line.get_color(), alpha=0.15, lw=0)
-        ax.set_title(name, fontsize=10)
-        ax.set_xlabel("week" if name.endswith("_week") else "day")
-        ax.set_ylabel("fraction without the event")
-        ax.set_ylim(0, 1.02)
-        ax.grid(alpha=0.25)
-    axes[0][0].legend(fontsize=8)
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
     text = Markup("<p>Kaplan–Meier curves with pointwise 95% bands (Greenwood, log-log), censored at the "
-                  "horizon.</p>")
-    return Section("events", "Time to event", text + _figure(fig, "Kaplan-Meier curves"))
+                  "horizon. A curve counts only the patients to whom the endpoint applies (a return needs a fall "
+                  "first; the CAR-T course needs CAR-T cells).</p>")
+    if left_out:
+        text += Markup("<p class='note'>Not drawn: ") + escape("; ".join(left_out)) + Markup(".</p>")
+    if partial:
+        text += Markup("<p class='note'>") + escape(" ".join(partial)) + Markup("</p>")
+    return Section("events", "Time to event", text + (_panels(figures) if figures else Markup("")))
+
+
+def toxicity_figure(data: ReportData, name: str) -> plt.Figure:
+    """Share of patients by worst grade of ``name``, one bar per arm."""
+    arms = _arms(data)
+    fig, ax = plt.subplots(figsize=PANEL_SIZE)
+    width = 0.8 / len(arms)
+    for a, arm in enumerate(arms):
+        fr = arm["endpoints"][name]["fractions"]
+        ax.bar(np.arange(5) + (a - (len(arms) - 1) / 2) * width, [100 * (fr[str(g)] or 0) for g in range(5)],
+               width, label=arm["name"])
+    ax.set_xticks(range(5))
+    ax.set_xlabel("worst grade (ASTCT; 0 = none)")
+    ax.set_ylabel("% of patients")
+    ax.set_ylim(0, 100)
+    ax.set_title(label(name), fontsize=10)
+    ax.grid(alpha=0.25, axis="y")
+    ax.legend(fontsize=8)
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    return fig
 
 
 def toxicity(data: ReportData) -> Section:
     names = _of_kind(data, "ordinal")
     if not names:
         return Section("toxicity", "CRS and ICANS", Markup("<p>No graded endpoints.</p>"))
-    fig, axes = plt.subplots(1, len(names), figsize=(6 * len(names), 3.6), squeeze=False)
-    width = 0.8 / len(_arms(data))
-    for ax, name in zip(axes[0], names):
-        for a, arm in enumerate(_arms(data)):
-            fr = arm["endpoints"][name]["fractions"]
-            ax.bar(np.arange(5) + (a - (len(_arms(data)) - 1) / 2) * width,
-                   [100 * (fr[str(g)] or 0) for g in range(5)], width, label=arm["name"])
-        ax.set_xticks(range(5))
-        ax.set_xlabel("highest grade (ASTCT)")
-        ax.set_ylabel("% of patients")
-        ax.set_title(name, fontsize=10)
-        ax.grid(alpha=0.25, axis="y")
-    axes[0][0].legend(fontsize=8)
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
-    return Section("toxicity", "CRS and ICANS", _figure(fig, "CRS and ICANS grade distribution"))
+    figures = [_figure(toxicity_figure(data, n), f"{label(n)}: share of patients by grade") for n in names]
+    return Section("toxicity", "CRS and ICANS", _panels(figures))
 
 
 def _cell(e: dict, n_ok: int) -> str:
@@ -200,8 +295,9 @@ def _cell(e: dict, n_ok: int) -> str:
     if not e.get("applicable", True):
         return "not applicable"
     if kind == "time_to_event":
-        return (f"KM median {_num(e['km_median']) if e['km_median'] is not None else 'not reached'}"
-                f"{_ci(e['km_median_ci95'])}; events {e['n_events']}/{e['n_events'] + e['n_censored']}"
+        median = ("not reached" if e["km_median"] is None
+                  else f"{_num(e['km_median'])}{_ci(e['km_median_ci95'])}")
+        return (f"median {median} (Kaplan–Meier); events {e['n_events']}/{e['n_events'] + e['n_censored']}"
                 + (f" ({e['n_not_applicable']} not applicable)" if e.get("n_not_applicable") else ""))
     if kind == "ordinal":
         parts = []
@@ -221,12 +317,15 @@ def _cell(e: dict, n_ok: int) -> str:
 
 def endpoint_table(data: ReportData) -> Section:
     arms = _arms(data)
-    header = ["endpoint", "kind", *(f"{a['name']} (n={a['n']}, failed {a['n_failed']})" for a in arms)]
-    rows = [[name, e["kind"], *(_cell(a["endpoints"][name], a["n"] - a["n_failed"]) for a in arms)]
-            for name, e in arms[0]["endpoints"].items()]
-    note = Markup("<p class='note'>Continuous endpoints: 95% CI of the mean (normal approximation). "
-                  "Fractions: Wilson 95% CI. Definitions: the cartsim endpoint dictionary.</p>")
-    return Section("endpoints", "Endpoints", _table(header, rows) + note + _by_course(arms))
+    header = ["endpoint", *(f"{a['name']} (n={a['n']}, failed {a['n_failed']})" for a in arms)]
+    names = list(arms[0]["endpoints"])
+    rows = [[label(name), *(_cell(a["endpoints"][name], a["n"] - a["n_failed"]) for a in arms)] for name in names]
+    attrs = [f'id="endpoint-{escape(n)}" title="{escape(n)}"' for n in names]
+    note = Markup("<p class='note'>Measured values: mean with its 95% confidence interval (normal approximation), "
+                  "median and the range of the middle 90% of patients. Shares of patients: Wilson 95% interval. "
+                  "Times to an event: Kaplan–Meier median. Definitions: the cartsim endpoint dictionary (hover a "
+                  "row for the endpoint's name there).</p>")
+    return Section("endpoints", "Endpoints", _table(header, rows, attrs) + note + _by_course(arms))
 
 
 def _by_course(arms: list[dict]) -> Markup:
@@ -235,7 +334,7 @@ def _by_course(arms: list[dict]) -> Markup:
     if not groups:
         return Markup("")
     header = ["endpoint", *(f"{name}: {c} (n={g['n']}, failed {g['n_failed']})" for name, c, g in groups)]
-    rows = [[name, *(_cell(g["endpoints"][name], g["n"] - g["n_failed"]) for _, _, g in groups)]
+    rows = [[label(name), *(_cell(g["endpoints"][name], g["n"] - g["n_failed"]) for _, _, g in groups)]
             for name in arms[0]["endpoints"]]
     text = Markup("<h3 id='endpoints-by-course'>By MS course</h3><p>The population mixes MS courses (each "
                   "patient's course drawn from its own random stream); the same endpoints for the patients of each "
@@ -290,7 +389,8 @@ def _validation_rows(v: Validation) -> Markup:
             rows.append(f"<tr class='{'pass' if c.passed else 'miss'}'>{cells}</tr>")
     head = "".join(f"<th>{h}</th>" for h in ("target", "metric", "predicted", "acceptance window", "result",
                                               "observed", "source"))
-    return Markup(f"<table class='validation'><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>")
+    return _scroll(Markup(f"<table class='validation'><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody>"
+                          "</table>"))
 
 
 def validation_table(data: ReportData) -> Section:
@@ -370,29 +470,49 @@ def parameter_table(data: ReportData) -> Section:
     return Section("parameters", "Parameters", text + table + arms)
 
 
+DURABILITY_EVIDENCE = (
+    "Which half-life is right is unknown in MS: there are no data yet. In lupus, drug-free remissions have lasted "
+    "more than two years after B cells came back (Mueller et al., NEJM 2024), which supports a half-life of at "
+    "least about 2 years there. The model's default, 5 years, is an assumption (kind 'assumed' in "
+    "cartsim parameters).")
+
+
+def _years(v: float) -> str:
+    return f"{v:.1f}"
+
+
 def durability(data: ReportData) -> Section:
-    """The CAR-T arms across reset half-lives (cartsim.trial.durability)."""
+    """The CAR-T arms across reset half-lives over their own horizon (cartsim.trial.durability)."""
+    table = data.durability
+    horizon = (float(table["horizon_years"].iloc[0]) if table is not None and "horizon_years" in table
+               and len(table) else None)
+    over = f"over {horizon:g} years" if horizon is not None else "over several years"
     text = Markup(
         "<p>After CD19 CAR-T the autoreactive B-cell clones are removed and new B cells return naive: the "
-        "<em>reset</em>. How long it lasts before new autoreactive clones are recruited is not known in MS (in lupus, "
-        "drug-free remissions have held for at least two years). In cartsim it is the parameter "
-        "<code>reset_halflife</code> (default 5 years, with wide variability between patients). Each CAR-T arm was "
-        "re-run with its first patients at the half-lives below; everything else is unchanged. Autoreactive return: "
-        "autoreactive memory B cells back to 10% of baseline within the horizon.</p>")
-    table = data.durability
+        "<em>reset</em>. How long it lasts before new autoreactive clones are recruited is set in cartsim by the "
+        "parameter <code>reset_halflife</code> (default 5 years, with wide variability between patients). "
+        f"{escape(DURABILITY_EVIDENCE)}</p>"
+        f"<p>A trial of one or two years cannot show the difference, so each CAR-T arm was re-run {over} "
+        "(<code>[durability] horizon_years</code> in the trial file) with its first patients at each half-life "
+        "below; everything else is unchanged. Autoreactive clones are back when autoreactive memory B cells reach "
+        "10% of their baseline. Relapse rates in the first year and later are the model's expected rates; the "
+        "other columns are drawn events over the whole horizon.</p>")
     if table is None or table.empty:
         return Section("durability", "How long the reset lasts", text + Markup(
             "<p>Not run: the trial has no CAR-T arm, or the range was not asked for.</p>"))
+    late = f"relapses / patient-year, year 5 to {horizon:g}" if horizon is not None else "relapses, later years"
     cols = [("arm", "arm", str), ("reset_halflife_years", "reset half-life (years)", lambda v: f"{v:g}"),
             ("n", "patients", lambda v: f"{int(v)}"),
-            ("autoreactive_return_fraction", "autoreactive return", lambda v: f"{100 * v:.0f}%"),
-            ("autoreactive_return_median_day", "median day of return", lambda v: _num(v)),
-            ("annualized_relapse_rate", "relapses / patient-year", lambda v: f"{v:.3f}"),
-            ("gd_lesions_per_scan", "Gd+ lesions / scan", lambda v: f"{v:.3f}"),
-            ("cdp12_fraction", "12-week CDP", lambda v: f"{100 * v:.1f}%"),
-            ("edss_change", "mean EDSS change", lambda v: f"{v:+.2f}")]
+            ("autoreactive_return_fraction", f"autoreactive clones back {over}", lambda v: f"{100 * v:.0f}%"),
+            ("autoreactive_return_median_years", "median years to their return (Kaplan–Meier)", _years),
+            ("relapse_rate_year1", "relapses / patient-year, year 1", lambda v: f"{v:.2g}"),
+            ("relapse_rate_late", late, lambda v: f"{v:.2g}"),
+            ("gd_lesions_per_scan", "active MRI lesions / scan", lambda v: f"{v:.2g}"),
+            ("cdp12_fraction", f"12-week confirmed worsening {over}", lambda v: f"{100 * v:.0f}%"),
+            ("edss_change", "mean EDSS change", lambda v: f"{v:+.1f}")]
     cols = [c for c in cols if c[0] in table]
-    rows = [[fmt(r[k]) if r[k] == r[k] else "n/a" for k, _, fmt in cols] for _, r in table.iterrows()]
+    missing = {"autoreactive_return_median_years": "not reached"}
+    rows = [[fmt(r[k]) if r[k] == r[k] else missing.get(k, "n/a") for k, _, fmt in cols] for _, r in table.iterrows()]
     return Section("durability", "How long the reset lasts", text + _table([h for _, h, _ in cols], rows))
 
 

@@ -112,10 +112,28 @@ class ArmSection(_Strict):
     n: int | None = Field(default=None, ge=1)   # patients in this arm; default population.n
 
 
+DURABILITY_HORIZON_YEARS = (1.0, 50.0)     # allowed range of [durability] horizon_years
+
+
+class DurabilitySection(_Strict):
+    """The report's re-runs of the CAR-T arms across reset half-lives (``cartsim.trial.durability``)."""
+
+    horizon_years: float = 10.0     # their own horizon: autoreactive clones return years after the infusion
+
+    @field_validator("horizon_years")
+    @classmethod
+    def _horizon(cls, v: float) -> float:
+        lo, hi = DURABILITY_HORIZON_YEARS
+        if not lo <= v <= hi:
+            raise ValueError(f"must be between {lo:g} and {hi:g} years")
+        return v
+
+
 class TrialConfig(_Strict):
     trial: TrialSection
     population: PopulationSection
     arm: list[ArmSection] = Field(min_length=1)
+    durability: DurabilitySection = DurabilitySection()
 
     def scenario(self, arm: int) -> Scenario:
         """The scenario of arm ``arm`` (index into ``self.arm``)."""
@@ -199,7 +217,7 @@ def line_of(text: str, loc: tuple[str | int, ...]) -> int | None:
 def _model_at(loc: tuple[str | int, ...]) -> type[BaseModel] | None:
     """The config model class that holds the last key of ``loc``."""
     sections: dict[str, type[BaseModel]] = {"trial": TrialSection, "population": PopulationSection,
-                                            "arm": ArmSection}
+                                            "arm": ArmSection, "durability": DurabilitySection}
     return TrialConfig if len(loc) == 1 else sections.get(str(loc[0]))
 
 
@@ -235,6 +253,8 @@ def _from_pydantic(err: ValidationError, source: str, text: str) -> CartsimInput
         allowed = f"> {e['ctx']['gt']}"
     elif loc[-1] == "alpha":
         allowed = "a number between 0 and 1, e.g. 0.05"
+    elif tuple(loc) == ("durability", "horizon_years"):
+        allowed = "years from {:g} to {:g}, e.g. 10".format(*DURABILITY_HORIZON_YEARS)
     return CartsimInputError(_path(loc), f"{msg}, got {e['input']!r}{where}", allowed)
 
 

@@ -395,11 +395,13 @@ def report_data(p: TrialPlan, summary: dict) -> ReportData:
 
 
 def _durability(cfg: TrialConfig) -> pd.DataFrame | None:
-    """The CAR-T arms across reset half-lives, from their first :data:`DURABILITY_PATIENTS` patients."""
+    """The CAR-T arms across reset half-lives over ``durability.horizon_years``, from the first
+    :data:`DURABILITY_PATIENTS` patients of each arm (all of them in a smaller arm)."""
     if not car_t_arms(cfg):
         return None
-    with Console(stderr=True).status("re-running the CAR-T arms across reset half-lives"):
-        return durability_range(cfg, n=min(DURABILITY_PATIENTS, cfg.population.n))
+    with Console(stderr=True).status(f"re-running the CAR-T arms across reset half-lives over "
+                                     f"{cfg.durability.horizon_years:g} years"):
+        return durability_range(cfg, n=DURABILITY_PATIENTS)
 
 
 def _report_data(p: TrialPlan, summary: dict) -> pd.DataFrame:
