@@ -104,7 +104,12 @@ def _scroll(table: Markup) -> Markup:
 
 
 def _num(x: float | None, unit: str = "") -> str:
-    return "n/a" if x is None else f"{x:.3g}{unit}"
+    """Three significant digits, written out (1640, not 1.64e+03)."""
+    if x is None:
+        return "n/a"
+    if abs(x) >= 1000:
+        return f"{float(f'{x:.3g}'):,.0f}{unit}"
+    return f"{x:.3g}{unit}"
 
 
 def _ci(ci: Sequence[float | None] | None, scale: float = 1.0, unit: str = "") -> str:
@@ -165,12 +170,15 @@ def trajectory_figure(data: ReportData, col: str, title: str, log: bool) -> plt.
                 fontsize=8, color="0.25", va="top")
     for value, text in REFERENCE_LINES.get(col, ()):
         ax.axhline(value, color="tab:green", ls="--", lw=1)
-        ax.text(0.98, value * 1.1, f"{text} ({value:g}/uL)", transform=ax.get_yaxis_transform(), fontsize=8,
-                color="tab:green", ha="right", va="bottom")
+        ax.text(0.3, value * 1.1, f"{text} ({value:g}/uL)", transform=ax.get_yaxis_transform(), fontsize=8,
+                color="tab:green", ha="left", va="bottom")
     ax.set_title(title, fontsize=10)
     ax.set_xlabel("day (0 = CAR-T infusion or first dose)")
     ax.grid(alpha=0.25)
-    ax.legend(fontsize=8, loc="upper right" if col == "b_blood_per_uL" else "best")
+    days = [b["day"].to_numpy(float) for b in data.bands.values() if len(b)]
+    if days:
+        ax.set_xlim(min(d.min() for d in days), max(d.max() for d in days))
+    ax.legend(fontsize=8, loc="upper right")
     fig.tight_layout(rect=(0, 0.03, 1, 1))
     return fig
 
@@ -307,11 +315,15 @@ def _cell(e: dict, n_ok: int) -> str:
                          f"{_ci(wilson(round(p * n_ok), n_ok)[1] if p is not None else None, 100, '%')}")
         return "; ".join(parts)
     if kind in ("binary", "rate"):
+        if e["value"] is None:
+            return "not applicable"
         scale, unit = (100, "%") if kind == "binary" else (1, "")
         return f"{_num(None if e['value'] is None else scale * e['value'], unit)}{_ci(e['ci95'], scale, unit)}"
     if e["n"] == 0:
-        return "n/a"
+        return "not applicable"
     ci = mean_interval(e["mean"], e["sd"], e["n"])
+    if ci is not None and e["p05"] is not None and e["p05"] >= 0:
+        ci = [max(0.0, ci[0]), ci[1]]      # a quantity that is never negative here: the interval stops at 0
     return f"mean {_num(e['mean'])}{_ci(ci)}; median {_num(e['median'])} [5–95%: {_num(e['p05'])}–{_num(e['p95'])}]"
 
 
@@ -321,7 +333,8 @@ def endpoint_table(data: ReportData) -> Section:
     names = list(arms[0]["endpoints"])
     rows = [[label(name), *(_cell(a["endpoints"][name], a["n"] - a["n_failed"]) for a in arms)] for name in names]
     attrs = [f'id="endpoint-{escape(n)}" title="{escape(n)}"' for n in names]
-    note = Markup("<p class='note'>Measured values: mean with its 95% confidence interval (normal approximation), "
+    note = Markup("<p class='note'>Measured values: mean with its 95% confidence interval (normal approximation, "
+                  "cut at 0 for quantities that are never negative), "
                   "median and the range of the middle 90% of patients. Shares of patients: Wilson 95% interval. "
                   "Times to an event: Kaplan–Meier median. Definitions: the cartsim endpoint dictionary (hover a "
                   "row for the endpoint's name there).</p>")

@@ -1,0 +1,314 @@
+"""What report.html draws and says: Kaplan-Meier panels, detection limits, the durability range, the equations'
+constants, human endpoint names, and a page that reads on a phone."""
+
+import math
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import sympy as sp
+
+from cartsim import endpoints
+from cartsim.endpoints import CART_DETECTION_LIMIT, REAPPEARANCE_LIMIT, REPLETION_LIMIT, label
+from cartsim.errors import CartsimInputError
+from cartsim.model import build_model
+from cartsim.outputs import report
+from cartsim.outputs.equations import equations_html, model_equations
+from cartsim.outputs.report import ReportData
+from cartsim.trial import durability
+from cartsim.trial.config import parse_config
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+ROOT = Path(__file__).resolve().parents[1]
+
+ARMS = ("CAR-T", "Antibody")
+TTE = ("bcell_reappearance_day", "cart_persistence_day", "autoreactive_return_day",
+       "bcell_repletion_after_last_dose_week")
+
+
+def _tte(applicable: bool = True, **more) -> dict:
+    stats = {"km_median": None, "km_median_ci95": [None, None], "n_events": 1, "n_censored": 3}
+    return {"kind": "time_to_event", **({"applicable": False} if not applicable else stats), **more}
+
+
+def synthetic() -> ReportData:
+    """Two arms of four patients: reappearance in both, CAR-T persistence in the CAR-T arm only, no autoreactive
+    return in either (all censored), repletion after the last dose in the antibody arm only, all censored."""
+    n = 4
+    rows = []
+    for a in range(2):
+        for k in range(n):
+            rows.append({"arm": a, "status": "ok",
+                         "bcell_reappearance_day": 100.0 + 10 * k + 50 * a, "bcell_reappearance_censored": k == 3,
+                         "cart_persistence_day": 150.0 + 20 * k if a == 0 else np.nan,
+                         "cart_persistence_censored": False,
+                         "autoreactive_return_day": 365.0, "autoreactive_return_censored": True,
+                         "bcell_repletion_after_last_dose_week": 4.0 if a == 1 else np.nan,
+                         "bcell_repletion_after_last_dose_censored": a == 1})
+    eps = {"bcell_reappearance_day": [_tte(), _tte()], "cart_persistence_day": [_tte(), _tte(False)],
+           "autoreactive_return_day": [_tte(), _tte()],
+           "bcell_repletion_after_last_dose_week": [_tte(False), _tte()],
+           "crs_max_grade": [{"kind": "ordinal", "fractions": {"0": 0.25, "1": 0.75, "2": 0, "3": 0, "4": 0},
+                           "fraction_any": 0.75, "fraction_grade3plus": 0.0}] * 2}
+    summary = {"arms": [{"name": name, "n": n, "n_failed": 0, "endpoints": {e: v[a] for e, v in eps.items()}}
+                        for a, name in enumerate(ARMS)]}
+    day = np.array([-5.0, 0.0, 7.0, 28.0, 100.0, 200.0, 365.0])
+    zero = np.zeros_like(day)
+    b = np.array([300.0, 250.0, 1e-4, 1e-6, 0.5, 40.0, 120.0])
+    car = np.array([0.0, 0.2, 300.0, 50.0, 0.05, 1e-5, 0.0])
+    bands = {ARMS[0]: pd.DataFrame({"day": day} | {f"b_blood_per_uL_{q}": b * f for q, f in
+                                                   (("p05", 0.1), ("median", 1), ("p95", 10))}
+                                   | {f"car_blood_per_uL_{q}": car * f for q, f in (("p05", 0.1), ("median", 1),
+                                                                                   ("p95", 10))}
+                                   | {f"igg_{q}": zero + 10 for q in ("p05", "median", "p95")}),
+             ARMS[1]: pd.DataFrame({"day": day} | {f"b_blood_per_uL_{q}": zero + 2 for q in ("p05", "median", "p95")}
+                                   | {f"car_blood_per_uL_{q}": zero for q in ("p05", "median", "p95")}
+                                   | {f"igg_{q}": zero + 10 for q in ("p05", "median", "p95")})}
+    return ReportData(summary, pd.DataFrame(rows), bands, n)
+
+
+# ---- 1. Kaplan-Meier panels ----------------------------------------------------------------------
+
+def test_km_panels_leave_out_endpoints_no_arm_can_show_and_say_which():
+    body = str(report.event_curves(synthetic()).body)
+    assert body.count("<img") == 2                         # reappearance (both arms), persistence (CAR-T only)
+    assert f"{label('autoreactive_return_day')} (no patient had the event within the horizon)" in body
+    assert label("bcell_repletion_after_last_dose_week") in body.split("Not drawn:")[1].split("</p>")[0]
+    assert (f"{label('cart_persistence_day')}: drawn only for CAR-T; it applies to no patient of Antibody"
+            in body)
+    assert '<div class="panels">' in body
+
+
+def test_km_curve_only_for_the_arms_it_applies_to_with_human_title():
+    data = synthetic()
+    fig = report.event_figure(data, "cart_persistence_day", report._event_arms(data, "cart_persistence_day"))
+    ax = fig.axes[0]
+    assert ax.get_title() == label("cart_persistence_day")
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["CAR-T"]
+    fig = report.event_figure(data, "bcell_reappearance_day", report._event_arms(data, "bcell_reappearance_day"))
+    line = fig.axes[0].get_lines()[0]
+    assert line.get_xdata()[-1] == 130.0                    # drawn to the last follow-up (a censored patient)
+
+
+def test_panels_at_most_three_to_a_row():
+    css = (ROOT / "src/cartsim/outputs/report.html.j2").read_text()
+    assert re.search(r"\.panels \{[^}]*grid-template-columns: repeat\(3, minmax\(0, 1fr\)\)", css)
+
+
+# ---- 2. detection limits -------------------------------------------------------------------------
+
+def _data_lines(ax):
+    return [ln for ln in ax.get_lines() if len(ln.get_xdata()) > 2]
+
+
+def _hlines(ax) -> set[float]:
+    return {float(ln.get_ydata()[0]) for ln in ax.get_lines()
+            if len(ln.get_ydata()) == 2 and ln.get_ydata()[0] == ln.get_ydata()[1]}
+
+
+@pytest.mark.parametrize("col, limit", [("car_blood_per_uL", CART_DETECTION_LIMIT),
+                                        ("b_blood_per_uL", REAPPEARANCE_LIMIT)])
+def test_undetectable_values_are_not_drawn_as_a_floor(col, limit):
+    fig = report.trajectory_figure(synthetic(), col, "t", True)
+    ax = fig.axes[0]
+    for ln in _data_lines(ax):
+        y = np.asarray(ln.get_ydata(), float)
+        assert np.all(y[np.isfinite(y)] >= limit)                # nothing under the assay limit (old: 1e-3)
+    for coll in ax.collections:                                  # the 90% bands stop at the limit too
+        for path in coll.get_paths():
+            ys = path.vertices[:, 1]
+            assert ys[np.isfinite(ys)].min() >= limit * (1 - 1e-12)
+    assert limit in _hlines(ax)
+    assert any("below detection limit" in t.get_text() for t in ax.texts)
+    assert ax.get_ylim()[0] < limit                              # the undetectable range is on the axis, shaded
+    assert any(p.get_facecolor()[:3] == pytest.approx((0.85, 0.85, 0.85)) for p in ax.patches)
+
+
+def test_detection_limits_come_from_the_endpoint_constants():
+    data = synthetic()
+    b = report.trajectory_figure(data, "b_blood_per_uL", "t", True).axes[0]
+    assert {REAPPEARANCE_LIMIT, REPLETION_LIMIT} <= _hlines(b)
+    car = report.trajectory_figure(data, "car_blood_per_uL", "t", True).axes[0]
+    legend = [t.get_text() for t in car.get_legend().get_texts()]
+    assert "Antibody: below the limit throughout" in legend     # no CAR-T cells: said, not drawn as a line
+
+
+# ---- 3. durability -------------------------------------------------------------------------------
+
+DURABLE = """\
+[trial]
+name = "durability"
+seed = 11
+horizon_days = 365
+
+[population]
+n = 40
+disease = "ms"
+ms_course = "rrms"
+
+[[arm]]
+name = "KYV-101"
+therapy = "kyv-101"
+n = 12
+
+[[arm]]
+name = "Ocrelizumab"
+therapy = "ocrelizumab"
+"""
+
+
+def test_durability_horizon_is_its_own_field_with_clear_errors():
+    assert parse_config(DURABLE).durability.horizon_years == 10.0
+    assert parse_config(DURABLE + "\n[durability]\nhorizon_years = 4\n").durability.horizon_years == 4.0
+    for bad in ("0.5", "100", "'ten'"):
+        with pytest.raises(CartsimInputError) as err:
+            parse_config(DURABLE + f"\n[durability]\nhorizon_years = {bad}\n", "d.toml")
+        text = str(err.value)
+        assert text.startswith("durability.horizon_years:") and "d.toml line 21" in text and "1 to 50" in text
+        assert "\n" not in text
+
+
+@pytest.fixture(scope="module")
+def durable_table():
+    return durability.durability_range(parse_config(DURABLE), n=8)
+
+
+def test_durability_table_differs_between_half_lives_over_ten_years(durable_table):
+    t = durable_table
+    assert list(t["reset_halflife_years"]) == list(durability.HALFLIFE_YEARS)
+    assert set(t["horizon_years"]) == {10.0} and set(t["n"]) == {8}        # capped below the arm's 12
+    back = t["autoreactive_return_fraction"].to_numpy()
+    late = t["relapse_rate_late"].to_numpy()
+    # a longer reset: fewer autoreactive returns and fewer late relapses (over one year all rows were equal)
+    assert np.all(np.diff(back) <= 0) and back[0] > back[-1]
+    assert np.all(np.diff(late) < 0)
+    median = t["autoreactive_return_median_years"].to_numpy()
+    finite = median[np.isfinite(median)]
+    assert finite.size and np.all(np.diff(finite) > 0)
+
+
+def test_durability_uses_the_arms_own_smaller_n():
+    t = durability.durability_range(parse_config(DURABLE.replace("n = 12", "n = 3")), years=(5.0,), n=8,
+                                    horizon_years=2)
+    assert list(t["n"]) == [3] and list(t["horizon_years"]) == [2.0]
+
+
+def test_durability_section_states_the_evidence(durable_table):
+    data = ReportData({"arms": []}, pd.DataFrame(), {}, 0, durability=durable_table)
+    body = str(report.durability(data).body)
+    assert "unknown in MS" in body and "Mueller et al., NEJM 2024" in body and "more than two years" in body
+    assert "default, 5 years, is an assumption" in body and "over 10 years" in body
+    rows = re.findall(r"<tr><td>KYV-101</td>(.*?)</tr>", body)
+    assert len(rows) == 4 and len(set(rows)) == 4                        # four different rows
+
+
+# ---- 4. equations --------------------------------------------------------------------------------
+
+def test_no_rendered_equation_has_a_long_float():
+    html = str(equations_html(build_model()))
+    numbers = re.findall(r"<mn>([^<]*)</mn>", html)
+    for n in numbers:
+        digits = re.sub(r"[^0-9]", "", n.split("e")[0]).lstrip("0")
+        assert len(digits) <= 6, n
+    assert "<mi>days_per_year</mi>" in html and 'id="eq-days_per_year"' in html
+
+
+def test_named_conversion_constant_leaves_the_model_unchanged():
+    """``days_per_year`` is a name for display only: the model's expressions are those with the literal
+    365.25, so the compiled model, its cache key and every solution are the same as before the name."""
+    model = build_model()
+    obs = {o.name: o.expr for o in model.observables}
+    act = sp.Symbol("ms_b_activity")
+    ifn = obs["ifn_effect"]
+    p = sp.Symbol
+    old = p("ms_relapse_rate") / 365.25 * (1 - p("ms_relapse_imax") + p("ms_relapse_imax") * act) \
+        * (1 - p("ifn_relapse_effect") * ifn)
+    assert obs["relapse_rate"] == old
+    cns = obs["cns_inflammation"]
+    assert obs["pira_rate"] == p("ms_pira_rate") / 365.25 * (1 - p("ms_pira_imax") + p("ms_pira_imax") * cns)
+    assert "days_per_year" not in model.fingerprint()
+    eqs = model_equations(model)
+    shown = next(d.shown for c in eqs.components for d in c.observables if d.name == "relapse_rate")
+    assert sp.Symbol("days_per_year") in shown.free_symbols
+    point = {s: sp.Float(1.3) for s in old.free_symbols}
+    assert float(eqs.unfold(shown).xreplace(point)) == float(old.xreplace(point))
+
+
+# ---- endpoint names and numbers ------------------------------------------------------------------
+
+def test_endpoint_tables_use_human_names():
+    data = synthetic()
+    body = str(report.endpoint_table(data).body)
+    cells = re.findall(r"<tr[^>]*><td>([^<]*)</td>", body)
+    assert cells == [label(n) for n in data.summary["arms"][0]["endpoints"]]
+    assert not [c for c in cells if "_" in c]
+    tox = report.toxicity_figure(data, "crs_max_grade")
+    assert tox.axes[0].get_title() == label("crs_max_grade")
+
+
+def test_numbers_are_written_out_and_intervals_of_counts_stay_non_negative():
+    assert report._num(1640.2) == "1,640" and report._num(0.0334) == "0.0334"
+    e = {"kind": "continuous", "mean": 1640.0, "sd": 8000.0, "n": 60, "median": 355.0, "p05": 8.45, "p95": 6730.0}
+    cell = report._cell(e, 60)
+    assert "e+" not in cell and "-" not in cell.split("[")[0] and "95% CI 0–" in cell
+    assert report._cell({"kind": "continuous", "n": 0}, 60) == "not applicable"
+    assert report._cell({"kind": "binary", "value": None, "ci95": None}, 60) == "not applicable"
+
+
+# ---- 5. the page on a phone and a desktop ---------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def page_html(tmp_path_factory):
+    """A report of a small trial (two patients per arm, no validation)."""
+    from cartsim.trial.run import execute, prepare
+
+    out = tmp_path_factory.mktemp("phone") / "out"
+    execute(prepare(parse_config(DURABLE.replace("n = 12\n", "").replace("n = 40", "n = 2")), out,
+                    validation=False))
+    return out / "report.html"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not os.path.exists(CHROMIUM):
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} is missing")
+        pytest.skip(f"{CHROMIUM} is missing")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+MEASURE = """() => {
+  const W = document.documentElement.clientWidth;
+  const box = e => e.getBoundingClientRect();
+  const maths = [...document.querySelectorAll('math')].map(m => box(m).width);
+  const imgs = [...document.querySelectorAll('section img')];
+  const rows = {};
+  for (const i of imgs) { const t = Math.round(box(i).top); rows[t] = (rows[t] || 0) + 1; }
+  return {W, scroll: document.documentElement.scrollWidth, widest_math: Math.max(...maths),
+          widest_img: Math.max(...imgs.map(i => box(i).right)), per_row: Math.max(...Object.values(rows)),
+          viewport: !!document.querySelector('meta[name=viewport]')};
+}"""
+
+
+@pytest.mark.parametrize("width", [390, 1400])
+def test_report_fits_the_screen(page_html, browser, width):
+    page = browser.new_page(viewport={"width": width, "height": 900})
+    page.goto(page_html.as_uri())
+    m = page.evaluate(MEASURE)
+    page.close()
+    assert m["viewport"]
+    assert m["scroll"] <= m["W"]                       # no horizontal page scroll (tables scroll in their box)
+    assert m["widest_img"] <= m["W"]                   # figures scale to the width
+    assert m["widest_math"] <= m["W"] - 16             # long equations wrap
+    assert m["per_row"] <= (1 if width < 800 else 3)
+    assert math.isfinite(m["widest_math"])
