@@ -253,6 +253,7 @@ def test_endpoint_tables_use_human_names():
 
 def test_numbers_are_written_out_and_intervals_of_counts_stay_non_negative():
     assert report._num(1640.2) == "1,640" and report._num(0.0334) == "0.0334"
+    assert report._num(1.24e-7) == "<0.001" and report._num(0.0) == "0"
     e = {"kind": "continuous", "mean": 1640.0, "sd": 8000.0, "n": 60, "median": 355.0, "p05": 8.45, "p95": 6730.0}
     cell = report._cell(e, 60)
     assert "e+" not in cell and "-" not in cell.split("[")[0] and "95% CI 0–" in cell

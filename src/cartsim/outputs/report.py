@@ -104,11 +104,13 @@ def _scroll(table: Markup) -> Markup:
 
 
 def _num(x: float | None, unit: str = "") -> str:
-    """Three significant digits, written out (1640, not 1.64e+03)."""
+    """Three significant digits, written out (1,640, not 1.64e+03; <0.001, not 1.24e-07)."""
     if x is None:
         return "n/a"
     if abs(x) >= 1000:
         return f"{float(f'{x:.3g}'):,.0f}{unit}"
+    if 0 < abs(x) < 0.001:
+        return f"{'<' if x > 0 else '>−'}0.001{unit}"      # below what a table should claim to know
     return f"{x:.3g}{unit}"
 
 
