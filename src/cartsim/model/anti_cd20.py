@@ -50,7 +50,8 @@ def add(b: ModelBuilder) -> None:
     started = sp.Symbol("mab_started")
     r = b.state("cd20_target", "nM", "total CD20 target in serum (QSS target-mediated disposition)", p("mab_r0"))
 
-    mg_per_l_per_nm = p("mab_mw_kda") * sp.Rational(1, 1000)
+    # nmol/L to mg/L: kDa = g/mmol, so 1 nM of a mab_mw_kda antibody is mab_mw_kda / 1000 mg/L
+    mg_per_l_per_nm = b.derive("mab_mg_per_l_per_nm", p("mab_mw_kda") * sp.Rational(1, 1000))
     ctot = a1 / v1 / mg_per_l_per_nm
     kss = b.derive("mab_kss", p("mab_kd") + p("mab_kint") * p("mab_kd") / p("mab_koff"))
     d = ctot - r - kss
