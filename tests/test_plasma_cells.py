@@ -95,3 +95,14 @@ def test_igg_calibration_record_matches_the_table_and_its_targets_are_labelled(m
         sys.path.remove(str(BENCH))
     assert {tuple(k) for k in record["targets"]} == set(calibrate_igg.TARGETS)
     assert set(calibrate_igg.TARGETS) <= CALIBRATED
+
+
+def test_igg_fall_after_cd19_cart_differs_between_patients(model):
+    """Regression: every patient's IgG nadir after CD19 CAR-T was the same fraction (0.821, 0.821-0.821)."""
+    from cartsim import endpoints
+    from cartsim.population import sample
+    sc = Scenario.make("kyv-101", "ms", 200.0)
+    pop = sample(model, sc.disease, 40, 11, course=sc.course)
+    ep = endpoints.compute(sc.run(pop, columns=endpoints.COLUMNS), model.table, None, pop)
+    low = ep.igg_nadir_fraction.to_numpy(float)
+    assert np.percentile(low, 95) - np.percentile(low, 5) > 0.05
