@@ -20,14 +20,15 @@ from fastapi.staticfiles import StaticFiles
 
 from cartsim import __version__
 from cartsim.disease import diseases
+from cartsim.endpoints import label
 from cartsim.errors import CartsimInputError
 from cartsim.scenario import THERAPIES_UNTREATED, therapy_names
 from cartsim.trial.config import MsCourse
 from cartsim.web import arms as arms_mod
 from cartsim.web import text
-from cartsim.web.arms import Arm, kind_of, lymphoma_reference, panels, simulate_arm
-from cartsim.web.schemas import (AnswerOut, ArmOut, Band, Choice, Comparison, Defaults, DoseOut, Grades, Limits,
-                                 Options, PanelInfo, Problem, Safety)
+from cartsim.web.arms import Arm, kind_of, lymphoma_reference, panel_axis, panels, simulate_arm
+from cartsim.web.schemas import (AnswerOut, ArmOut, Axis, Band, Choice, Comparison, Defaults, DoseOut, Grades,
+                                 Limits, Options, PanelInfo, Problem, Proportion, Safety)
 
 MAX_SEED = 2**31 - 1
 MS = "ms"
@@ -51,9 +52,11 @@ def _safety(arm: Arm) -> Safety:
     def grades(name: str) -> Grades | None:
         e = arm.endpoints.get(name)
         return Grades.model_validate(e) if e else None
-    return Safety(disease=arm.disease, disease_name=text.disease_name(arm.disease), n=arm.n, days=arm.days[-1],
-                  crs=grades("crs_max_grade"), icans=grades("icans_max_grade"),
-                  tocilizumab=arm.endpoints.get("tocilizumab_given", {}).get("value"))
+    irr = text.infusion_reaction(arm)
+    return Safety(disease=arm.disease, disease_name=text.disease_name(arm.disease, arm.ms_course), n=arm.n,
+                  days=arm.days[-1], crs=grades("crs_max_grade"), icans=grades("icans_max_grade"),
+                  tocilizumab=arm.endpoints.get("tocilizumab_given", {}).get("value"),
+                  infusion_reaction=Proportion(value=irr["value"], ci95=irr.get("ci95")) if irr else None)
 
 
 def arm_out(arm: Arm, lymphoma: Arm | None) -> ArmOut:
@@ -77,9 +80,13 @@ def compare(disease: str, therapy_a: str, therapy_b: str, patients: int, days: i
     pair = [simulate_arm(disease, t, patients, float(days), seed, ms_course) for t in (therapy_a, therapy_b)]
     lymphoma = {a.therapy: lymphoma_reference(a.therapy, patients, seed) for a in pair}
     drug_known = any(kind_of(t) == "drug" for t in therapy_names())
+    axes = [Axis(column=p.column, **vars(panel_axis(pair, p))) for p in panels()
+            if any(p.column in a.bands for a in pair)]
+    names = dict.fromkeys(n for a in pair for n in a.endpoints)
     return Comparison(
-        disease=disease, disease_name=text.disease_name(disease), ms_course=ms_course, patients=patients,
-        days=days, seed=seed, arms=[arm_out(a, lymphoma[a.therapy]) for a in pair],
+        disease=disease, disease_name=text.disease_name(disease, ms_course), ms_course=ms_course,
+        patients=patients, days=days, seed=seed, arms=[arm_out(a, lymphoma[a.therapy]) for a in pair], axes=axes,
+        endpoint_labels={n: label(n) for n in names}, glossary=text.GLOSSARY,
         summary=text.comparison_summary(pair),
         questions=[AnswerOut(**vars(q)) for q in text.questions(pair, lymphoma, drug_known)],
         disclaimer=text.DISCLAIMER)

@@ -7,6 +7,7 @@ the same disease, size and seed are the same virtual patients under two therapie
 
 from __future__ import annotations
 
+import math
 import threading
 from dataclasses import dataclass
 from functools import lru_cache
@@ -30,6 +31,12 @@ SAFETY_PATIENTS = 100    # at most this many patients in the lymphoma reference
 STATS = ("p05", "median", "p95")
 DOSE_KINDS = {"lymphodepletion": "lymphodepletion", "car_t": "car-t", "t_cells": "car-t"}   # by model component
 DRUGS = {"flu": "fludarabine", "cy": "cyclophosphamide"}    # dosed states named for the page
+
+# Output times after the end of each dose (days): an infusion's peak is at its end, a subcutaneous dose's
+# some days later; weekly sampling alone would miss both.
+AFTER_DOSE_DAYS = (0.0, 1 / 24, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 10.0, 14.0)
+RELAPSE_CUM = "relapse_cum"   # the model's expected cumulative relapses (MS disease activity)
+YEAR = 365.25
 
 _SOLVER_LOCK = threading.Lock()    # one simulation at a time: the compiled solver already uses every core
 
@@ -75,6 +82,53 @@ class Arm:
     doses: tuple[DoseEvent, ...]
     endpoints: dict[str, dict]                          # name -> summary.json's entry
     patients: pd.DataFrame                              # endpoints of the patients that did not fail
+    ms_course: str | None = None                        # MS course of every patient (None: the disease default)
+    expected_relapse_rate: float | None = None          # the model's mean relapse intensity, per patient-year
+
+
+@dataclass(frozen=True)
+class Axis:
+    """A value axis that contains its data: ``lo <= every value <= hi``, ticks within [lo, hi]."""
+    lo: float
+    hi: float
+    ticks: tuple[float, ...]
+    log: bool
+
+
+def _nice_step(raw: float) -> float:
+    mag = 10.0 ** math.floor(math.log10(raw))
+    return next(f * mag for f in (1.0, 2.0, 2.5, 5.0, 10.0) if f * mag >= raw * (1 - 1e-12))
+
+
+def axis(values: list[float | None] | np.ndarray, log: bool) -> Axis:
+    """The value axis of a panel: from 0 (linear) or a power of ten (log) up to a tick at or above the largest
+    value, so that nothing drawn is clipped. On a log axis values below ``hi * 1e-6`` are drawn at the floor."""
+    v = np.asarray([x for x in values if x is not None], dtype=float)
+    v = v[np.isfinite(v)]
+    pos = v[v > 0]
+    top = float(pos.max()) if pos.size else 1.0
+    if not log:
+        step = _nice_step(top * 1.02 / 4)
+        hi = step * math.ceil(top / step - 1e-9)
+        while hi < top:
+            hi += step
+        ticks = tuple(round(k * step, 12) for k in range(int(round(hi / step)) + 1))
+        return Axis(0.0, ticks[-1], ticks, False)
+    k_hi = math.ceil(math.log10(top))
+    while 10.0 ** k_hi < top:
+        k_hi += 1
+    floor = max(float(pos.min()) if pos.size else top / 1e3, top * 1e-6)
+    k_lo = min(math.floor(math.log10(floor)), k_hi - 1)
+    ticks = tuple(10.0 ** k for k in range(k_lo, k_hi + 1))
+    if len(ticks) > 7:
+        ticks = ticks[::-1][::2][::-1]      # every other power of ten, keeping the top one
+    return Axis(10.0 ** k_lo, 10.0 ** k_hi, ticks, True)
+
+
+def panel_axis(arms: list[Arm], panel: Panel) -> Axis:
+    """One axis for ``panel`` over all ``arms`` (medians and both percentiles)."""
+    values = [v for a in arms if panel.column in a.bands for s in STATS for v in a.bands[panel.column][s]]
+    return axis(values, panel.log)
 
 
 def panels(model: Model | None = None) -> list[Panel]:
@@ -150,6 +204,28 @@ def _event(therapy: str, day: float, kind: str, parts: list[tuple[State, float, 
     return DoseEvent(day, kind, label, max(d for _, _, d in parts), mg)
 
 
+def output_times(cfg: TrialConfig, doses: tuple[DoseEvent, ...], days: float) -> tuple[float, ...]:
+    """Daily to day 28, weekly after (``coarse_times``), plus the end of every dose and days just after it,
+    so that the peak after each dose is drawn."""
+    base = np.asarray(coarse_times(cfg.scenario(0).start, days))
+    ends = [d.day + d.duration_days for d in doses if d.kind != "lymphodepletion"]
+    extra = np.array([e + a for e in ends for a in AFTER_DOSE_DAYS] + [d.day for d in doses], dtype=float)
+    extra = extra[(extra >= base[0]) & (extra <= days)]
+    return tuple(float(t) for t in np.unique(np.concatenate([base, extra])))
+
+
+def _expected_relapse_rate(res, ok: pd.Series, days: float) -> float | None:
+    """Mean over the patients that did not fail of the model's expected relapses from day 0, per patient-year:
+    the rate without the chance of the Poisson draws."""
+    if res.trajectories is None or RELAPSE_CUM not in res.trajectories or days <= 0:
+        return None
+    t = res.trajectories[res.trajectories["patient"].isin(ok)]
+    cum = t.pivot(index="patient", columns="day", values=RELAPSE_CUM)
+    day0 = cum.columns[cum.columns >= 0][0]
+    rate = (cum[cum.columns[-1]] - cum[day0]) / ((cum.columns[-1] - day0) / YEAR)
+    return float(rate.mean()) if rate.notna().any() else None
+
+
 def _values(x: pd.Series) -> list[float | None]:
     return [float(v) if np.isfinite(v) else None for v in x.to_numpy(float)]
 
@@ -160,16 +236,19 @@ def simulate_arm(disease: str, therapy: str, n: int, days: float, seed: int, ms_
     model = build_model()
     cfg = config(disease, therapy, n, days, seed, ms_course)
     columns = tuple(p.column for p in panels(model))
-    times = coarse_times(cfg.scenario(0).start, days)
+    extra = (RELAPSE_CUM,) if RELAPSE_CUM in {*model.state_names, *(o.name for o in model.observables)} else ()
+    doses = dose_events(cfg, model)
+    times = output_times(cfg, doses, days)
     with _SOLVER_LOCK:
-        res = simulate_chunk(cfg, Chunk(0, 0, 0, n), times, columns)
+        res = simulate_chunk(cfg, Chunk(0, 0, 0, n), times, columns + extra)
     b = bands(res, columns).set_index("day").reindex(times)
     ep_names = res.roles["endpoints"]
     summary = summarize(cfg, res.patients, ep_names)["arms"][0]
     ok = res.patients[res.patients["status"] == "ok"]
+    expected = _expected_relapse_rate(res, ok["patient"], days) if extra and disease == "ms" else None
     return Arm(disease, therapy, kind_of(therapy), describe(therapy), n, summary["n_failed"], times,
-               {c: {s: _values(b[f"{c}_{s}"]) for s in STATS} for c in columns}, dose_events(cfg, model),
-               summary["endpoints"], ok[ep_names].reset_index(drop=True))
+               {c: {s: _values(b[f"{c}_{s}"]) for s in STATS} for c in columns}, doses,
+               summary["endpoints"], ok[ep_names].reset_index(drop=True), ms_course, expected)
 
 
 def lymphoma_reference(therapy: str, n: int, seed: int) -> Arm | None:

@@ -79,6 +79,11 @@ class Grades(BaseModel):
     fraction_grade3plus: float | None
 
 
+class Proportion(BaseModel):
+    value: float
+    ci95: list[float] | None = Field(description="Wilson 95% confidence interval")
+
+
 class Safety(BaseModel):
     disease: str
     disease_name: str
@@ -87,6 +92,19 @@ class Safety(BaseModel):
     crs: Grades | None
     icans: Grades | None
     tocilizumab: float | None
+    infusion_reaction: Proportion | None = Field(
+        default=None, description="share of patients with at least one infusion-related reaction; null where the "
+                                  "model has no data for the therapy (not applicable, not 0)")
+
+
+class Axis(BaseModel):
+    """The value axis of a panel, shared by both arms: it contains every drawn value (lo <= value <= hi)."""
+
+    column: str
+    log: bool
+    lo: float
+    hi: float
+    ticks: list[float]
 
 
 class ArmOut(BaseModel):
@@ -119,6 +137,9 @@ class Comparison(BaseModel):
     days: int
     seed: int
     arms: list[ArmOut]
+    axes: list[Axis] = Field(description="one value axis per panel, over both arms")
+    endpoint_labels: dict[str, str] = Field(description="the human name of each endpoint")
+    glossary: str
     summary: list[str]
     questions: list[AnswerOut]
     disclaimer: str

@@ -23,6 +23,18 @@ MODEL_SCOPE = ("The model simulates blood and tissue B cells, plasma cells, anti
                "cytokine release behind CRS and ICANS. It does not simulate infections, prolonged low blood "
                "counts, long-term effects of chemotherapy, or secondary cancers.")
 MS_OUTCOMES = ("annualized_relapse_rate", "gd_lesions_per_scan", "cdp12_fraction", "cdp24_fraction", "edss_change")
+MS_COURSE_NAMES = {"rrms": "relapsing-remitting multiple sclerosis",
+                   "spms": "secondary progressive multiple sclerosis",
+                   "ppms": "primary progressive multiple sclerosis"}
+CRS_WORDS = "cytokine release syndrome (CRS: fever and low blood pressure from immune activation)"
+ICANS_WORDS = ("immune effector cell-associated neurotoxicity syndrome (ICANS: confusion, trouble speaking, "
+               "from the same immune activation reaching the brain)")
+IRR_WORDS = ("infusion-related reactions (fever, chills, rash, itching or throat irritation during or soon after "
+             "an infusion)")
+GLOSSARY = ("CRS is cytokine release syndrome: fever and low blood pressure from immune activation. ICANS is immune "
+            "effector cell-associated neurotoxicity syndrome: confusion, trouble speaking, from the same immune "
+            "activation reaching the brain. Infusion-related reactions: fever, chills, rash, itching or throat "
+            "irritation during or soon after an antibody infusion.")
 
 
 @dataclass(frozen=True)
@@ -36,6 +48,25 @@ class Answer:
 
 def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.0f}%"
+
+
+def _num(x: float) -> str:
+    """A number rounded for people: two significant digits, whole numbers from 10 on (1,200 not 1.2e+03)."""
+    if not np.isfinite(x):
+        return "n/a"
+    if abs(x) >= 10:
+        digits = max(int(math.floor(math.log10(abs(x)))) - 1, 0)
+        return f"{round(x, -digits):,.0f}"
+    return f"{x:.2g}"
+
+
+def _plural(k: int, word: str) -> str:
+    return f"{k} {word}{'' if k == 1 else 's'}"
+
+
+def _range_pct(lo: float | None, hi: float | None) -> str:
+    """'between 60% and 75%', or 'about 68%' where both ends round to the same percent."""
+    return f"about {_pct(lo)}" if _pct(lo) == _pct(hi) else f"between {_pct(lo)} and {_pct(hi)}"
 
 
 def _month(day: float) -> float:
@@ -55,9 +86,15 @@ def _about_months(day: float) -> str:
     return f"about {m:.0f} month{'s' if round(m) != 1 else ''}" if m >= 1.5 else f"about {day:.0f} days"
 
 
-def disease_name(name: str) -> str:
+def disease_name(name: str, ms_course: str | None = None) -> str:
+    """The disease in words; for MS the course (the disease's default course when none is given)."""
     d = diseases().get(name)
-    return d.description if d else name
+    if d is None:
+        return name
+    course = ms_course or getattr(d, "default_course", None)
+    if name == "ms" and course in MS_COURSE_NAMES:
+        return MS_COURSE_NAMES[course]
+    return d.description
 
 
 def _col(arm: Arm, name: str) -> np.ndarray:
@@ -89,7 +126,7 @@ def dosing_sentence(arm: Arm) -> str:
         return f"{arm.therapy}: one infusion of CAR-T cells on day {cart[0].day:g}{pre}."
     if other:
         days = ", ".join(f"{d.day:g}" for d in other)
-        return (f"{arm.therapy}: {len(other)} dose{'s' if len(other) != 1 else ''} within the {arm.days[-1]:g} "
+        return (f"{arm.therapy}: {len(other)} dose{'s' if len(other) != 1 else ''} within the {arm.days[-1]:.0f} "
                 f"simulated days (days {days}); dosing goes on for as long as treatment continues.")
     return f"{arm.therapy}: no treatment."
 
@@ -122,7 +159,7 @@ def bcell_sentence(arm: Arm) -> str | None:
         text += "."
     still = int((depleted & cens).sum())
     if still:
-        text += f" In {still} of {n} they had not returned by day {arm.days[-1]:g}, the end of the simulation."
+        text += f" In {still} of {n} they had not returned by day {arm.days[-1]:.0f}, the end of the simulation."
     return text
 
 
@@ -131,12 +168,14 @@ def cart_sentence(arm: Arm) -> str | None:
         return None
     tmax, peak = _ep(arm, "cart_tmax_day", "median"), _ep(arm, "cart_peak_per_uL", "median")
     pers, cens = _col(arm, "cart_persistence_day"), _flag(arm, "cart_persistence_censored")
-    text = f"{arm.therapy}: CAR-T cells in blood peaked around day {tmax:g} at a median {peak:.3g} cells/µL"
+    if tmax is None or peak is None:
+        return f"{arm.therapy}: no CAR-T cells were detectable in blood."
+    text = f"{arm.therapy}: CAR-T cells in blood peaked around day {tmax:.0f} at a median {_num(peak)} cells/µL"
     if (~cens).any():
         text += (f"; they fell below the detection limit ({CART_DETECTION_LIMIT:g} cells/µL) after a median of "
                  f"{_about_months(float(np.median(pers[~cens])))}")
     if cens.any():
-        text += f"; in {int(cens.sum())} of {_n_ok(arm)} they were still detectable on day {arm.days[-1]:g}"
+        text += f"; in {int(cens.sum())} of {_n_ok(arm)} they were still detectable on day {arm.days[-1]:.0f}"
     return text + "."
 
 
@@ -145,17 +184,34 @@ def igg_sentence(arm: Arm) -> str | None:
     if x is None or arm.kind == "untreated":
         return None
     lo, hi = _ep(arm, "igg_nadir_fraction", "p05"), _ep(arm, "igg_nadir_fraction", "p95")
-    return (f"{arm.therapy}: total IgG fell to a median low of {_pct(x)} of its starting level "
-            f"(90% of simulated patients between {_pct(lo)} and {_pct(hi)}).")
+    spread = (f"it varied little between simulated patients (90% of them at {_range_pct(lo, hi)})"
+              if _pct(lo) == _pct(hi) else f"90% of simulated patients {_range_pct(lo, hi)}")
+    return f"{arm.therapy}: total IgG fell to a median low of {_pct(x)} of its starting level ({spread})."
+
+
+def infusion_reaction(arm: Arm) -> dict | None:
+    """The arm's ``infusion_reaction_any`` entry where it applies (a value), else None (no data: not 0%)."""
+    e = arm.endpoints.get("infusion_reaction_any")
+    return e if isinstance(e, dict) and isinstance(e.get("value"), (int, float)) else None
+
+
+def irr_sentence(arm: Arm) -> str | None:
+    e = infusion_reaction(arm)
+    if e is None:
+        return None
+    ci = e.get("ci95")
+    ci_text = f" (95% CI {_pct(ci[0])} to {_pct(ci[1])})" if ci and None not in ci else ""
+    return (f"{arm.therapy}: {IRR_WORDS} in {_pct(e['value'])} of simulated patients{ci_text}, at least once in "
+            f"the {arm.days[-1]:.0f} days.")
 
 
 def safety_sentence(arm: Arm, lymphoma: Arm | None) -> str | None:
     if arm.kind != "car-t":
-        return None
+        return irr_sentence(arm)
     crs, icans = arm.endpoints.get("crs_max_grade", {}), arm.endpoints.get("icans_max_grade", {})
-    text = (f"{arm.therapy} in {disease_name(arm.disease)}: CRS of any grade in {_pct(crs.get('fraction_any'))} "
-            f"and grade 2 or higher in {_pct(crs.get('fraction_grade2plus'))} of simulated patients; ICANS in "
-            f"{_pct(icans.get('fraction_any'))}.")
+    text = (f"{arm.therapy} in {disease_name(arm.disease, arm.ms_course)}: {CRS_WORDS} of any grade in "
+            f"{_pct(crs.get('fraction_any'))} and grade 2 or higher in {_pct(crs.get('fraction_grade2plus'))} of "
+            f"simulated patients; {ICANS_WORDS} in {_pct(icans.get('fraction_any'))}.")
     if lymphoma is not None and lymphoma.disease != arm.disease:
         lc, li = lymphoma.endpoints.get("crs_max_grade", {}), lymphoma.endpoints.get("icans_max_grade", {})
         text += (f" The same product in lymphoma: CRS {_pct(lc.get('fraction_any'))} (grade 2 or higher "
@@ -175,15 +231,37 @@ def arm_summary(arm: Arm, lymphoma: Arm | None) -> list[str]:
 def comparison_summary(arms: list[Arm]) -> list[str]:
     """Sentences that put the arms side by side."""
     a = arms[0]
-    out = [(f"Both arms are the same {a.n} virtual patients with {disease_name(a.disease)}, simulated for "
-            f"{a.days[-1]:g} days; bands show the middle 90% of patients, lines the median.")]
+    out = [(f"Both arms are the same {a.n} virtual patients with {disease_name(a.disease, a.ms_course)}, "
+            f"simulated for {a.days[-1]:.0f} days; bands show the middle 90% of patients, lines the median.")]
     cart = next((x for x in arms if x.kind == "car-t"), None)
     drug = next((x for x in arms if x.kind == "drug"), None)
     if cart is not None and drug is not None:
         k = sum(d.kind == "dose" for d in drug.doses)
         out.append(f"{cart.therapy} is one infusion; {drug.therapy} needed {k} dose{'s' if k != 1 else ''} "
-                   f"in the same {drug.days[-1]:g} days.")
+                   f"in the same {drug.days[-1]:.0f} days.")
+    relapses = relapse_sentence(arms)
+    if relapses:
+        out.append(relapses)
     return out
+
+
+def relapse_sentence(arms: list[Arm]) -> str | None:
+    """Relapses in both arms: the counted rate (from the same chance events in the same patients) and the model's
+    expected rate, which shows a difference the counts of a small cohort can hide."""
+    rates = [_ep(x, "annualized_relapse_rate", "value") for x in arms]
+    if len(arms) < 2 or any(r is None for r in rates):
+        return None
+    counted = " and ".join(f"{_num(r)} with {x.therapy}" for r, x in zip(rates, arms))
+    text = f"Relapses per patient-year counted in the simulation: {counted}."
+    expected = [x.expected_relapse_rate for x in arms]
+    if all(e is not None for e in expected):
+        text += (" The model's expected rates, without the chance of who relapses when, are "
+                 + " and ".join(f"{e:#.3g}" if _num(expected[0]) == _num(expected[1]) else _num(e)
+                                for e in expected) + ".")
+        if _num(rates[0]) == _num(rates[1]):
+            text += (" Both arms are the same patients with the same chance events, so equal counts mean the two "
+                     "therapies gave nearly the same relapse risk in the model over this time.")
+    return text
 
 
 # ---- questions people ask ---------------------------------------------------------------------------
@@ -218,7 +296,7 @@ def _cure(arm: Arm | None) -> str:
             text += f" Plasma cells in the central nervous system were a median {_pct(cns)} of baseline on day 90."
         arr = _ep(arm, "annualized_relapse_rate", "value")
         if isinstance(arr, (int, float)):
-            text += f" The model's relapse rate in this arm was {arr:.2g} per patient-year (a model output)."
+            text += f" The model's relapse rate in this arm was {_num(arr)} per patient-year (a model output)."
     text += (" Whether a reset stops MS for good is what the trials are testing; so far few people with MS have "
              "been treated, and follow-up is short.")
     return text
@@ -233,7 +311,7 @@ def _safer(cart: Arm | None, lymphoma: Arm | None) -> str:
     a2, b2 = (_ep(x, "crs_max_grade", "fraction_grade2plus") for x in (cart, lymphoma))
     a1, b1 = (_ep(x, "crs_max_grade", "fraction_any") for x in (cart, lymphoma))
     ia, ib = (_ep(x, "icans_max_grade", "fraction_any") for x in (cart, lymphoma))
-    name = disease_name(cart.disease)
+    name = disease_name(cart.disease, cart.ms_course)
     text = (f"In the simulation, CRS of grade 2 or higher occurred in {_pct(a2)} of patients with {name} given "
             f"{cart.therapy}, against {_pct(b2)} of patients with lymphoma given the same product, dose and "
             f"lymphodepletion (any CRS: {_pct(a1)} against {_pct(b1)}; ICANS: {_pct(ia)} against {_pct(ib)}).")
@@ -254,7 +332,7 @@ def _replace(cart: Arm | None, drug: Arm | None, drug_known: bool) -> str:
         return text + " Choose a CAR-T therapy and an antibody such as ocrelizumab to see them side by side."
     k = sum(d.kind == "dose" for d in drug.doses)
     text += (f" In this simulation {drug.therapy} kept B cells low with {k} dose{'s' if k != 1 else ''} in "
-             f"{drug.days[-1]:g} days, and would need further doses for as long as treatment continues; "
+             f"{drug.days[-1]:.0f} days, and would need further doses for as long as treatment continues; "
              f"{cart.therapy} was one infusion after lymphodepleting chemotherapy")
     reap = _reappearance_median(cart)
     text += (f", after which B cells came back in a median of {_about_months(reap)}." if reap is not None else ".")
@@ -269,7 +347,7 @@ def _last(cart: Arm | None, drug: Arm | None) -> str:
         reap = _reappearance_median(cart)
         s = f"In the simulation, {cart.therapy} CAR-T cells stayed detectable in blood for a median of "
         s += (_about_months(float(np.median(pers[~cens]))) if (~cens).any() else
-              f"more than the {cart.days[-1]:g} simulated days")
+              f"more than the {cart.days[-1]:.0f} simulated days")
         s += (f", and B cells were absent for a median of {_about_months(reap)} before new, naive B cells came back."
               if reap is not None else ".")
         parts.append(s + " How long the disease stays quiet after B cells return is not known: early reports in "
