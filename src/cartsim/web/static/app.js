@@ -4,11 +4,14 @@
 const SVG_NS = "http://www.w3.org/2000/svg";
 const COLORS = ["#1f6fb4", "#d95f02"];
 const GRADE_COLORS = ["#e6e9ee", "#f6c343", "#f08c2e", "#d9482b", "#8e1b12"];
-const REFERENCE_LINES = { b_blood_per_uL: [1, "detection limit 1/µL"] };
+const REFERENCE_LINES = { b_blood_per_uL: [1, "detection limit 1/µL"],
+                          car_blood_per_uL: [0.1, "detection limit 0.1/µL"] };
 const MONTH = 365.25 / 12;
+const UNITLESS = new Set(["1", "", "fraction", "dimensionless"]);
 const FIELDS = ["disease", "ms_course", "therapy_a", "therapy_b", "patients", "days", "seed"];
 let options = null;
 let requestId = 0;
+let shown = null;        // the comparison on the page, redrawn when the width changes
 
 const $ = (id) => document.getElementById(id);
 
@@ -26,13 +29,27 @@ function svg(tag, attrs = {}, ...children) {
   return node;
 }
 
+// axis labels: 0.001, 0.5, 10, 1,000, 100,000 (never 1e+5)
 function fmt(x) {
   if (x === null || x === undefined || Number.isNaN(x)) return "–";
   const a = Math.abs(x);
-  if (a !== 0 && (a < 1e-3 || a >= 1e5)) return x.toExponential(1);
-  if (a >= 100) return x.toFixed(0);
+  if (a !== 0 && a < 1e-3) return x.toExponential(0);
+  if (a >= 100) return Math.round(x).toLocaleString("en-US");
   return String(Number(x.toPrecision(3)));
 }
+
+// numbers for people: two significant digits, whole numbers from 10 on (day 10, not day 10.05)
+function num(x) {
+  if (x === null || x === undefined || Number.isNaN(x)) return "–";
+  const a = Math.abs(x);
+  if (a >= 10) {
+    const digits = Math.max(Math.floor(Math.log10(a)) - 1, 0);
+    return (Math.round(x / 10 ** digits) * 10 ** digits).toLocaleString("en-US");
+  }
+  if (a !== 0 && a < 0.001) return "<0.001";
+  return String(Number(x.toPrecision(2)));
+}
+const plural = (k, word) => `${k} ${word}${k === 1 ? "" : "s"}`;
 
 // "kyv-101: blood B cells ..." under the heading kyv-101 reads "Blood B cells ..."
 const withoutName = (s, name) =>
@@ -73,10 +90,12 @@ function showCourse() {
 
 function setupControls() {
   const d = options.defaults;
-  fillSelect($("disease"), options.diseases, (c) => `${c.name} — ${c.description}`);
+  // MS has its own course selector: its description's "(relapsing unless a course is given)" is left out
+  fillSelect($("disease"), options.diseases, (c) => (c.name === "ms" ? "multiple sclerosis" : c.description));
   for (const id of ["therapy_a", "therapy_b"]) fillSelect($(id), options.therapies, (c) => c.name);
-  $("ms_course").replaceChildren(el("option", { value: "" }, "not set"),
-    ...options.ms_courses.map((c) => el("option", { value: c }, c.toUpperCase())));
+  const courseNames = { rrms: "relapsing-remitting", spms: "secondary progressive", ppms: "primary progressive" };
+  $("ms_course").replaceChildren(el("option", { value: "" }, "default (relapsing-remitting)"),
+    ...options.ms_courses.map((c) => el("option", { value: c }, `${c.toUpperCase()}: ${courseNames[c] || c}`)));
   $("course-note").textContent = options.ms_course_note || "";
   $("patients").max = options.limits.max_patients;
   $("days").min = options.limits.min_days;
@@ -116,6 +135,7 @@ async function update() {
 // ---- rendering ----------------------------------------------------------------------------------
 
 function render(data) {
+  shown = data;
   const arms = data.arms;
   $("summary").replaceChildren(...data.summary.map((s) => el("li", {}, s)));
   $("arm-summaries").replaceChildren(...arms.map((a, i) => el("div", { class: `arm-summary ${"ab"[i]}` },
@@ -123,16 +143,25 @@ function render(data) {
     el("ul", {}, ...a.summary.map((s) => el("li", {}, withoutName(s, a.therapy)))))));
   $("legend").replaceChildren(...arms.map((a, i) =>
     el("span", {}, el("span", { class: `swatch ${"ab"[i]}` }), `${a.therapy}: ${a.description}`)));
-  renderCharts(arms);
+  renderCharts(arms, data.axes);
   renderTimeline(arms);
-  renderSafety(arms);
+  renderSafety(arms, data.glossary);
   $("questions").replaceChildren(...data.questions.map((q, i) => {
     const d = el("details", { id: `q-${q.id}` }, el("summary", {}, q.question), el("p", {}, q.answer));
     if (i === 0) d.open = true;
     return d;
   }));
-  renderEndpoints(arms);
+  renderEndpoints(arms, data.endpoint_labels);
   $("footer-disclaimer").textContent = data.disclaimer;
+}
+
+// charts and the timeline are drawn at the width they get (text stays readable on a phone); redraw on resize
+let drawnWidth = 0;
+function redrawOnResize() {
+  const w = $("charts").clientWidth;
+  if (!shown || Math.abs(w - drawnWidth) < 2) return;
+  renderCharts(shown.arms, shown.axes);
+  renderTimeline(shown.arms);
 }
 
 function xDomain(arms) {
@@ -141,62 +170,49 @@ function xDomain(arms) {
   return [lo, hi];
 }
 
-function monthTicks(lo, hi) {
+function monthTicks(lo, hi, width = 1000) {
   const span = (hi - lo) / MONTH;
-  const step = span <= 14 ? 1 : span <= 30 ? 3 : 6;
+  const fit = Math.max(2, Math.floor(width / 28));          // at most one month label per 28 px
+  const step = [1, 2, 3, 6, 12].find((s) => span / s <= fit) || 12;
   const ticks = [];
   for (let m = 0; m * MONTH <= hi + 1e-9; m += step) ticks.push(m);
   return ticks;
 }
 
-function logTicks(lo, hi) {
-  const ticks = [];
-  for (let k = Math.ceil(Math.log10(lo)); k <= Math.floor(Math.log10(hi)); k++) ticks.push(10 ** k);
-  return ticks.length > 7 ? ticks.filter((_, i) => i % 2 === 0) : ticks;
+// the API's axis for the panel: it contains every value drawn (lo <= value <= hi)
+function yScale(axis) {
+  if (!axis.log) return { map: (v) => (v - axis.lo) / (axis.hi - axis.lo), ticks: axis.ticks, clamp: (v) => v };
+  const lo = Math.log10(axis.lo), span = Math.log10(axis.hi) - lo || 1;
+  return { map: (v) => (Math.log10(v) - lo) / span, ticks: axis.ticks, clamp: (v) => Math.max(v, axis.lo) };
 }
 
-function linearTicks(hi) {
-  const raw = hi / 4;
-  const mag = 10 ** Math.floor(Math.log10(raw));
-  const step = [1, 2, 2.5, 5, 10].map((f) => f * mag).find((s) => s >= raw);
-  const ticks = [];
-  for (let t = 0; t <= hi + 1e-12; t += step) ticks.push(t);
-  return ticks;
+function chartWidth() {
+  // two columns from 1000 px of room, else one; figures have 8 px padding and a 1 px border each side
+  const room = $("charts").clientWidth;
+  const columns = room >= 1000 ? 2 : 1;
+  return Math.max(240, Math.floor((room - 14 * (columns - 1)) / columns) - 18);
 }
 
-function yScale(panel, bands) {
-  const values = bands.flatMap((b) => [...b.p05, ...b.median, ...b.p95]).filter((v) => v !== null && v > 0);
-  const top = values.length ? Math.max(...values) : 1;
-  if (!panel.log) {
-    const t = linearTicks(top * 1.05);
-    const hi = t[t.length - 1] || 1;
-    return { map: (v) => v / hi, ticks: t, clamp: (v) => v, label: fmt };
-  }
-  const floor = Math.max(values.length ? Math.min(...values) : top / 1e3, top * 1e-6);
-  const lo = 10 ** Math.floor(Math.log10(floor));
-  const hi = 10 ** Math.ceil(Math.log10(top));
-  const span = Math.log10(hi) - Math.log10(lo) || 1;
-  return { map: (v) => (Math.log10(v) - Math.log10(lo)) / span, ticks: logTicks(lo, hi),
-           clamp: (v) => Math.max(v, lo), label: fmt };
-}
-
-function renderCharts(arms) {
-  const W = 520, H = 250, L = 56, R = 12, T = 10, B = 34;
+function renderCharts(arms, axes) {
+  drawnWidth = $("charts").clientWidth;
+  const W = chartWidth(), H = W < 420 ? 220 : 250, L = 50, R = 10, T = 10, B = 34;
   const [x0, x1] = xDomain(arms);
   const X = (d) => L + ((d - x0) / (x1 - x0)) * (W - L - R);
   const columns = [...new Set(arms.flatMap((a) => a.panels.map((p) => p.column)))];
   const charts = columns.map((column) => {
     const panel = arms.flatMap((a) => a.panels).find((p) => p.column === column);
-    const bands = arms.map((a) => a.panels.find((p) => p.column === column)).filter(Boolean);
-    const y = yScale(panel, bands);
+    const axis = axes.find((a) => a.column === column);
+    const y = yScale(axis);
     const Y = (v) => T + (1 - y.map(y.clamp(v))) * (H - T - B);
-    const plot = svg("svg", { viewBox: `0 0 ${W} ${H}`, width: "100%", role: "img",
-                              "aria-label": `${panel.title} over time`, "data-column": column });
+    const plot = svg("svg", { viewBox: `0 0 ${W} ${H}`, width: W, height: H, role: "img",
+                              "aria-label": `${panel.title} over time`, "data-column": column,
+                              "data-y-lo": axis.lo, "data-y-hi": axis.hi, "data-plot-top": T,
+                              "data-plot-bottom": H - B });
     for (const t of y.ticks) {
       plot.append(svg("line", { class: "grid", x1: L, x2: W - R, y1: Y(t), y2: Y(t) }),
-                  svg("text", { x: L - 6, y: Y(t) + 4, "text-anchor": "end" }, y.label(t)));
+                  svg("text", { x: L - 6, y: Y(t) + 4, "text-anchor": "end" }, fmt(t)));
     }
-    for (const m of monthTicks(x0, x1)) {
+    for (const m of monthTicks(x0, x1, W - L - R)) {
       plot.append(svg("line", { class: "axis", x1: X(m * MONTH), x2: X(m * MONTH), y1: H - B, y2: H - B + 4 }),
                   svg("text", { x: X(m * MONTH), y: H - B + 16, "text-anchor": "middle" }, String(m)));
     }
@@ -208,7 +224,7 @@ function renderCharts(arms) {
     if (ref && y.map(y.clamp(ref[0])) <= 1) {
       plot.append(svg("line", { x1: L, x2: W - R, y1: Y(ref[0]), y2: Y(ref[0]), stroke: "#777",
                                 "stroke-dasharray": "6 4" }),
-                  svg("text", { x: W - R - 2, y: Y(ref[0]) - 4, "text-anchor": "end" }, ref[1]));
+                  svg("text", { x: W - R - 2, y: Y(ref[0]) - 4, "text-anchor": "end", class: "ref" }, ref[1]));
     }
     arms.forEach((arm, i) => {
       const band = arm.panels.find((p) => p.column === column);
@@ -225,30 +241,34 @@ function renderCharts(arms) {
                                 "data-therapy": arm.therapy }, svg("title", {}, `${arm.therapy}: median`)));
     });
     return el("figure", { class: "chart", id: `chart-${column}` },
-              el("h3", {}, `${panel.title} (${unit(panel.unit)})${panel.log ? ", log scale" : ""}`), plot);
+              el("h3", {}, panel.title + (UNITLESS.has(panel.unit) ? "" : ` (${unit(panel.unit)})`) +
+                 (panel.log ? ", log scale" : "")), plot);
   });
+  $("charts").style.gridTemplateColumns = chartWidth() * 2 < $("charts").clientWidth ? "1fr 1fr" : "1fr";
   $("charts").replaceChildren(...charts);
 }
 
 function renderTimeline(arms) {
-  const W = 1040, row = 44, L = 150, R = 16, T = 8, B = 30;
+  // each row: the therapy and its number of doses above, the marks on a line below, across the full width
+  const W = Math.max(240, $("timeline").clientWidth), row = 52, L = 12, R = 12, T = 4, B = 30;
   const H = T + row * arms.length + B;
   const [x0, x1] = xDomain(arms);
   const X = (d) => L + ((d - x0) / (x1 - x0)) * (W - L - R);
-  const plot = svg("svg", { viewBox: `0 0 ${W} ${H}`, width: "100%", role: "img", "aria-label": "dosing timeline",
-                            id: "timeline-svg" });
-  for (const m of monthTicks(x0, x1)) {
+  const plot = svg("svg", { viewBox: `0 0 ${W} ${H}`, width: W, height: H, role: "img",
+                            "aria-label": "dosing timeline", id: "timeline-svg" });
+  for (const m of monthTicks(x0, x1, W - L - R)) {
     plot.append(svg("line", { class: "grid", x1: X(m * MONTH), x2: X(m * MONTH), y1: T, y2: H - B }),
                 svg("text", { x: X(m * MONTH), y: H - B + 16, "text-anchor": "middle" }, String(m)));
   }
   plot.append(svg("text", { x: (L + W - R) / 2, y: H - 2, "text-anchor": "middle" }, "months after day 0"));
   arms.forEach((arm, i) => {
-    const yc = T + row * i + row / 2;
-    const infusions = arm.doses.filter((d) => d.kind !== "lymphodepletion").length;
+    const top = T + row * i, yc = top + 34;
+    const infusions = arm.doses.filter((d) => d.kind !== "lymphodepletion");
+    const what = !infusions.length ? "no treatment" : infusions.every((d) => d.kind === "car-t") ?
+      plural(infusions.length, "infusion") : plural(infusions.length, "dose");
     plot.append(svg("line", { class: "axis", x1: L, x2: W - R, y1: yc, y2: yc }),
-                svg("text", { x: 4, y: yc - 2, fill: COLORS[i] }, arm.therapy),
-                svg("text", { x: 4, y: yc + 12 }, infusions === 1 ? "1 infusion" :
-                    infusions ? `${infusions} doses` : "no treatment"));
+                svg("text", { x: L, y: top + 14, class: "row-label" },
+                    svg("tspan", { fill: COLORS[i], "font-weight": 600 }, arm.therapy), ` · ${what}`));
     for (const d of arm.doses) {
       const x = X(d.day);
       const title = svg("title", {}, `day ${fmt(d.day)}: ${d.label}`);
@@ -256,23 +276,24 @@ function renderTimeline(arms) {
       if (d.kind === "lymphodepletion") {
         mark = svg("rect", { x: x - 3, y: yc - 3, width: 6, height: 6, fill: "#777" }, title);
       } else if (d.kind === "car-t") {
-        mark = svg("path", { d: `M${x},${yc - 11}L${x + 9},${yc}L${x},${yc + 11}L${x - 9},${yc}Z`,
+        mark = svg("path", { d: `M${x},${yc - 10}L${x + 8},${yc}L${x},${yc + 10}L${x - 8},${yc}Z`,
                              fill: COLORS[i] }, title);
       } else {
-        mark = svg("rect", { x: x - 2.5, y: yc - 10, width: 5, height: 20, fill: COLORS[i] }, title);
+        mark = svg("rect", { x: x - 2, y: yc - 9, width: 4, height: 18, fill: COLORS[i] }, title);
       }
       mark.setAttribute("class", `dose dose-${d.kind}`);
       plot.append(mark);
     }
   });
   const caption = el("p", { class: "caption" }, "Diamond: CAR-T infusion; grey squares: lymphodepleting " +
-    "chemotherapy; bars: antibody or drug doses. Hover a mark for the dose.");
+    "chemotherapy; bars: antibody or drug doses. Hover or tap a mark for the dose.");
   $("timeline").replaceChildren(plot, caption);
 }
 
 function gradeBar(grades) {
-  const W = 260, H = 16;
-  const bar = svg("svg", { viewBox: `0 0 ${W} ${H}`, width: W, height: H, role: "img", "aria-label": "grades" });
+  const W = 100, H = 16;
+  const bar = svg("svg", { viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: "none", class: "grade-bar", role: "img",
+                           "aria-label": "grades" });
   let x = 0;
   for (let g = 0; g <= 4; g++) {
     const f = (grades && grades.fractions[String(g)]) || 0;
@@ -283,7 +304,18 @@ function gradeBar(grades) {
   return bar;
 }
 
-function renderSafety(arms) {
+function proportionText(p) {
+  if (!p) return el("span", { class: "na" }, "not applicable");
+  const ci = p.ci95 ? ` (95% CI ${pct(p.ci95[0])}–${pct(p.ci95[1])})` : "";
+  return `${pct(p.value)}${ci}`;
+}
+
+function gradesCell(g) {
+  if (!g) return el("td", {}, el("span", { class: "na" }, "not simulated"));
+  return el("td", {}, el("div", { class: "grades" }, gradeBar(g), el("span", {}, `any ${pct(g.fraction_any)}`)));
+}
+
+function renderSafety(arms, glossary) {
   const rows = [];
   for (const arm of arms) {
     rows.push([arm.therapy, arm.safety]);
@@ -291,43 +323,62 @@ function renderSafety(arms) {
       rows.push([`${arm.therapy} (same product, dose and lymphodepletion)`, arm.lymphoma]);
     }
   }
-  const head = el("tr", {}, ...["therapy", "patients with", "n", "CRS", "CRS grade ≥2", "ICANS", "ICANS grade ≥2"]
-    .map((h) => el("th", {}, h)));
-  const body = rows.map(([name, s]) => el("tr", {}, el("td", {}, name), el("td", {}, s.disease_name),
-    el("td", {}, String(s.n)),
-    el("td", {}, gradeBar(s.crs)), el("td", {}, pct(s.crs && s.crs.fraction_grade2plus)),
-    el("td", {}, gradeBar(s.icans)), el("td", {}, pct(s.icans && s.icans.fraction_grade2plus))));
+  const columns = ["therapy", "patients with", "n", "CRS", "CRS grade ≥2", "ICANS", "ICANS grade ≥2",
+                   "infusion reactions"];
+  const head = el("tr", {}, ...columns.map((h) => el("th", {}, h)));
+  const body = rows.map(([name, s]) => {
+    const tr = el("tr", {}, el("td", {}, name), el("td", {}, s.disease_name), el("td", {}, String(s.n)),
+      gradesCell(s.crs), el("td", {}, pct(s.crs && s.crs.fraction_grade2plus)),
+      gradesCell(s.icans), el("td", {}, pct(s.icans && s.icans.fraction_grade2plus)),
+      el("td", { class: "irr" }, proportionText(s.infusion_reaction)));
+    [...tr.children].forEach((td, k) => td.setAttribute("data-label", columns[k]));
+    return tr;
+  });
   const key = el("p", { class: "caption" }, "Bar colours: grade 0 (none) to grade 4, left to right. " +
     "The lymphoma rows simulate the same CAR-T product in large B-cell lymphoma for the first days after " +
-    "infusion, where CRS and ICANS occur.");
-  $("safety").replaceChildren(el("table", { id: "safety-table" }, el("thead", {}, head), el("tbody", {}, ...body)),
-                              key);
+    "infusion, where CRS and ICANS occur. Infusion reactions: share of simulated patients with at least one " +
+    "reaction to an antibody infusion; not applicable where the model has no data for the therapy.");
+  $("safety").replaceChildren(el("p", { id: "glossary", class: "glossary" }, glossary),
+    el("div", { class: "scroll" }, el("table", { id: "safety-table" }, el("thead", {}, head),
+                                      el("tbody", {}, ...body))), key);
 }
 
-function endpointText(e) {
+function endpointText(e, name) {
   if (!e) return "–";
+  const days = /_day$/.test(name || "");
   switch (e.kind) {
     case "ordinal":
-      return `any ${pct(e.fraction_any)}, ≥2 ${pct(e.fraction_grade2plus)}, ≥3 ${pct(e.fraction_grade3plus)}`;
+      return e.fraction_any === null || e.fraction_any === undefined ? "not applicable" :
+        `any ${pct(e.fraction_any)}, ≥2 ${pct(e.fraction_grade2plus)}, ≥3 ${pct(e.fraction_grade3plus)}`;
     case "binary":
+      return e.value === null || e.value === undefined ? "not applicable" :
+        `${pct(e.value)}` + (e.ci95 ? ` (${pct(e.ci95[0])}–${pct(e.ci95[1])})` : "");
     case "rate":
-      return e.value === null ? "–" : `${fmt(e.value)}` + (e.ci95 ? ` [${fmt(e.ci95[0])}–${fmt(e.ci95[1])}]` : "");
-    case "time_to_event":
-      if (!e.n_events) return e.n_censored ? `no event (${e.n_censored} censored)` : "–";
-      return `${fmt(e.median)} [${fmt(e.p05)}–${fmt(e.p95)}], ${e.n_events} events, ${e.n_censored} censored`;
-    default:
-      return e.median === null ? "–" : `${fmt(e.median)} [${fmt(e.p05)}–${fmt(e.p95)}]`;
+      return e.value === null || e.value === undefined ? "not applicable" :
+        `${num(e.value)}` + (e.ci95 ? ` (${num(e.ci95[0])}–${num(e.ci95[1])})` : "");
+    case "time_to_event": {
+      const censored = e.n_censored ? `, ${e.n_censored} not by the end` : "";
+      if (!e.n_events) return e.n_censored ? `no event (${e.n_censored} not by the end)` : "not applicable";
+      const spread = num(e.p05) === num(e.p95) ? "" : ` (${num(e.p05)}–${num(e.p95)})`;
+      return `${days ? "day " : ""}${num(e.median)}${spread}, ${plural(e.n_events, "event")}${censored}`;
+    }
+    default: {
+      if (e.median === null || e.median === undefined) return "not applicable";
+      const f = /fraction/.test(name || "") ? pct : num;     // shares of baseline as percent
+      return f(e.p05) === f(e.p95) ? f(e.median) : `${f(e.median)} (${f(e.p05)}–${f(e.p95)})`;
+    }
   }
 }
 
-function renderEndpoints(arms) {
+function renderEndpoints(arms, labels) {
   const names = [...new Set(arms.flatMap((a) => Object.keys(a.endpoints)))];
   const head = el("tr", {}, el("th", {}, "endpoint"), ...arms.map((a) => el("th", {}, a.therapy)));
-  const body = names.map((n) => el("tr", {}, el("td", {}, el("code", {}, n)),
-    ...arms.map((a) => el("td", {}, endpointText(a.endpoints[n])))));
-  const note = el("p", { class: "caption" }, "Median [5th–95th percentile] over simulated patients; time to event: " +
-    "over patients with the event (day); ordinal: share of patients by grade; binary and rate: value [95% CI].");
-  $("endpoints").replaceChildren(el("table", {}, el("thead", {}, head), el("tbody", {}, ...body)), note);
+  const body = names.map((n) => el("tr", {}, el("td", { title: n }, unit((labels && labels[n]) || n)),
+    ...arms.map((a) => el("td", {}, endpointText(a.endpoints[n], n)))));
+  const note = el("p", { class: "caption" }, "Median (5th–95th percentile) over simulated patients; time to event: " +
+    "over patients with the event; ordinal: share of patients by grade; share and rate: value (95% CI).");
+  $("endpoints").replaceChildren(el("div", { class: "scroll" }, el("table", { id: "endpoints-table" },
+    el("thead", {}, head), el("tbody", {}, ...body))), note);
 }
 
 async function init() {
@@ -344,3 +395,5 @@ async function init() {
 }
 
 document.addEventListener("DOMContentLoaded", init);
+let resizeTimer = 0;
+window.addEventListener("resize", () => { clearTimeout(resizeTimer); resizeTimer = setTimeout(redrawOnResize, 150); });
