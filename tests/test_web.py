@@ -2,6 +2,7 @@
 and the page in a real headless Chromium."""
 
 import os
+import re
 import shlex
 import socket
 import subprocess
@@ -230,4 +231,73 @@ def test_page_compares_two_therapies_and_updates_on_change(server, browser):
     page.locator("#patients").dispatch_event("change")
     page.wait_for_selector('body[data-state="error"]', timeout=10_000)
     assert "patients: 100000 is over the request limit" in page.locator("#status").inner_text()
+    page.close()
+
+
+def _ready(page, url: str) -> None:
+    page.goto(url)
+    page.wait_for_selector('body[data-state="ready"]', timeout=60_000)
+
+
+DRAWN_Y = """() => [...document.querySelectorAll('#charts svg[data-column]')].map((s) => {
+  const ys = [];
+  for (const p of s.querySelectorAll('polygon.band'))
+    for (const xy of p.getAttribute('points').split(' ')) ys.push(Number(xy.split(',')[1]));
+  for (const p of s.querySelectorAll('path.median'))
+    for (const m of p.getAttribute('d').matchAll(/[ML][^,]+,([^ML]+)/g)) ys.push(Number(m[1]));
+  return { column: s.dataset.column, hi: Number(s.dataset.yHi), top: Number(s.dataset.plotTop),
+           bottom: Number(s.dataset.plotBottom), min: Math.min(...ys), max: Math.max(...ys) };
+})"""
+
+
+@pytest.mark.parametrize("query", ["", "?ms_course=ppms"])
+def test_charts_contain_their_data(server, browser, query):
+    """The old page ended the axis at the last tick below the data, so the top of bands ran out of the plot."""
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    _ready(page, server + "/" + query)
+    api = page.evaluate(f"fetch('/api/compare{query}').then((r) => r.json())")
+    drawn = {c["column"]: c for c in page.evaluate(DRAWN_Y)}
+    assert set(drawn) == {a["column"] for a in api["axes"]}
+    for column, c in drawn.items():
+        data = max(v for arm in api["arms"] for b in arm["panels"] if b["column"] == column
+                   for s in ("p05", "median", "p95") for v in b[s] if v is not None)
+        assert c["hi"] >= data, (column, c, data)
+        assert c["top"] - 0.5 <= c["min"] and c["max"] <= c["bottom"] + 0.5, (column, c)
+    page.close()
+
+
+@pytest.mark.parametrize("width", [360, 390, 430])
+def test_phone_widths_do_not_scroll_sideways(server, browser, width):
+    page = browser.new_page(viewport={"width": width, "height": 800})
+    _ready(page, server)
+    assert page.evaluate("document.documentElement.scrollWidth") <= page.evaluate("window.innerWidth")
+    # charts and the timeline are drawn at their own width (text at its set size, not scaled down)
+    for sel in ["#charts svg[data-column]", "#timeline-svg"]:
+        boxes = page.eval_on_selector_all(sel, "(ss) => ss.map((s) => [s.getBoundingClientRect().width, "
+                                               "Number(s.getAttribute('width'))])")
+        assert boxes and all(abs(w - attr) < 1 and w <= width for w, attr in boxes), (sel, boxes)
+    page.close()
+
+
+def test_page_speaks_plainly_and_shows_infusion_reactions(server, browser):
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    _ready(page, server)
+    body = page.inner_text("body")
+    assert body.index("cytokine release syndrome") < body.index("CRS")
+    assert body.index("immune effector cell-associated neurotoxicity syndrome") < body.index("ICANS")
+    assert re.search(r"\b1 events\b", body) is None and re.search(r"between (\d+%) and \1", body) is None
+    assert re.findall(r"\b[a-z0-9]+_[a-z0-9_]+\b", page.inner_text("#endpoints")) == []    # human names
+    # no false precision (only the model's expected relapse rates get a third digit, where counts are equal)
+    summary = re.sub(r"The model's expected rates[^.]*\.\d+[^.]*\.\d+\.", "", page.inner_text("#summary-section"))
+    assert re.search(r"\d\.\d{3,}", summary) is None
+    api = page.evaluate("fetch('/api/compare').then((r) => r.json())")
+    for i, arm in enumerate(api["arms"]):
+        cell = page.locator("#safety-table tbody tr td.irr").nth(
+            [r for r in range(page.locator("#safety-table tbody tr").count())
+             if page.locator("#safety-table tbody tr").nth(r).locator("td").first.inner_text() == arm["therapy"]][0])
+        irr = arm["safety"]["infusion_reaction"]
+        if irr is None:
+            assert cell.inner_text() == "not applicable"
+        else:
+            assert cell.inner_text().startswith(f"{round(100 * irr['value'])}%") and irr["value"] > 0
     page.close()
