@@ -221,3 +221,18 @@ def test_ocrelizumab_arm_reports_its_infusion_reactions():
     assert cart.safety.infusion_reaction is None
     assert any("infusion-related reactions" in s for s in drug.summary)
     assert math.isfinite(drug.safety.infusion_reaction.value)
+
+
+def test_screenshots_script_refuses_a_missing_report_before_starting_anything(tmp_path, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "screenshots.py"
+    spec = importlib.util.spec_from_file_location("screenshots", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    with pytest.raises(SystemExit) as err:
+        mod.main(["--out", str(tmp_path / "shots"), "--report", str(tmp_path / "missing.html")])
+    assert err.value.code == 2 and "--report:" in capsys.readouterr().err
+    assert not (tmp_path / "shots").exists()
+    assert mod.WIDTHS == (1400, 390) and set(mod.PAGES) == {"default", "ppms"}
