@@ -165,13 +165,37 @@ PLACEBO_WEEKS = [1, 1, 2, 2, 3, 4, 4, 5, 5, 8, 8, 8, 8, 11, 11, 12, 12, 15, 17, 
 def test_logrank_freireich():
     ta, ea = np.array(MP_WEEKS, float), ~np.array(MP_CENSORED, bool)
     tb, eb = np.array(PLACEBO_WEEKS, float), np.ones(21, bool)
-    o_a, e_a, o_b, e_b = hypothesis.observed_expected(ta, ea, tb, eb)
-    assert (o_a, o_b) == (9, 21) and e_a == pytest.approx(19.25, abs=0.01) and e_b == pytest.approx(10.75, abs=0.01)
     res = hypothesis.logrank(ta, ea, tb, eb)
     assert stats.chi2.isf(res.p_value, 1) == pytest.approx(16.79, abs=0.01)
-    assert res.effect == pytest.approx((9 / e_a) / (21 / e_b))
     assert hypothesis.logrank(tb, eb, ta, ea).p_value == pytest.approx(res.p_value)
     assert hypothesis.logrank(ta, np.zeros(21, bool), tb, np.zeros(21, bool)).p_value == 1.0   # no events
+
+
+def test_hazard_ratio_is_the_cox_estimate_of_r_survival():
+    """The same data (MASS::gehan): R's coxph(Surv(time, cens) ~ treat) gives exp(coef) 4.82 for control vs
+    6-MP, 95% CI 2.15-10.8 (Efron ties; Venables WN, Ripley BD. Modern Applied Statistics with S, 4th ed.,
+    2002, section 13.3). A / B = 6-MP / placebo is its inverse. The O/E ratio of the log-rank test that
+    cartsim reported before gives 0.24, biased towards 1."""
+    ta, ea = np.array(MP_WEEKS, float), ~np.array(MP_CENSORED, bool)
+    tb, eb = np.array(PLACEBO_WEEKS, float), np.ones(21, bool)
+    res = hypothesis.logrank(ta, ea, tb, eb)
+    assert 1 / res.effect == pytest.approx(4.817, abs=0.001)
+    assert 1 / res.ci95[1] == pytest.approx(2.147, abs=0.001) and 1 / res.ci95[0] == pytest.approx(10.81, abs=0.01)
+    back = hypothesis.logrank(tb, eb, ta, ea)
+    assert back.effect == pytest.approx(1 / res.effect, rel=1e-6)
+    # Breslow ties reproduce Kleinbaum & Klein's (Stata) 4.523, 2.027-10.094: the same fitter, other ties
+    from statsmodels.duration.hazard_regression import PHReg
+    fit = PHReg(np.r_[tb, ta], np.r_[np.ones(21), np.zeros(21)][:, None], status=np.r_[eb, ea].astype(float),
+                ties="breslow").fit()
+    assert np.exp(fit.params[0]) == pytest.approx(4.523, abs=0.001)
+
+
+def test_hazard_ratio_not_estimable_when_an_arm_has_no_events():
+    """With no events in one arm the Cox estimate runs off to 0 or infinity: NaN and no interval, p still tested."""
+    ta, ea = np.array(MP_WEEKS, float), np.zeros(21, bool)
+    tb, eb = np.array(PLACEBO_WEEKS, float), np.ones(21, bool)
+    for res in (hypothesis.logrank(ta, ea, tb, eb), hypothesis.logrank(tb, eb, ta, ea)):
+        assert np.isnan(res.effect) and res.ci95 is None and res.p_value < 1e-6
 
 
 def test_fisher_lady_tasting_tea():
@@ -230,6 +254,35 @@ def test_negative_binomial_against_general_maximum_likelihood():
     res = hypothesis.negative_binomial(a, b)
     assert res.p_value == pytest.approx(_nb_lr_reference(a, b), rel=1e-5) and res.effect == pytest.approx(2.5 / 0.8)
     assert res.p_value == pytest.approx(0.0455, abs=1e-4)
+    assert res.ci95[0] < 2.5 / 0.8 < res.ci95[1] and res.ci95[0] > 1.0     # p < 0.05: the interval excludes 1
+
+
+def _nb_reference_with_exposure(a, b, xa, xb) -> tuple[float, float]:
+    """Rate ratio and LR p-value maximising SciPy's NB2 log-pmf with mean = rate x exposure."""
+    def nll(log_rates, log_alpha):
+        r = np.exp(-log_alpha)
+        return -sum(stats.nbinom.logpmf(y, r, r / (r + np.exp(m) * x)).sum()
+                    for y, m, x in zip((a, b), log_rates, (xa, xb)))
+
+    opts = {"xatol": 1e-10, "fatol": 1e-12, "maxiter": 20000}
+    full = optimize.minimize(lambda t: nll(t[:2], t[2]), [0, 0, 0], method="Nelder-Mead", options=opts)
+    null = optimize.minimize(lambda t: nll([t[0], t[0]], t[1]), [0, 0], method="Nelder-Mead", options=opts)
+    return float(np.exp(full.x[0] - full.x[1])), float(stats.chi2.sf(2 * (null.fun - full.fun), 1))
+
+
+def test_negative_binomial_uses_each_patients_exposure():
+    """Patients followed for different times: the rate ratio is not the ratio of mean counts."""
+    a = np.array([0, 1, 2, 5, 0, 3, 7, 0, 1, 4, 0, 2])
+    b = np.array([1, 0, 0, 0, 2, 0, 1, 3, 0, 0, 0, 1])
+    xa = np.array([0.5, 1, 1, 2, 0.5, 2, 2, 1, 1, 2, 0.5, 1.5])
+    xb = np.array([2, 1, 1, 2, 2, 1, 1, 2, 2, 1, 1, 2.0])
+    ratio, p = _nb_reference_with_exposure(a, b, xa, xb)
+    res = hypothesis.negative_binomial(a, b, xa, xb)
+    assert res.effect == pytest.approx(ratio, rel=1e-4) and res.p_value == pytest.approx(p, rel=1e-4)
+    assert abs(res.effect - a.mean() / b.mean()) > 0.5
+    # equal exposure for all: the same as without exposure, at any scale
+    assert hypothesis.negative_binomial(a, b, np.full(12, 2.0), np.full(12, 2.0)).p_value == pytest.approx(
+        hypothesis.negative_binomial(a, b).p_value, rel=1e-7)
 
 
 def test_negative_binomial_without_overdispersion_is_the_poisson_test():
@@ -239,7 +292,8 @@ def test_negative_binomial_without_overdispersion_is_the_poisson_test():
     lr = 2 * (loglik(a, a.mean()) + loglik(b, b.mean()) - loglik(pooled, pooled.mean()))
     assert hypothesis.negative_binomial(a, b).p_value == pytest.approx(stats.chi2.sf(lr, 1), rel=1e-9)
     assert hypothesis.negative_binomial(np.zeros(4), np.zeros(4)).p_value == 1.0
-    assert hypothesis.negative_binomial(np.zeros(6), np.array([1, 0, 3, 2, 1, 0])).p_value < 0.05
+    none = hypothesis.negative_binomial(np.zeros(6), np.array([1, 0, 3, 2, 1, 0]))
+    assert none.p_value < 0.05 and none.effect == 0.0 and none.ci95 is None    # no events in A: no interval
 
 
 def _null_rejections(sample, replicates: int = 2000) -> float:
@@ -399,3 +453,19 @@ def test_per_arm_n_in_a_trial_and_n_override(tmp_path):
     result = execute(prepare(cfg, out, chunk_size=3))
     assert [a["n"] for a in result.summary["arms"]] == [4, 2]
     assert pd.read_parquet(out / "patients.parquet").groupby("arm").size().tolist() == [4, 2]
+
+
+def test_hazard_ratio_not_estimable_is_counted_and_said():
+    """Replicates whose arm A has no events give no hazard ratio: power.json counts them and the CLI says so."""
+    from cartsim.cli import _power_rows
+
+    cfg = parse_config(config(endpoint="bcell_reappearance_day"))
+    t = np.array([30.0, 60.0, 90.0, 120.0] * 2)
+    a = pd.DataFrame({"patient": np.arange(8), "status": "ok", "value": t, "censored": True})
+    b = pd.DataFrame({"patient": np.arange(8), "status": "ok", "value": t, "censored": [False, True] * 4})
+    doc = analyse(PowerPlan(cfg.with_n(4), 2, (0, 1), "bcell_reappearance_day", "time_to_event", 100),
+                  {0: a, 1: b})
+    assert doc["effect"]["not_estimable_replicates"] == 2 and doc["effect"]["median"] is None
+    assert all(r["effect"] is None and r["effect_ci95"] is None for r in doc["per_replicate"])
+    assert "not estimable in 2 replicates" in dict(_power_rows(doc))["effect"]
+    assert doc["effect"]["measure"].startswith("hazard ratio (A / B) of a Cox")

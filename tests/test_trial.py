@@ -15,7 +15,9 @@ from cartsim.population import Population
 from cartsim.trial import cohort
 from cartsim.trial.config import EDSS_STEPS, parse_config
 from cartsim.trial.run import execute, prepare
-from cartsim.trial.stats import Z95, kaplan_meier, mean_ci, mean_interval, wilson
+from cartsim.trial.stats import kaplan_meier, mean_ci, mean_interval, wilson
+
+Z95 = 1.959963984540054   # standard normal 97.5th percentile
 from cartsim.trial.summary import KINDS, endpoint
 
 runner = CliRunner()
@@ -258,9 +260,9 @@ def test_summary_structure_for_each_kind(reference):
     assert [a["endpoints"]["infusions_count"]["mean"] for a in s["arms"]] == [1, 0]
     rate = endpoint(pd.DataFrame({"r": [0.0, 1.0, 2.0, 1.0]}), "r", "rate")
     assert set(rate) - {"kind"} == REQUIRED["rate"] and rate["value"] == 1.0
-    rare = endpoint(pd.DataFrame({"r": [0.0] * 19 + [1.0]}), "r", "rate")   # normal interval -0.05..0.15
-    assert rare["value"] == 0.05 and rare["ci95"][0] == 0.0 and rare["ci95"][1] == pytest.approx(0.05 + 1.96 * np.sqrt(
-        0.05 * 0.95 * 20 / 19 / 20), rel=1e-3)
+    rare = endpoint(pd.DataFrame({"r": [0.0] * 19 + [1.0]}), "r", "rate")   # t interval -0.055..0.155, cut at 0
+    assert rare["value"] == 0.05 and rare["ci95"][0] == 0.0 and rare["ci95"][1] == pytest.approx(
+        0.05 + 2.093024 * np.sqrt(0.05 * 0.95 * 20 / 19 / 20), rel=1e-6)
 
 
 def test_kaplan_meier_hand_computed():
@@ -295,12 +297,24 @@ def test_wilson_interval():
 
 def test_mean_interval_from_sample_and_from_its_summary():
     """The report rebuilds an arm's interval from the summary's mean, sd and n: the same numbers as from the sample."""
-    assert mean_interval(10.0, 2.0, 16) == [10.0 - Z95 * 0.5, 10.0 + Z95 * 0.5]
+    t15 = 2.131449545559323    # Student t, 15 degrees of freedom, 97.5th percentile
+    assert mean_interval(10.0, 2.0, 16) == pytest.approx([10.0 - t15 * 0.5, 10.0 + t15 * 0.5], rel=1e-12)
     assert mean_interval(10.0, None, 1) is None and mean_interval(10.0, 2.0, 1) is None
+    assert mean_interval(3.0, 0.0, 5) == [3.0, 3.0]
     v = np.random.default_rng(3).normal(5.0, 2.0, 50)
     m, ci = mean_ci(v)
     assert ci == mean_interval(m, float(v.std(ddof=1)), v.size)
     assert mean_ci(np.array([4.0]))[1] is None and mean_ci(np.array([np.nan])) == (None, None)
+
+
+def test_mean_interval_is_students_t_not_normal():
+    """Five patients: the t interval is 1.42 times as wide as the normal one (2.776 vs 1.960); the normal
+    interval covers the true mean of normal samples of five only ~88% of the time, the t interval 95%."""
+    lo, hi = mean_interval(0.0, 1.0, 5)
+    assert (hi - lo) / 2 == pytest.approx(2.7764451 / np.sqrt(5), rel=1e-6)
+    rng = np.random.default_rng(11)
+    covered = [(lambda c: c[0] <= 0.0 <= c[1])(mean_ci(rng.normal(0.0, 1.0, 5))[1]) for _ in range(4000)]
+    assert np.mean(covered) == pytest.approx(0.95, abs=0.012)
 
 
 # ---- failed patients ---------------------------------------------------------------------------

@@ -285,6 +285,10 @@ def _whole(field: str, text: str | None) -> int | None:
     return value
 
 
+def _not_estimable(count: int) -> str:
+    return f"; not estimable in {count} replicate{'s' if count != 1 else ''} (an arm without events)" if count else ""
+
+
 def _power_rows(doc: dict) -> list[tuple[str, str]]:
     """The lines of the power table printed by ``cartsim power``."""
     fmt = lambda v: "-" if v is None else f"{v:.4g}"  # noqa: E731
@@ -297,7 +301,7 @@ def _power_rows(doc: dict) -> list[tuple[str, str]]:
             ("power", (f"{fmt(doc['power'])} (95% CI {fmt(lo)} to {fmt(hi)}; {doc['rejections']} of "
                        f"{doc['replicates']} replicates with p < alpha)")),
             ("effect", (f"{eff['measure']}: median {fmt(eff['median'])} (2.5-97.5%: {fmt(eff['p025'])} to "
-                        f"{fmt(eff['p975'])})")),
+                        f"{fmt(eff['p975'])})" + _not_estimable(eff.get("not_estimable_replicates", 0)))),
             ("failed patients", f"{a['n_failed']} in A, {b['n_failed']} in B")]
 
 

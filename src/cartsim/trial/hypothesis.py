@@ -6,35 +6,40 @@ relative to B:
 
 - continuous: Welch two-sample t-test (unequal variances); effect: difference in means, A - B
 - binary: Fisher's exact test on the 2x2 table; effect: difference in proportions, A - B
-- rate and count: negative binomial (NB2) likelihood-ratio test on per-patient event counts (rate
-  times exposure), dispersion shared by the arms and estimated by maximum likelihood (a Poisson test
-  when the data show no overdispersion); effect: rate ratio A / B
-- time to event: log-rank test; effect: hazard ratio A / B estimated as (O_A / E_A) / (O_B / E_B)
+- rate and count: negative binomial (NB2) regression of per-patient event counts on the arm, with
+  each patient's exposure as offset and the dispersion estimated by maximum likelihood (Poisson
+  regression when the data show no overdispersion), likelihood-ratio test; effect: rate ratio A / B
+  with its Wald 95% interval
+- time to event: log-rank test; effect: hazard ratio A / B of a Cox proportional-hazards model
+  (Efron ties) with its Wald 95% interval; not estimable (NaN) when an arm has no events
 - ordinal: Mann-Whitney U test; effect: P(A > B) + P(A = B) / 2 (0.5: no difference)
 
-SciPy computes the t-test, Fisher's test, the log-rank test and the U test. SciPy has no negative
-binomial regression, so its likelihood-ratio test is written here (closed-form means per arm, a
-one-dimensional search for the dispersion).
+SciPy computes the t-test, Fisher's test, the log-rank test and the U test; statsmodels fits the
+Cox and the count regressions.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from scipy import optimize, special, stats
+from scipy import stats
+from statsmodels.discrete.discrete_model import NegativeBinomial, Poisson
+from statsmodels.duration.hazard_regression import PHReg
+from statsmodels.tools.sm_exceptions import ConvergenceWarning, HessianInversionWarning
 
 Kind = Literal["continuous", "count", "time_to_event", "ordinal", "binary", "rate"]
 
 TEST_NAMES: dict[str, str] = {
     "continuous": "Welch two-sample t-test (two-sided, unequal variances)",
     "binary": "Fisher's exact test (two-sided)",
-    "rate": "negative binomial (NB2) likelihood-ratio test of the rate ratio on per-patient event counts "
-            "(shared dispersion by maximum likelihood)",
-    "count": "negative binomial (NB2) likelihood-ratio test of the ratio of mean counts "
-             "(shared dispersion by maximum likelihood)",
+    "rate": "negative binomial (NB2) regression of per-patient event counts with exposure, "
+            "likelihood-ratio test of the rate ratio (shared dispersion by maximum likelihood)",
+    "count": "negative binomial (NB2) regression of per-patient counts, likelihood-ratio test of the "
+             "ratio of mean counts (shared dispersion by maximum likelihood)",
     "time_to_event": "log-rank test (two-sided)",
     "ordinal": "Mann-Whitney U test (two-sided; normal approximation with tie and continuity correction, "
                "exact for small samples without ties)",
@@ -44,18 +49,23 @@ EFFECTS: dict[str, str] = {
     "binary": "difference in proportions (A - B)",
     "rate": "rate ratio (A / B)",
     "count": "ratio of mean counts (A / B)",
-    "time_to_event": "hazard ratio (A / B), (O_A / E_A) / (O_B / E_B) of the log-rank test",
+    "time_to_event": "hazard ratio (A / B) of a Cox proportional-hazards model (Efron ties); "
+                     "not estimable when an arm has no events",
     "ordinal": "probability of a higher grade in A: P(A > B) + P(A = B) / 2",
 }
-LOG_ALPHA_BOUNDS = (-12.0, 8.0)   # search range of log(dispersion); below it the data are taken as Poisson
+
+
+ALPHA_MIN = 1e-5   # NB2 dispersion below which the data are taken as Poisson (variance within 0.01% of it)
 
 
 @dataclass(frozen=True)
 class TestResult:
-    """Two-sided p-value (NaN when the data cannot be tested) and effect estimate (NaN if undefined)."""
+    """Two-sided p-value (NaN when the data cannot be tested), effect estimate (NaN if not estimable)
+    and its 95% interval (None where the test gives none or the effect is not estimable)."""
 
     p_value: float
     effect: float
+    ci95: tuple[float, float] | None = None
 
     __test__ = False   # not a pytest test class
 
@@ -97,71 +107,83 @@ def mann_whitney(a: np.ndarray, b: np.ndarray) -> TestResult:
 
 
 def logrank(time_a: np.ndarray, event_a: np.ndarray, time_b: np.ndarray, event_b: np.ndarray) -> TestResult:
-    """Log-rank test of two right-censored samples (``event`` False = censored); no events at all: p = 1."""
+    """Log-rank test of two right-censored samples (``event`` False = censored) with the Cox hazard
+    ratio; no events at all: p = 1."""
     ta, ea = np.asarray(time_a, dtype=float), np.asarray(event_a, dtype=bool)
     tb, eb = np.asarray(time_b, dtype=float), np.asarray(event_b, dtype=bool)
     if ta.size == 0 or tb.size == 0:
         return TestResult(math.nan, math.nan)
-    o_a, e_a, o_b, e_b = observed_expected(ta, ea, tb, eb)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        hr = float(np.float64(o_a / e_a) / np.float64(o_b / e_b)) if e_a > 0 and e_b > 0 else math.nan
+    hr, ci = cox_hazard_ratio(ta, ea, tb, eb)
     if not (ea.any() or eb.any()):
-        return TestResult(1.0, hr)
+        return TestResult(1.0, hr, ci)
     x = stats.CensoredData(uncensored=ta[ea], right=ta[~ea])
     y = stats.CensoredData(uncensored=tb[eb], right=tb[~eb])
     p = float(stats.logrank(x, y).pvalue)
-    return TestResult(1.0 if math.isnan(p) else p, hr)
+    return TestResult(1.0 if math.isnan(p) else p, hr, ci)
 
 
-def observed_expected(ta: np.ndarray, ea: np.ndarray, tb: np.ndarray,
-                      eb: np.ndarray) -> tuple[float, float, float, float]:
-    """Observed and expected (under equal hazards) events of arms A and B: O_A, E_A, O_B, E_B.
-
-    At each distinct event time, E_A = deaths x at risk in A / at risk overall; a patient censored at an
-    event time is at risk at it."""
-    times = np.unique(np.concatenate([ta[ea], tb[eb]]))
-    at_risk_a = ta.size - np.searchsorted(np.sort(ta), times, side="left")
-    at_risk_b = tb.size - np.searchsorted(np.sort(tb), times, side="left")
-    deaths = (np.bincount(np.searchsorted(times, ta[ea]), minlength=times.size)
-              + np.bincount(np.searchsorted(times, tb[eb]), minlength=times.size))
-    e_a = float(np.sum(deaths * at_risk_a / (at_risk_a + at_risk_b)))
-    return float(ea.sum()), e_a, float(eb.sum()), float(deaths.sum() - e_a)
-
-
-def _nb_loglik(y: np.ndarray, mu: np.ndarray, log_alpha: float | None) -> float:
-    """NB2 log-likelihood (variance mu + alpha mu^2) of counts ``y`` with means ``mu``; None: Poisson.
-
-    Written with gamma functions, so it also takes counts that are not whole numbers."""
-    if log_alpha is None:
-        return float(np.sum(special.xlogy(y, mu) - mu - special.gammaln(y + 1)))
-    alpha = math.exp(log_alpha)
-    r = 1.0 / alpha
-    return float(np.sum(special.gammaln(y + r) - special.gammaln(r) - special.gammaln(y + 1)
-                        + special.xlogy(y, alpha * mu) - (y + r) * np.log1p(alpha * mu)))
+def cox_hazard_ratio(ta: np.ndarray, ea: np.ndarray, tb: np.ndarray,
+                     eb: np.ndarray) -> tuple[float, tuple[float, float] | None]:
+    """Hazard ratio A / B and its Wald 95% interval from a Cox model with the arm as covariate
+    (statsmodels ``PHReg``, Efron ties). An arm without events has no finite maximum likelihood
+    estimate: (NaN, None), "not estimable"."""
+    if not (ea.any() and eb.any()):
+        return math.nan, None
+    time = np.concatenate([ta, tb])
+    arm_a = np.concatenate([np.ones(ta.size), np.zeros(tb.size)])[:, None]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", (ConvergenceWarning, HessianInversionWarning, RuntimeWarning))
+        fit = PHReg(time, arm_a, status=np.concatenate([ea, eb]).astype(float), ties="efron").fit()
+    beta, (lo, hi) = float(fit.params[0]), fit.conf_int(0.05)[0]
+    if not (np.isfinite(beta) and np.isfinite(lo) and np.isfinite(hi)):
+        return math.nan, None
+    return math.exp(beta), (math.exp(lo), math.exp(hi))
 
 
-def _nb_profile(y: np.ndarray, mu: np.ndarray) -> float:
-    """Log-likelihood maximised over the dispersion (means fixed at their maximum likelihood values)."""
-    poisson = _nb_loglik(y, mu, None)   # the limit alpha -> 0, below the search range
-    best = optimize.minimize_scalar(lambda la: -_nb_loglik(y, mu, la), bounds=LOG_ALPHA_BOUNDS,
-                                    method="bounded", options={"xatol": 1e-8})
-    return max(poisson, -float(best.fun))
+def _count_fit(y: np.ndarray, design: np.ndarray, exposure: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """Log-likelihood, coefficients and their Wald 95% intervals of the better of the NB2 and the
+    Poisson maximum likelihood fits (NB2 tends to Poisson as its dispersion goes to 0, where its
+    optimiser stops short of the boundary)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", (ConvergenceWarning, HessianInversionWarning, RuntimeWarning))
+        fits = [Poisson(y, design, exposure=exposure).fit(disp=0, method="newton", maxiter=100)]
+        try:
+            fits.append(NegativeBinomial(y, design, exposure=exposure, loglike_method="nb2").fit(
+                disp=0, method="bfgs", maxiter=1000, gtol=1e-10))
+        except (np.linalg.LinAlgError, ValueError):
+            pass
+        llf = [float(f.llf) if np.isfinite(f.llf) else -math.inf for f in fits]
+        # NB2's log-likelihood loses digits as its dispersion nears 0: below ALPHA_MIN it is the Poisson limit
+        best = 1 if len(fits) > 1 and fits[1].params[-1] > ALPHA_MIN and llf[1] > llf[0] else 0
+        return llf[best], np.asarray(fits[best].params), np.asarray(fits[best].conf_int(0.05))
 
 
-def negative_binomial(counts_a: np.ndarray, counts_b: np.ndarray) -> TestResult:
-    """Likelihood-ratio test of equal means of two NB2 samples with a shared dispersion (chi-square, 1 df).
+def negative_binomial(counts_a: np.ndarray, counts_b: np.ndarray, exposure_a: np.ndarray | None = None,
+                      exposure_b: np.ndarray | None = None) -> TestResult:
+    """Likelihood-ratio test (chi-square, 1 df) of the arm in a negative binomial (NB2) regression of
+    per-patient counts with a shared dispersion and each patient's exposure (default 1) as offset.
 
-    Patients share one exposure (the trial's horizon), so the rate ratio is the ratio of mean counts
-    and each arm's maximum likelihood mean is its sample mean, whatever the dispersion."""
-    a, b = _finite(counts_a), _finite(counts_b)
-    if a.size == 0 or b.size == 0 or np.any(a < 0) or np.any(b < 0):
+    The effect is the rate ratio A / B (the ratio of mean counts with equal exposure); its interval is
+    the Wald one of the arm coefficient, None when an arm has no events (ratio 0 or infinite)."""
+    a, b = np.asarray(counts_a, dtype=float), np.asarray(counts_b, dtype=float)
+    xa = np.ones(a.size) if exposure_a is None else np.asarray(exposure_a, dtype=float)
+    xb = np.ones(b.size) if exposure_b is None else np.asarray(exposure_b, dtype=float)
+    keep_a, keep_b = np.isfinite(a) & np.isfinite(xa), np.isfinite(b) & np.isfinite(xb)
+    a, b, xa, xb = a[keep_a], b[keep_b], xa[keep_a], xb[keep_b]
+    if a.size == 0 or b.size == 0 or np.any(a < 0) or np.any(b < 0) or np.any(xa <= 0) or np.any(xb <= 0):
         return TestResult(math.nan, math.nan)
-    ma, mb = float(a.mean()), float(b.mean())
-    effect = ma / mb if mb > 0 else (math.inf if ma > 0 else math.nan)
-    if ma == mb:
-        return TestResult(1.0, effect)
-    y = np.concatenate([a, b])
-    full = _nb_profile(y, np.concatenate([np.full(a.size, ma), np.full(b.size, mb)]))
-    null = _nb_profile(y, np.full(y.size, y.mean()))
-    lr = max(0.0, 2.0 * (full - null))
-    return TestResult(float(stats.chi2.sf(lr, 1)), effect)
+    ra, rb = a.sum() / xa.sum(), b.sum() / xb.sum()
+    if ra == 0 or rb == 0:    # an arm without events: the rate ratio is 0 or infinite, not a fitted value
+        effect = math.nan if ra == rb else (0.0 if ra == 0 else math.inf)
+    y, exposure = np.concatenate([a, b]), np.concatenate([xa, xb])
+    if y.sum() == 0:
+        return TestResult(1.0, math.nan)
+    arm_a = np.concatenate([np.ones(a.size), np.zeros(b.size)])
+    llf_full, params, intervals = _count_fit(y, np.column_stack([np.ones(y.size), arm_a]), exposure)
+    llf_null = _count_fit(y, np.ones((y.size, 1)), exposure)[0]
+    p = float(stats.chi2.sf(max(0.0, 2.0 * (llf_full - llf_null)), 1))
+    if ra == 0 or rb == 0:
+        return TestResult(p, effect)
+    lo, hi = intervals[1]
+    ci = (math.exp(lo), math.exp(hi)) if np.isfinite(lo) and np.isfinite(hi) else None
+    return TestResult(p, math.exp(float(params[1])), ci)

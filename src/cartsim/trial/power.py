@@ -179,7 +179,8 @@ def _test(plan: PowerPlan, a: pd.DataFrame, b: pd.DataFrame) -> hypothesis.TestR
         return hypothesis.mann_whitney(va, vb)
     if kind in ("rate", "count"):
         scale = rate_exposure(plan.config, plan.endpoint) if kind == "rate" else 1.0
-        return hypothesis.negative_binomial(_counts(va * scale), _counts(vb * scale))
+        return hypothesis.negative_binomial(_counts(va * scale), _counts(vb * scale),
+                                            np.full(va.size, scale), np.full(vb.size, scale))
     return hypothesis.welch(va, vb)
 
 
@@ -213,7 +214,8 @@ def analyse(plan: PowerPlan, arms: dict[int, pd.DataFrame]) -> dict:
     for r in range(plan.replicates):
         da, db = (groups[a].get(r, empty) for a in plan.arms)
         res = _test(plan, da, db)
-        rows.append({"replicate": r, "p_value": res.p_value, "effect": res.effect, "n_ok": [len(da), len(db)]})
+        rows.append({"replicate": r, "p_value": res.p_value, "effect": res.effect,
+                     "effect_ci95": None if res.ci95 is None else list(res.ci95), "n_ok": [len(da), len(db)]})
     p = np.array([x["p_value"] for x in rows])
     rejected = int(np.sum(p < cfg.trial.alpha))
     power, ci = stats.wilson(rejected, plan.replicates)
@@ -230,7 +232,8 @@ def analyse(plan: PowerPlan, arms: dict[int, pd.DataFrame]) -> dict:
         "power": power, "power_ci95": ci, "rejections": rejected,
         "untestable_replicates": int(np.isnan(p).sum()),
         "effect": {"measure": hypothesis.EFFECTS[plan.kind]}
-                  | _quantiles(np.array([x["effect"] for x in rows], dtype=float)),
+                  | _quantiles(np.array([x["effect"] for x in rows], dtype=float))
+                  | {"not_estimable_replicates": int(sum(not math.isfinite(x["effect"]) for x in rows))},
     }
     if plan.kind == "rate":
         unit = "scheduled MRI scans" if plan.endpoint == "gd_lesions_per_scan" else "patient-years"

@@ -1,20 +1,21 @@
-"""Arm-level statistics: descriptive summaries, Kaplan-Meier, Wilson and normal intervals.
+"""Arm-level statistics: descriptive summaries, Kaplan-Meier, Wilson and t intervals.
 
-The Kaplan-Meier estimator is implemented here (a few lines of numpy) rather
-than taken from a survival package: it needs only right-censoring at one
-horizon, and avoiding the dependency keeps installs small on cluster workers.
-Its confidence band follows R's ``survival`` package (Greenwood variance,
-``conf.type = "log-log"``), and so does the median's confidence interval.
+SciPy computes each of them: the Kaplan-Meier estimate and its Greenwood band on the
+log-log scale (``scipy.stats.ecdf``, as R's ``survival`` with ``conf.type = "log-log"``),
+the Wilson score interval of a proportion (``scipy.stats.binomtest``) and the Student t
+interval of a mean (``scipy.stats.t``). What is cartsim's own is the reading of the
+median's interval from the band (where its edges cross one half, as R does).
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import norm
+from scipy import stats
 
-Z95 = float(norm.ppf(0.975))
+LEVEL = 0.95
 
 
 def describe(values: np.ndarray) -> dict[str, float | int | None]:
@@ -30,27 +31,25 @@ def describe(values: np.ndarray) -> dict[str, float | int | None]:
 
 
 def wilson(successes: int, n: int) -> tuple[float | None, list[float] | None]:
-    """Proportion and its 95% Wilson score interval."""
+    """Proportion and its 95% Wilson score interval (no continuity correction)."""
     if n == 0:
         return None, None
-    p = successes / n
-    centre = (p + Z95**2 / (2 * n)) / (1 + Z95**2 / n)
-    half = Z95 / (1 + Z95**2 / n) * np.sqrt(p * (1 - p) / n + Z95**2 / (4 * n**2))
-    lo = 0.0 if successes == 0 else float(max(0.0, centre - half))   # exact ends, free of rounding
-    hi = 1.0 if successes == n else float(min(1.0, centre + half))
-    return p, [lo, hi]
+    ci = stats.binomtest(int(successes), int(n)).proportion_ci(LEVEL, method="wilson")
+    return successes / n, [float(ci.low), float(ci.high)]
 
 
 def mean_interval(mean: float, sd: float | None, n: int) -> list[float] | None:
-    """The normal-approximation 95% interval of a mean from the sample's sd and size (None without an sd)."""
-    if sd is None or n < 2:
+    """The 95% Student t interval of a mean from the sample's sd and size (None without an sd)."""
+    if sd is None or n < 2 or not np.isfinite(sd):
         return None
-    half = Z95 * sd / np.sqrt(n)
-    return [mean - half, mean + half] if np.isfinite(half) else None
+    if sd == 0:
+        return [mean, mean]
+    lo, hi = stats.t.interval(LEVEL, n - 1, loc=mean, scale=sd / np.sqrt(n))
+    return [float(lo), float(hi)]
 
 
 def mean_ci(values: np.ndarray) -> tuple[float | None, list[float] | None]:
-    """Mean and its normal-approximation 95% interval (no distributional assumption on the values)."""
+    """Mean and its 95% t interval (valid for means of skewed values in samples of tens or more)."""
     v = np.asarray(values, dtype=float)
     v = v[np.isfinite(v)]
     if v.size == 0:
@@ -79,16 +78,17 @@ class KaplanMeier:
 
 
 def kaplan_meier(time: np.ndarray, event: np.ndarray) -> KaplanMeier:
-    """Kaplan-Meier estimate; patients censored at an event time count as at risk at it."""
+    """Kaplan-Meier estimate (``scipy.stats.ecdf``) at the distinct event times; a patient censored
+    at an event time counts as at risk at it."""
     time = np.asarray(time, dtype=float)
     event = np.asarray(event, dtype=bool)
     t = np.unique(time[event])
-    at_risk = time.size - np.searchsorted(np.sort(time), t, side="left")
-    deaths = np.bincount(np.searchsorted(t, time[event]), minlength=t.size)
-    s = np.cumprod(1.0 - deaths / at_risk)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        greenwood = np.cumsum(deaths / (at_risk * (at_risk - deaths)))
-        se = np.sqrt(greenwood) / np.abs(np.log(s))
-        lower, upper = s ** np.exp(Z95 * se), s ** np.exp(-Z95 * se)
-    undefined = (s <= 0) | (s >= 1)
-    return KaplanMeier(t, s, np.where(undefined, np.nan, lower), np.where(undefined, np.nan, upper))
+    if t.size == 0:
+        empty = np.empty(0)
+        return KaplanMeier(empty, empty, empty, empty)
+    sf = stats.ecdf(stats.CensoredData(uncensored=time[event], right=time[~event])).sf
+    with warnings.catch_warnings():     # SciPy warns where the band is undefined (S = 0 or 1): NaN there
+        warnings.simplefilter("ignore", RuntimeWarning)
+        band = sf.confidence_interval(LEVEL, method="log-log")
+    at = np.searchsorted(sf.quantiles, t)      # SciPy also steps at censoring times: keep the event times
+    return KaplanMeier(t, sf.probabilities[at], band.low.probabilities[at], band.high.probabilities[at])

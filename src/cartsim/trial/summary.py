@@ -96,8 +96,8 @@ def binary(values: np.ndarray) -> dict:
 
 def rate(values: np.ndarray) -> dict:
     """Arm rate over patients followed for the same time: the mean of the patients' rates. Its
-    interval is the normal one for a mean, which stays valid for overdispersed events (relapses),
-    with its lower end cut at 0 (a rate is never negative; few events make the normal interval reach below)."""
+    interval is the t interval of a mean, which stays valid for overdispersed events (relapses),
+    with its lower end cut at 0 (a rate is never negative; few events make the interval reach below)."""
     value, ci = stats.mean_ci(values)
     return {"value": value, "ci95": None if ci is None else [max(0.0, ci[0]), ci[1]]}
 
