@@ -255,10 +255,40 @@ def test_numbers_are_written_out_and_intervals_of_counts_stay_non_negative():
     assert report._num(1640.2) == "1,640" and report._num(0.0334) == "0.0334"
     assert report._num(1.24e-7) == "<0.001" and report._num(0.0) == "0"
     e = {"kind": "continuous", "mean": 1640.0, "sd": 8000.0, "n": 60, "median": 355.0, "p05": 8.45, "p95": 6730.0}
-    cell = report._cell(e, 60)
+    cell = report._cell("bcell_baseline_per_uL", e, 60)
     assert "e+" not in cell and "-" not in cell.split("[")[0] and "95% CI 0–" in cell
-    assert report._cell({"kind": "continuous", "n": 0}, 60) == "not applicable"
-    assert report._cell({"kind": "binary", "value": None, "ci95": None}, 60) == "not applicable"
+    assert report._cell("x", {"kind": "continuous", "n": 0}, 60) == "not applicable"
+    assert report._cell("x", {"kind": "binary", "value": None, "ci95": None}, 60) == "not applicable"
+
+
+def test_no_digit_finer_than_the_interval_can_tell():
+    """Regression: "mean 0.823 (95% CI 0.788–0.858)" for a share of baseline, "70% (95% CI 39.7–89.2%)", and a
+    rate with no events as "0 (95% CI 0–0)"."""
+    share = {"kind": "continuous", "mean": 0.823, "sd": 0.078, "n": 20, "median": 0.83, "p05": 0.70, "p95": 0.95}
+    assert report._cell("igg_nadir_fraction", share, 20).startswith("mean 82% (95% CI 79–86%); median 83% ")
+    crs = {"kind": "ordinal", "fraction_any": 0.7, "fraction_grade3plus": 0.0}
+    assert report._cell("crs_max_grade", crs, 10) == "any 70% (95% CI 40–89%); grade ≥3 0% (95% CI 0–28%)"
+    assert report._cell("annualized_relapse_rate", {"kind": "rate", "value": 0.0, "ci95": [0.0, 0.0]}, 20) \
+        == "0 (no events)"
+    arr = report._cell("annualized_relapse_rate", {"kind": "rate", "value": 0.2234, "ci95": [0.171, 0.279]}, 20)
+    assert arr == "0.22 (95% CI 0.17–0.28)"
+    counts = {"kind": "continuous", "mean": 1643.0, "sd": 300.0, "n": 20, "median": 1612.0, "p05": 1190.0,
+              "p95": 2150.0}
+    assert report._cell("bcell_baseline_per_uL", counts, 20).startswith("mean 1,600 (95% CI 1,500–1,800)")
+    # negative bounds read as a range, not a subtraction; equal patients get no interval
+    edss = {"kind": "continuous", "mean": -0.05, "sd": 0.4, "n": 20, "median": 0.0, "p05": -0.5, "p95": 0.5}
+    assert report._cell("edss_change", edss, 20) == "mean −0.05 (95% CI −0.24 to 0.14); median 0 [5–95%: −0.50 to 0.50]"
+    same = {"kind": "continuous", "mean": 0.0, "sd": 0.0, "n": 20, "median": 0.0, "p05": 0.0, "p95": 0.0}
+    assert report._cell("edss_change", same, 20) == "mean 0; 0 in every patient"
+
+
+def test_intervals_are_the_libraries_t_and_wilson():
+    """The table's numbers come from scipy's t and Wilson intervals (5 patients: t = 2.776, not z = 1.96)."""
+    e = {"kind": "continuous", "mean": 100.0, "sd": 10.0, "n": 5, "median": 100.0, "p05": 85.0, "p95": 115.0}
+    # t: 100 -+ 2.776 x 10 / sqrt(5) = 87.6-112.4, rounded to tens; z would give 91.2-108.8, "91–109"
+    assert report._cell("cart_peak_per_uL", e, 5).startswith("mean 100 (95% CI 90–110)")
+    crs = {"kind": "ordinal", "fraction_any": 0.3, "fraction_grade3plus": 0.1}
+    assert report._cell("crs_max_grade", crs, 10) == "any 30% (95% CI 11–60%); grade ≥3 10% (95% CI 2–40%)"
 
 
 # ---- 5. the page on a phone and a desktop ---------------------------------------------------------

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -114,11 +115,42 @@ def _num(x: float | None, unit: str = "") -> str:
     return f"{x:.3g}{unit}"
 
 
-def _ci(ci: Sequence[float | None] | None, scale: float = 1.0, unit: str = "") -> str:
+def _step(value: float, ci: Sequence[float] | None, percent: bool) -> float | None:
+    """The rounding step of an estimate: the first significant digit of its interval's half-width (no digit
+    finer than the interval can tell), and no coarser than the estimate's own first digit; percents in
+    whole points unless the interval is narrower. None: no interval to judge by (three significant digits)."""
+    if not ci or ci[0] is None or ci[1] is None or not ci[1] > ci[0]:
+        return None
+    step = 10.0 ** math.floor(math.log10((ci[1] - ci[0]) / 2))
+    if value:
+        step = min(step, 10.0 ** math.floor(math.log10(abs(value))))
+    return min(step, 1.0) if percent else step
+
+
+def _rounded(x: float, step: float | None, unit: str = "") -> str:
+    if step is None:
+        return _num(x, unit)
+    decimals = max(0, -math.floor(math.log10(step) + 1e-9))
+    v = round(x / step) * step
+    return f"{v:,.{decimals}f}{unit}".replace("-", "−") if v else f"0{unit}"
+
+
+def _estimate(value: float, ci: Sequence[float | None] | None, scale: float = 1.0, unit: str = "",
+              never_negative: bool = False) -> str:
+    """``value`` with its 95% interval, every number rounded to what the interval supports."""
+    v = value * scale
     if not ci:
-        return ""
-    lo, hi = (None if v is None else v * scale for v in ci)
-    return f" (95% CI {_num(lo)}–{_num(hi) if hi is not None else 'not reached'}{unit})"
+        return _num(v, unit)
+    lo, hi = (None if c is None else c * scale for c in ci)
+    if lo is not None and never_negative:
+        lo = max(0.0, lo)
+    if lo is not None and hi is not None and hi <= lo:      # every patient alike: an interval says nothing
+        return _num(v, unit)
+    step = _step(v, [lo, hi], unit == "%") if hi is not None else None
+    high = _rounded(hi, step, unit) if hi is not None else "not reached"
+    low = _rounded(lo, step) if lo is not None else "n/a"
+    dash = " to " if lo is not None and lo < 0 else "–"      # "−0.24–0.14" reads as a subtraction
+    return f"{_rounded(v, step, unit)} (95% CI {low}{dash}{high})"
 
 
 def _arms(data: ReportData) -> list[dict]:
@@ -300,44 +332,61 @@ def toxicity(data: ReportData) -> Section:
     return Section("toxicity", "CRS and ICANS", _panels(figures))
 
 
-def _cell(e: dict, n_ok: int) -> str:
+def _cell(name: str, e: dict, n_ok: int) -> str:
     kind = e["kind"]
     if not e.get("applicable", True):
         return "not applicable"
     if kind == "time_to_event":
         median = ("not reached" if e["km_median"] is None
-                  else f"{_num(e['km_median'])}{_ci(e['km_median_ci95'])}")
+                  else _estimate(e["km_median"], e["km_median_ci95"]))
         return (f"median {median} (Kaplan–Meier); events {e['n_events']}/{e['n_events'] + e['n_censored']}"
                 + (f" ({e['n_not_applicable']} not applicable)" if e.get("n_not_applicable") else ""))
     if kind == "ordinal":
         parts = []
         for key, label in (("fraction_any", "any"), ("fraction_grade3plus", "grade ≥3")):
             p = e[key]
-            parts.append(f"{label} {_num(None if p is None else 100 * p, '%')}"
-                         f"{_ci(wilson(round(p * n_ok), n_ok)[1] if p is not None else None, 100, '%')}")
+            parts.append("n/a" if p is None else
+                         f"{label} {_estimate(p, wilson(round(p * n_ok), n_ok)[1], 100, '%')}")
         return "; ".join(parts)
     if kind in ("binary", "rate"):
         if e["value"] is None:
             return "not applicable"
+        if kind == "rate" and e["value"] == 0:
+            return "0 (no events)"
         scale, unit = (100, "%") if kind == "binary" else (1, "")
-        return f"{_num(None if e['value'] is None else scale * e['value'], unit)}{_ci(e['ci95'], scale, unit)}"
+        return _estimate(e["value"], e["ci95"], scale, unit)
     if e["n"] == 0:
         return "not applicable"
+    scale, unit = (100, "%") if _is_share(name) else (1, "")
     ci = mean_interval(e["mean"], e["sd"], e["n"])
-    if ci is not None and e["p05"] is not None and e["p05"] >= 0:
-        ci = [max(0.0, ci[0]), ci[1]]      # a quantity that is never negative here: the interval stops at 0
-    return f"mean {_num(e['mean'])}{_ci(ci)}; median {_num(e['median'])} [5–95%: {_num(e['p05'])}–{_num(e['p95'])}]"
+    never_negative = e["p05"] is not None and e["p05"] >= 0    # then the interval stops at 0
+    mean = _estimate(e["mean"], ci, scale, unit, never_negative)
+    q = [None if e[k] is None else e[k] * scale for k in ("median", "p05", "p95")]
+    step = _step(e["mean"] * scale, None if ci is None else [c * scale for c in ci], unit == "%")
+    if step is None and q[1] is not None and q[2] is not None and q[2] > q[1]:
+        step = _step(q[0], [q[1], q[2]], unit == "%")   # no interval of the mean: round by the spread
+    median, p05, p95 = (_rounded(v, step, unit) if v is not None else "n/a" for v in q)
+    if p05 == p95:
+        return f"mean {mean}; {p05} in every patient" if e["n"] > 1 else f"{mean} (one patient)"
+    dash = " to " if q[1] is not None and q[1] < 0 else "–"
+    return f"mean {mean}; median {median} [5–95%: {p05}{dash}{p95}]"
+
+
+def _is_share(name: str) -> bool:
+    """A measured endpoint that is a share of baseline (endpoint dictionary: ``..._fraction...``), shown in %."""
+    return "fraction" in name
 
 
 def endpoint_table(data: ReportData) -> Section:
     arms = _arms(data)
     header = ["endpoint", *(f"{a['name']} (n={a['n']}, failed {a['n_failed']})" for a in arms)]
     names = list(arms[0]["endpoints"])
-    rows = [[label(name), *(_cell(a["endpoints"][name], a["n"] - a["n_failed"]) for a in arms)] for name in names]
+    rows = [[label(name), *(_cell(name, a["endpoints"][name], a["n"] - a["n_failed"]) for a in arms)] for name in names]
     attrs = [f'id="endpoint-{escape(n)}" title="{escape(n)}"' for n in names]
-    note = Markup("<p class='note'>Measured values: mean with its 95% confidence interval (normal approximation, "
-                  "cut at 0 for quantities that are never negative), "
+    note = Markup("<p class='note'>Measured values: mean with its 95% confidence interval (Student t, "
+                  "cut at 0 for quantities that are never negative; shares of baseline in %), "
                   "median and the range of the middle 90% of patients. Shares of patients: Wilson 95% interval. "
+                  "Numbers are rounded to the first digit their interval can tell. "
                   "Times to an event: Kaplan–Meier median. Definitions: the cartsim endpoint dictionary (hover a "
                   "row for the endpoint's name there).</p>")
     return Section("endpoints", "Endpoints", _table(header, rows, attrs) + note + _by_course(arms))
@@ -349,7 +398,7 @@ def _by_course(arms: list[dict]) -> Markup:
     if not groups:
         return Markup("")
     header = ["endpoint", *(f"{name}: {c} (n={g['n']}, failed {g['n_failed']})" for name, c, g in groups)]
-    rows = [[label(name), *(_cell(g["endpoints"][name], g["n"] - g["n_failed"]) for _, _, g in groups)]
+    rows = [[label(name), *(_cell(name, g["endpoints"][name], g["n"] - g["n_failed"]) for _, _, g in groups)]
             for name in arms[0]["endpoints"]]
     text = Markup("<h3 id='endpoints-by-course'>By MS course</h3><p>The population mixes MS courses (each "
                   "patient's course drawn from its own random stream); the same endpoints for the patients of each "
