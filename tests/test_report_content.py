@@ -282,6 +282,21 @@ def test_no_digit_finer_than_the_interval_can_tell():
     assert report._cell("edss_change", same, 20) == "mean 0; 0 in every patient"
 
 
+def test_median_and_spread_keep_their_own_digits():
+    """Regression (kysa7 report): a median of 45 CAR-T cells/uL under a mean of 2,000 was shown as "median 0", a
+    B-cell nadir spread of 2e-10 to 3e-5 as "0 in every patient", and IgG under ocrelizumab as
+    "96.42% (95% CI 96.41–96.43%)"."""
+    peak = {"kind": "continuous", "mean": 2034.0, "sd": 3800.0, "n": 60, "median": 45.3, "p05": 0.12, "p95": 7012.0}
+    assert report._cell("cart_peak_per_uL", peak, 60) == "mean 2,000 (95% CI 1,100–3,000); median 45 [5–95%: 0.12–7,000]"
+    nadir = {"kind": "continuous", "mean": 1.3e-4, "sd": 6e-4, "n": 60, "median": 1e-7, "p05": 1.9e-10, "p95": 2.8e-5}
+    cell = report._cell("bcell_nadir_per_uL", nadir, 60)
+    assert "every patient" not in cell and cell.endswith("median <0.001 [5–95%: all below 0.001]")
+    igg = {"kind": "continuous", "mean": 0.9642, "sd": 0.0003, "n": 60, "median": 0.96424, "p05": 0.96357,
+           "p95": 0.9647}
+    assert report._cell("igg_nadir_fraction", igg, 60) == \
+        "mean 96% (95% CI within ±0.5 points); median 96% [5–95%: all about 96%]"
+
+
 def test_intervals_are_the_libraries_t_and_wilson():
     """The table's numbers come from scipy's t and Wilson intervals (5 patients: t = 2.776, not z = 1.96)."""
     e = {"kind": "continuous", "mean": 100.0, "sd": 10.0, "n": 5, "median": 100.0, "p05": 85.0, "p95": 115.0}

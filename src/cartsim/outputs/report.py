@@ -117,14 +117,15 @@ def _num(x: float | None, unit: str = "") -> str:
 
 def _step(value: float, ci: Sequence[float] | None, percent: bool) -> float | None:
     """The rounding step of an estimate: the first significant digit of its interval's half-width (no digit
-    finer than the interval can tell), and no coarser than the estimate's own first digit; percents in
-    whole points unless the interval is narrower. None: no interval to judge by (three significant digits)."""
+    finer than the interval can tell), and no coarser than the estimate's own first digit. Percents: whole
+    points from 10% up, tenths below (finer would claim more than a model of a disease knows). None: no
+    interval to judge by (three significant digits)."""
     if not ci or ci[0] is None or ci[1] is None or not ci[1] > ci[0]:
         return None
     step = 10.0 ** math.floor(math.log10((ci[1] - ci[0]) / 2))
     if value:
         step = min(step, 10.0 ** math.floor(math.log10(abs(value))))
-    return min(step, 1.0) if percent else step
+    return min(max(step, 1.0 if abs(value) >= 10 else 0.1), 1.0) if percent else step
 
 
 def _rounded(x: float, step: float | None, unit: str = "") -> str:
@@ -149,8 +150,29 @@ def _estimate(value: float, ci: Sequence[float | None] | None, scale: float = 1.
     step = _step(v, [lo, hi], unit == "%") if hi is not None else None
     high = _rounded(hi, step, unit) if hi is not None else "not reached"
     low = _rounded(lo, step) if lo is not None else "n/a"
+    if step is not None and low + unit == high:        # narrower than the shown digit: say so, not "96–96%"
+        half = _rounded(step / 2, step / 10).rstrip("0").rstrip(".")
+        return f"{_rounded(v, step, unit)} (95% CI within ±{half}{' points' if unit == '%' else ''})"
     dash = " to " if lo is not None and lo < 0 else "–"      # "−0.24–0.14" reads as a subtraction
     return f"{_rounded(v, step, unit)} (95% CI {low}{dash}{high})"
+
+
+def _spread(median: float | None, p05: float | None, p95: float | None, step: float | None, unit: str) -> str:
+    """Median and the middle 90% of patients, rounded like the mean but to at least two significant digits
+    each (a median far below the mean keeps its digits), values below 0.001 shown as such."""
+    def fmt(x: float | None) -> str:
+        if x is None:
+            return "n/a"
+        if unit != "%" and 0 < abs(x) < 0.001:
+            return _num(x, unit)
+        own = 10.0 ** (math.floor(math.log10(abs(x))) - 1) if x else step
+        return _rounded(x, None if step is None else min(step, own), unit)
+
+    low, high = fmt(p05), fmt(p95)
+    if low == high:
+        return f"median {fmt(median)} [5–95%: all {'below' if low.startswith('<') else 'about'} {low.lstrip('<')}]"
+    dash = " to " if p05 is not None and p05 < 0 else "–"
+    return f"median {fmt(median)} [5–95%: {low}{dash}{high}]"
 
 
 def _arms(data: ReportData) -> list[dict]:
@@ -365,11 +387,10 @@ def _cell(name: str, e: dict, n_ok: int) -> str:
     step = _step(e["mean"] * scale, None if ci is None else [c * scale for c in ci], unit == "%")
     if step is None and q[1] is not None and q[2] is not None and q[2] > q[1]:
         step = _step(q[0], [q[1], q[2]], unit == "%")   # no interval of the mean: round by the spread
-    median, p05, p95 = (_rounded(v, step, unit) if v is not None else "n/a" for v in q)
-    if p05 == p95:
-        return f"mean {mean}; {p05} in every patient" if e["n"] > 1 else f"{mean} (one patient)"
-    dash = " to " if q[1] is not None and q[1] < 0 else "–"
-    return f"mean {mean}; median {median} [5–95%: {p05}{dash}{p95}]"
+    if q[1] == q[2]:
+        return f"mean {mean}; {_spread(*q, step, unit).split('all about ')[-1].rstrip(']')} in every patient" \
+            if e["n"] > 1 else f"{mean} (one patient)"
+    return f"mean {mean}; {_spread(*q, step, unit)}"
 
 
 def _is_share(name: str) -> bool:
