@@ -295,6 +295,8 @@ def test_median_and_spread_keep_their_own_digits():
            "p95": 0.9647}
     assert report._cell("igg_nadir_fraction", igg, 60) == \
         "mean 96% (95% CI within ±0.5 points); median 96% [5–95%: all about 96%]"
+    edss = {"kind": "continuous", "mean": 0.117, "sd": 0.33, "n": 60, "median": 0.0, "p05": 0.0, "p95": 1.0}
+    assert report._cell("edss_change", edss, 60) == "mean 0.12 (95% CI 0.03–0.20); median 0 [5–95%: 0–1.0]"
 
 
 def test_intervals_are_the_libraries_t_and_wilson():

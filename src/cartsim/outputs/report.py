@@ -157,16 +157,19 @@ def _estimate(value: float, ci: Sequence[float | None] | None, scale: float = 1.
     return f"{_rounded(v, step, unit)} (95% CI {low}{dash}{high})"
 
 
-def _spread(median: float | None, p05: float | None, p95: float | None, step: float | None, unit: str) -> str:
-    """Median and the middle 90% of patients, rounded like the mean but to at least two significant digits
-    each (a median far below the mean keeps its digits), values below 0.001 shown as such."""
+def _spread(median: float | None, p05: float | None, p95: float | None, unit: str) -> str:
+    """Median and the middle 90% of patients, each to two significant digits (they describe patients, not
+    the precision of an estimate: a median far below the mean keeps its digits), percents in whole points
+    from 10% up, values below 0.001 shown as such."""
     def fmt(x: float | None) -> str:
         if x is None:
             return "n/a"
-        if unit != "%" and 0 < abs(x) < 0.001:
+        if not x:
+            return f"0{unit}"
+        if unit != "%" and abs(x) < 0.001:
             return _num(x, unit)
-        own = 10.0 ** (math.floor(math.log10(abs(x))) - 1) if x else step
-        return _rounded(x, None if step is None else min(step, own), unit)
+        own = 10.0 ** (math.floor(math.log10(abs(x))) - 1)
+        return _rounded(x, max(own, 1.0) if unit == "%" and abs(x) >= 10 else own, unit)
 
     low, high = fmt(p05), fmt(p95)
     if low == high:
@@ -384,13 +387,10 @@ def _cell(name: str, e: dict, n_ok: int) -> str:
     never_negative = e["p05"] is not None and e["p05"] >= 0    # then the interval stops at 0
     mean = _estimate(e["mean"], ci, scale, unit, never_negative)
     q = [None if e[k] is None else e[k] * scale for k in ("median", "p05", "p95")]
-    step = _step(e["mean"] * scale, None if ci is None else [c * scale for c in ci], unit == "%")
-    if step is None and q[1] is not None and q[2] is not None and q[2] > q[1]:
-        step = _step(q[0], [q[1], q[2]], unit == "%")   # no interval of the mean: round by the spread
     if q[1] == q[2]:
-        return f"mean {mean}; {_spread(*q, step, unit).split('all about ')[-1].rstrip(']')} in every patient" \
+        return f"mean {mean}; {_spread(*q, unit).split('all about ')[-1].rstrip(']')} in every patient" \
             if e["n"] > 1 else f"{mean} (one patient)"
-    return f"mean {mean}; {_spread(*q, step, unit)}"
+    return f"mean {mean}; {_spread(*q, unit)}"
 
 
 def _is_share(name: str) -> bool:
