@@ -209,6 +209,12 @@ def trial(
                                        help="leave the validation table out of report.html (a quicker first run)"),
     solver: Optional[str] = typer.Option(None, "--solver",
                                          help="ODE solver: rodas5p (the default), rodas4 or dp5 (explicit)"),
+    uncertainty_sets: Optional[str] = typer.Option(
+        None, "--uncertainty", help="also re-run the trial over K parameter sets drawn from the parameter "
+        "table's uncertainty ranges (Latin hypercube): each endpoint with its interval over sets"),
+    uncertainty_parameters: Optional[str] = typer.Option(
+        None, "--uncertainty-parameters", help="comma-separated parameters to vary with --uncertainty "
+        "(default: every assumed and calibrated one with a range)"),
 ) -> None:
     """Run an in-silico trial: patients, failures, summary.json and report.html in OUT."""
     from cartsim.engine.solve import SOLVERS
@@ -223,7 +229,9 @@ def trial(
         plan = prepare(cfg, out, chunk_size=_count("--chunk-size", chunk_size), resume=resume,
                        save_trajectories=save_trajectories, times=times, workers=_count("--workers", workers),
                        scheduler=scheduler, validation=not no_validation,
-                       solver={"solver": solver} if solver else None)
+                       solver={"solver": solver} if solver else None,
+                       uncertainty_sets=_count("--uncertainty", uncertainty_sets),
+                       uncertainty_parameters=_names(uncertainty_parameters))
         result = execute(plan)
     except CartsimInputError as err:
         fail(err)
@@ -232,6 +240,8 @@ def trial(
     for arm in result.summary["arms"]:
         console.print(f"  {arm['name']} ({arm['therapy']}): n={arm['n']}, failed {arm['n_failed']}")
     written = "patients.parquet, failures.parquet, summary.json, report.html"
+    if plan.sets is not None:
+        written += ", parameter_sets.parquet, uncertainty.parquet"
     console.print(f"  wrote {out}/{written}" + (", trajectories.parquet" if save_trajectories else ""))
 
 
@@ -283,6 +293,16 @@ def _whole(field: str, text: str | None) -> int | None:
     if value < 0:
         raise CartsimInputError(field, f"must be at least 0, got {value}", "an integer >= 0")
     return value
+
+
+def _names(text: str | None) -> list[str] | None:
+    """Comma-separated names (None when the option is not given)."""
+    if text is None:
+        return None
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise CartsimInputError("--uncertainty-parameters", "is empty", "comma-separated parameter names")
+    return names
 
 
 def _not_estimable(count: int) -> str:

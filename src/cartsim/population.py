@@ -25,7 +25,9 @@ class Population:
 
     ``seed`` and ``arm`` with a patient's number (covariate ``patient``) key the patient's random
     streams, including the one of its clinical events (:func:`event_rng`). ``seeds``, when given,
-    holds each row's own seed instead of ``seed`` (several trial replicates laid end to end)."""
+    holds each row's own seed instead of ``seed`` (several trial replicates laid end to end).
+    ``factors``, when given, maps parameter names to one multiplier per row: a set of the parameters'
+    uncertainty, applied after the therapy has set its values (:meth:`cartsim.scenario.Scenario.patient_inputs`)."""
 
     covariates: pd.DataFrame
     params: np.ndarray
@@ -33,6 +35,7 @@ class Population:
     seed: int = 0
     arm: int = 0
     seeds: np.ndarray | None = None
+    factors: dict[str, np.ndarray] | None = None
 
     def __len__(self) -> int:
         return self.params.shape[0]
@@ -45,6 +48,17 @@ class Population:
 
     def with_covariates(self, covariates: pd.DataFrame) -> "Population":
         return replace(self, covariates=covariates)
+
+    def with_factors(self, factors: dict[str, np.ndarray] | None) -> "Population":
+        return replace(self, factors=factors)
+
+    def scaled(self) -> "Population":
+        """The population with its ``factors`` applied to its parameter values (and none left to apply)."""
+        if not self.factors:
+            return self
+        scaled = self.with_parameters({n: self.column(n) * np.asarray(f, dtype=float)
+                                       for n, f in self.factors.items()})
+        return replace(scaled, factors=None)
 
     def event_rng(self, k: int, stream: int = EVENT_STREAM) -> np.random.Generator:
         """The random stream of patient row ``k``'s clinical events (relapses, MRI counts, progression), or with

@@ -187,7 +187,7 @@ class Scenario:
         if self.parameters:
             population = population.with_parameters(self._keep_random_effects(model, population,
                                                                               dict(self.parameters)))
-        return population, doses
+        return population.scaled(), doses      # a parameter-uncertainty set moves every value, therapy-set ones too
 
     def _keep_random_effects(self, model: Model, population: Population,
                              values: dict[str, float]) -> dict[str, np.ndarray | float]:

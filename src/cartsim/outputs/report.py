@@ -157,25 +157,28 @@ def _estimate(value: float, ci: Sequence[float | None] | None, scale: float = 1.
     return f"{_rounded(v, step, unit)} (95% CI {low}{dash}{high})"
 
 
-def _spread(median: float | None, p05: float | None, p95: float | None, unit: str) -> str:
-    """Median and the middle 90% of patients, each to two significant digits (they describe patients, not
-    the precision of an estimate: a median far below the mean keeps its digits), percents in whole points
-    from 10% up, values below 0.001 shown as such."""
-    def fmt(x: float | None) -> str:
-        if x is None:
-            return "n/a"
-        if not x:
-            return f"0{unit}"
-        if unit != "%" and abs(x) < 0.001:
-            return _num(x, unit)
-        own = 10.0 ** (math.floor(math.log10(abs(x))) - 1)
-        return _rounded(x, max(own, 1.0) if unit == "%" and abs(x) >= 10 else own, unit)
+def _two(x: float | None, unit: str = "") -> str:
+    """Two significant digits (a value that describes patients, not the precision of an estimate), percents
+    in whole points from 10% up, values below 0.001 shown as such."""
+    if x is None:
+        return "n/a"
+    if not x:
+        return f"0{unit}"
+    if unit != "%" and abs(x) < 0.001:
+        return _num(x, unit)
+    own = 10.0 ** (math.floor(math.log10(abs(x))) - 1)
+    return _rounded(x, max(own, 1.0) if unit == "%" and abs(x) >= 10 else own, unit)
 
-    low, high = fmt(p05), fmt(p95)
+
+def _spread(median: float | None, p05: float | None, p95: float | None, unit: str) -> str:
+    """Median and the middle 90% of patients, each to two significant digits of its own (a median far below
+    the mean keeps its digits)."""
+    low, high = _two(p05, unit), _two(p95, unit)
     if low == high:
-        return f"median {fmt(median)} [5–95%: all {'below' if low.startswith('<') else 'about'} {low.lstrip('<')}]"
+        return f"median {_two(median, unit)} [5–95%: all {'below' if low.startswith('<') else 'about'} " \
+               f"{low.lstrip('<')}]"
     dash = " to " if p05 is not None and p05 < 0 else "–"
-    return f"median {fmt(median)} [5–95%: {low}{dash}{high}]"
+    return f"median {_two(median, unit)} [5–95%: {low}{dash}{high}]"
 
 
 def _arms(data: ReportData) -> list[dict]:
@@ -601,7 +604,71 @@ def durability(data: ReportData) -> Section:
     return Section("durability", "How long the reset lasts", text + _table([h for _, h, _ in cols], rows))
 
 
-SECTIONS: tuple[Callable[[ReportData], Section], ...] = (configuration, endpoint_table, trajectories, event_curves,
+UNCERTAINTY_STATISTIC = {"mean": "mean", "value": "", "fraction_any": "any grade", "fraction_grade2plus": "grade ≥2",
+                         "km_median": "Kaplan–Meier median", "event_share": "share with the event"}
+
+
+def parameter_uncertainty(data: ReportData) -> Section:
+    """Which part of the spread is between patients and which is what is not known about the biology."""
+    title = "Patients differ, and the biology is uncertain"
+    meta = data.summary.get("parameter_uncertainty")
+    lead = ("The ranges in the endpoint table (5–95% of patients) are differences between patients: the model's "
+            "between-patient variability. They do not include what is not yet known about the biology itself: "
+            "the values of the parameters labelled assumed or calibrated in the parameter table. ")
+    if not meta:
+        return Section("uncertainty", title, Markup("<p>") + escape(lead) + Markup(
+            "This run did not vary them; <code>cartsim trial CONFIG --uncertainty K</code> re-runs the same "
+            "patients over K parameter sets drawn from the table's uncertainty ranges and shows here how much "
+            "each answer moves.</p>"))
+    names = ", ".join(p["name"] for p in meta["parameters"])
+    text = Markup("<p>") + escape(lead) + escape(
+        f"Here the same patients were re-run over {meta['sets']} parameter sets (Latin hypercube sampling over "
+        f"the uncertainty ranges of {len(meta['parameters'])} parameters). The last column of each arm is the "
+        "2.5–97.5% range of the arm's result over those sets: “we do not know the biology yet”. Where it is "
+        "wide, the answer depends on values nobody has measured; where it is narrow, the answer holds whatever "
+        "their true values.") + Markup(f"</p><p class='note'>Parameters varied: {escape(names)}.</p>")
+    arms = _arms(data)
+    header = ["endpoint", "measure"] + [h for a in arms for h in (f"{a['name']}: this run",
+                                                                 f"{a['name']}: over parameter sets")]
+    rows = []
+    for name in arms[0]["endpoints"]:
+        stats = [s for s in UNCERTAINTY_STATISTIC if any(s in a["endpoints"][name].get("parameter_uncertainty", {})
+                                                         for a in arms)]
+        for stat in stats:
+            row = [label(name), UNCERTAINTY_STATISTIC[stat] or "value"]
+            for a in arms:
+                e = a["endpoints"][name]
+                u = e.get("parameter_uncertainty", {}).get(stat)
+                share = stat in ("fraction_any", "fraction_grade2plus", "event_share") or \
+                    (stat == "value" and e["kind"] == "binary") or (stat == "mean" and _is_share(name))
+                unit, scale = ("%", 100) if share else ("", 1)
+                base = _base_value(e, stat)
+                row.append("n/a" if base is None else _two(base * scale, unit))
+                row.append(_over_sets(u, scale, unit, stat == "km_median"))
+            if any(c != "n/a" for c in row[2:]):
+                rows.append(row)
+    return Section("uncertainty", title, text + _table(header, rows))
+
+
+def _over_sets(u: dict | None, scale: float, unit: str, median: bool) -> str:
+    """An arm statistic's 2.5-97.5% range over the parameter sets, rounded like the patients' spread
+    (``median``: a Kaplan-Meier median, which a set may not reach)."""
+    if u is None or u["n_sets"] == 0:
+        return "not reached in any set" if median and u and u.get("n_sets_undefined") else "n/a"
+    low, high = _two(u["p025"] * scale, unit), _two(u["p975"] * scale, unit)
+    text = "the same in every set" if low == high else f"{low}{' to ' if u['p025'] < 0 else '–'}{high}"
+    return text + (f" ({u['n_sets_undefined']} sets not reached)" if median and u.get("n_sets_undefined") else "")
+
+
+def _base_value(e: dict, stat: str) -> float | None:
+    if stat == "event_share":
+        total = e.get("n_events", 0) + e.get("n_censored", 0)
+        return e["n_events"] / total if total else None
+    return e.get(stat)
+
+
+SECTIONS: tuple[Callable[[ReportData], Section], ...] = (configuration, endpoint_table, parameter_uncertainty,
+                                                         trajectories, event_curves,
                                                          toxicity, durability, failures, validation_table, methods,
                                                          parameter_table)
 

@@ -40,7 +40,8 @@ from cartsim.therapy import lymphodepletion_regimens
 from cartsim.trial.chunks import Chunk, ChunkResult, plan, simulate_chunk, trajectory_bands
 from cartsim.trial.config import TrialConfig
 from cartsim.trial.durability import car_t_arms, durability_range
-from cartsim.trial.summary import censoring, summarize_arm, summary_document
+from cartsim.trial import uncertainty
+from cartsim.trial.summary import _finite, censoring, summarize_arm, summary_document
 
 CHUNK_SIZE = 256
 ROW_GROUP = 65_536               # rows per row group of the assembled files (chunks are far smaller)
@@ -65,6 +66,7 @@ class TrialPlan:
     scheduler: str | None = None
     solver: dict = field(default_factory=dict)
     validation: bool = True      # the report's validation table (cached on disk after the first run)
+    sets: uncertainty.ParameterSets | None = None   # parameter-uncertainty sets to re-run the trial over
 
     @property
     def chunks(self) -> list[Chunk]:
@@ -138,10 +140,13 @@ def _read_manifest(path: Path) -> dict | None:
 
 def prepare(cfg: TrialConfig, out: Path, *, chunk_size: int | None = None, resume: bool = False,
             save_trajectories: bool = False, times: str | None = None, workers: int = 1,
-            scheduler: str | None = None, solver: dict | None = None, validation: bool = True) -> TrialPlan:
+            scheduler: str | None = None, solver: dict | None = None, validation: bool = True,
+            uncertainty_sets: int | None = None, uncertainty_parameters: list[str] | None = None) -> TrialPlan:
     """Validate a run against its options and the output directory (writes nothing).
 
-    ``validation=False`` leaves the model's validation out of the report (it does not change the numbers)."""
+    ``validation=False`` leaves the model's validation out of the report (it does not change the numbers).
+    ``uncertainty_sets=K`` re-runs the trial over K parameter-uncertainty sets (:mod:`cartsim.trial.uncertainty`)
+    of ``uncertainty_parameters`` (default: every assumed and calibrated parameter with a range)."""
     if chunk_size is not None and chunk_size < 1:
         raise CartsimInputError("--chunk-size", f"must be at least 1, got {chunk_size}", "an integer >= 1")
     if workers < 1:
@@ -163,8 +168,11 @@ def prepare(cfg: TrialConfig, out: Path, *, chunk_size: int | None = None, resum
                                     f"patients; resume with that size, got {chunk_size}",
                                     str(manifest["chunk_size"]))
         chunk_size = manifest["chunk_size"]
+    sets = None
+    if uncertainty_sets is not None or uncertainty_parameters is not None:
+        sets = uncertainty.draw_sets(build_model(), uncertainty_sets or 0, cfg.trial.seed, uncertainty_parameters)
     return TrialPlan(cfg, Path(out), chunk_size or CHUNK_SIZE, digest, resume, traj_times, workers, scheduler, solver,
-                     validation)
+                     validation, sets)
 
 
 # ---- executing chunks ---------------------------------------------------------------------------
@@ -352,9 +360,49 @@ def execute(p: TrialPlan) -> TrialResult:
     _write(_failures(p.out / "patients.parquet"), p.out / "failures.parquet")
     if p.traj_times is not None:
         _assemble([_trajectory_file(p, c) for c in chunks], p.out / "trajectories.parquet")
+    extra = 0
+    if p.sets is not None:
+        extra, more = _uncertainty(p)
+        seconds += more
     summary = write_summary(p)
     write_report(p.out / "report.html", report_data(p, summary))
-    return TrialResult(p.out, summary, sum(c.n for c in todo), seconds)
+    return TrialResult(p.out, summary, sum(c.n for c in todo) + extra, seconds)
+
+
+def _uncertainty_dir(p: TrialPlan) -> Path:
+    assert p.sets is not None
+    return p.chunk_dir / f"uncertainty-{p.sets.key()}"
+
+
+def _uncertainty(p: TrialPlan) -> tuple[int, float]:
+    """Run the trial's patients under every parameter set (saving each chunk, skipping saved ones on
+    ``--resume``) and write the sets' tables; returns patients simulated and seconds."""
+    sets = p.sets
+    assert sets is not None
+    folder = _uncertainty_dir(p)
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_path(folder / MANIFEST) as tmp:
+        tmp.write_text(uncertainty.manifest(sets))
+    chunks = uncertainty.chunks(p.config, sets.k, p.chunk_size)
+    file = lambda c: folder / f"{c.name}.parquet"  # noqa: E731
+    todo = [c for c in chunks if not (p.resume and file(c).exists())]
+    for c in todo:
+        file(c).unlink(missing_ok=True)
+    started = time.perf_counter()
+    job = uncertainty.job(p.config, sets, p.solver)
+    with executor(job, p.workers, p.scheduler) as run, _progress() as bar:
+        task = bar.add_task(f"{p.config.trial.name}: {sets.k} parameter sets", total=sum(c.n for c in chunks),
+                            completed=sum(c.n for c in chunks) - sum(c.n for c in todo))
+        for chunk, result in run(todo):
+            endpoints = result.roles["endpoints"]
+            _write(uncertainty.chunk_table(result.patients, endpoints), file(chunk))
+            bar.advance(task, chunk.n)
+    seconds = time.perf_counter() - started
+    rows = {a: pd.concat([pq.read_table(file(c)).to_pandas() for c in chunks if c.arm == a], ignore_index=True)
+            for a in range(len(p.config.arm))}
+    table = uncertainty.statistics(p.config, sets, rows)
+    uncertainty.write_tables(p.out, sets, table)
+    return sum(c.n for c in todo), seconds
 
 
 def write_summary(p: TrialPlan) -> dict:
@@ -374,6 +422,9 @@ def write_summary(p: TrialPlan) -> dict:
         arms.append(summarize_arm(p.config, a, rows, endpoints))
         del rows
     summary = summary_document(p.config, arms)
+    if p.sets is not None:
+        table = pq.read_table(p.out / uncertainty.TABLE_FILE).to_pandas()
+        summary = _finite(uncertainty.add_to_summary(summary, p.sets, table))
     with atomic_path(p.out / "summary.json") as tmp:
         tmp.write_text(json.dumps(summary, indent=2))
     return summary
