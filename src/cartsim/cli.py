@@ -282,6 +282,43 @@ def power(
         console.print(f"  wrote {out}/{POWER_FILE}")
 
 
+@app.command()
+def sensitivity(
+    config: Path = typer.Argument(..., help="trial configuration (TOML), e.g. examples/kysa7.toml"),
+    method: str = typer.Option("morris", "--method", help="sobol (first- and total-order indices) or morris "
+                               "(a screen for many parameters)"),
+    samples: Optional[str] = typer.Option(None, "--samples", help="Sobol base samples N, a power of two (default "
+                                          "64; N x (parameters + 2) sets), or Morris trajectories r (default 10)"),
+    names: Optional[str] = typer.Option(None, "--parameters", help="comma-separated parameters (default: every "
+                                        "assumed and calibrated parameter of `cartsim parameters` the model uses)"),
+    arm: Optional[str] = typer.Option(None, "--arm", help="one arm by name (default: every arm)"),
+    outcome: str = typer.Option("typical", "--outcome", help="typical (the typical patient) or mean (the mean of "
+                                "20 virtual patients) per parameter set"),
+    out: Optional[Path] = typer.Option(None, "--out", help="output directory (default out/CONFIG-sensitivity)"),
+    workers: str = typer.Option("1", "--workers", help="local worker processes"),
+    seed: Optional[str] = typer.Option(None, "--seed", help="random seed (overrides trial.seed)"),
+) -> None:
+    """Global sensitivity analysis: which uncertain parameters move each endpoint (sensitivity.json, .parquet,
+    .png)."""
+    from cartsim.trial.config import load_config
+    from cartsim.trial.sensitivity import FIGURE_FILE, JSON_FILE, TABLE_FILE, prepare_sensitivity, report_lines
+    from cartsim.trial.sensitivity import run_sensitivity
+
+    try:
+        cfg = load_config(config).with_seed(_whole("--seed", seed))
+        chosen = None if names is None else [n.strip() for n in names.split(",") if n.strip()]
+        plan = prepare_sensitivity(cfg, method, _count("--samples", samples), chosen, arm, outcome,
+                                   _count("--workers", workers) or 1)
+        out = out if out is not None else Path("out") / f"{config.stem}-sensitivity"
+        check_output_dir(out, "--out")
+        result = run_sensitivity(plan, out)
+    except CartsimInputError as err:
+        fail(err)
+    for line in report_lines(result.document):
+        console.print(line)
+    console.print(f"  wrote {out}/{JSON_FILE}, {TABLE_FILE}, {FIGURE_FILE}")
+
+
 def _whole(field: str, text: str | None) -> int | None:
     """A whole number >= 0 given on the command line, or None when the option was not given."""
     if text is None:
