@@ -308,7 +308,7 @@ def sensitivity(
         cfg = load_config(config).with_seed(_whole("--seed", seed))
         chosen = None if names is None else [n.strip() for n in names.split(",") if n.strip()]
         plan = prepare_sensitivity(cfg, method, _count("--samples", samples), chosen, arm, outcome,
-                                   _count("--workers", workers) or 1)
+                                   _count("--workers", workers))
         out = out if out is not None else Path("out") / f"{config.stem}-sensitivity"
         check_output_dir(out, "--out")
         result = run_sensitivity(plan, out)
