@@ -181,3 +181,28 @@ def test_unknown_and_rangeless_parameters_are_named():
         uncertainty.uncertain_parameters(model, ["car_k_kil"])
     with pytest.raises(CartsimInputError, match="no uncertainty range"):
         uncertainty.uncertain_parameters(model, ["k_el_flu"])
+
+
+def test_assurance_spreads_the_replicates_over_the_sets(ranged):
+    """power --uncertainty K: replicate r runs under set r % K; the power is their average (the assurance), and
+    sets at the table's values give the plain power's p-values exactly."""
+    from cartsim.trial.power import draw_replicates, prepare_power, run_power
+
+    cfg = parse_config(CONFIG.replace('horizon_days = 200', 'horizon_days = 200\nprimary_endpoint = '
+                                      '"igg_nadir_fraction"'))
+    plan = prepare_power(cfg, 4, uncertainty_sets=2, uncertainty_parameters=list(VARIED))
+    pop = draw_replicates(cfg, build_model(), 0, 0, 4 * 6, sets=plan.sets)
+    expected = plan.sets.factors[(np.arange(24) // 6) % 2, 1]
+    np.testing.assert_array_equal(pop.factors["pc_cd19_share"], expected)
+    doc = run_power(plan).document
+    u = doc["parameter_uncertainty"]
+    assert u["sets"] == 2 and len(u["per_set"]) == 2 and doc["power"] == pytest.approx(np.mean(u["per_set"]))
+    plain = run_power(prepare_power(cfg, 4)).document
+    model = build_model()
+    table_values = np.array([model.table.value(n) for n in VARIED])
+    same = replace(plan, sets=uncertainty.ParameterSets(VARIED, np.tile(table_values, (2, 1)), table_values, 7))
+    assert [r["p_value"] for r in run_power(same).document["per_replicate"]] == \
+        [r["p_value"] for r in plain["per_replicate"]]
+    assert [r["p_value"] for r in doc["per_replicate"]] != [r["p_value"] for r in plain["per_replicate"]]
+    with pytest.raises(CartsimInputError, match="at least as many replicates"):
+        prepare_power(cfg, 1, uncertainty_sets=2, uncertainty_parameters=list(VARIED))

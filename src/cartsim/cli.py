@@ -255,6 +255,11 @@ def power(
     seed: Optional[str] = typer.Option(None, "--seed", help="random seed (overrides trial.seed)"),
     chunk_size: Optional[str] = typer.Option(None, "--chunk-size", help="patients per compiled call "
                                              "(default: all replicates of an arm, as memory allows)"),
+    uncertainty_sets: Optional[str] = typer.Option(
+        None, "--uncertainty", help="spread the replicates over K parameter sets from the uncertainty ranges: "
+        "the power averaged over them (assurance)"),
+    uncertainty_parameters: Optional[str] = typer.Option(
+        None, "--uncertainty-parameters", help="comma-separated parameters to vary with --uncertainty"),
 ) -> None:
     """Power of the primary comparison: the fraction of simulated trials with p < alpha."""
     from cartsim.trial.config import load_config
@@ -264,7 +269,9 @@ def power(
         count, n_workers = _count("--replicates", replicates), _count("--workers", workers)
         assert count is not None and n_workers is not None    # options with a value
         cfg = load_config(config).with_n(_count("--n", n)).with_seed(_whole("--seed", seed))
-        plan = prepare_power(cfg, count, workers=n_workers, chunk_size=_count("--chunk-size", chunk_size))
+        plan = prepare_power(cfg, count, workers=n_workers, chunk_size=_count("--chunk-size", chunk_size),
+                             uncertainty_sets=_count("--uncertainty", uncertainty_sets),
+                             uncertainty_parameters=_names(uncertainty_parameters))
         if out is not None:
             check_output_dir(out, "--out")
         result = run_power(plan, out)
@@ -359,7 +366,17 @@ def _power_rows(doc: dict) -> list[tuple[str, str]]:
                        f"{doc['replicates']} replicates with p < alpha)")),
             ("effect", (f"{eff['measure']}: median {fmt(eff['median'])} (2.5-97.5%: {fmt(eff['p025'])} to "
                         f"{fmt(eff['p975'])})" + _not_estimable(eff.get("not_estimable_replicates", 0)))),
-            ("failed patients", f"{a['n_failed']} in A, {b['n_failed']} in B")]
+            ("failed patients", f"{a['n_failed']} in A, {b['n_failed']} in B")] + _assurance_rows(doc)
+
+
+def _assurance_rows(doc: dict) -> list[tuple[str, str]]:
+    u = doc.get("parameter_uncertainty")
+    if not u:
+        return []
+    by = u["power_by_set"]
+    return [("assurance", f"the power above is averaged over {u['sets']} parameter sets ({len(u['parameters'])} "
+                          f"uncertain parameters); within one set it ranged {by['min']:.2g} to {by['max']:.2g} "
+                          f"(median {by['median']:.2g})")]
 
 
 @app.command()

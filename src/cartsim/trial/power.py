@@ -24,11 +24,11 @@ import pandas as pd
 
 from cartsim import __version__, endpoints
 from cartsim.errors import CartsimInputError
-from cartsim.model import Model
+from cartsim.model import Model, build_model
 from cartsim.ms_outcomes import scan_days
 from cartsim.outputs.files import atomic_path
 from cartsim.population import Population
-from cartsim.trial import cohort, hypothesis, stats
+from cartsim.trial import cohort, hypothesis, stats, uncertainty
 from cartsim.trial.chunks import Chunk, ChunkResult, simulate_chunk
 from cartsim.trial.config import TrialConfig
 from cartsim.trial.run import _progress, executor
@@ -47,10 +47,12 @@ def replicate_seed(seed: int, replicate: int) -> int:
     return int(state >> np.uint64(1))
 
 
-def draw_replicates(cfg: TrialConfig, model: Model, arm: int, first: int, n: int) -> Population:
+def draw_replicates(cfg: TrialConfig, model: Model, arm: int, first: int, n: int,
+                    sets: uncertainty.ParameterSets | None = None) -> Population:
     """Patients ``first..first+n-1`` of arm ``arm`` with the replicates laid end to end: number ``j`` is
     patient ``j % n_arm`` of replicate ``j // n_arm``, drawn as in a trial with that replicate's seed (its
-    clinical events too: each row keeps its replicate's seed and the arm)."""
+    clinical events too: each row keeps its replicate's seed and the arm). With ``sets``, replicate ``r``
+    runs under parameter set ``r % K``."""
     size = cfg.arm_n(arm)
     parts: list[Population] = []
     j, end = first, first + n
@@ -61,8 +63,12 @@ def draw_replicates(cfg: TrialConfig, model: Model, arm: int, first: int, n: int
         j += count
     cov = pd.concat([p.covariates for p in parts], ignore_index=True)
     seeds = np.concatenate([np.full(len(p), p.seed, dtype=np.int64) for p in parts])   # each replicate's own
-    return Population(cov, np.vstack([p.params for p in parts]), parts[0].parameter_names, cfg.trial.seed, arm,
-                      seeds)
+    pop = Population(cov, np.vstack([p.params for p in parts]), parts[0].parameter_names, cfg.trial.seed, arm,
+                     seeds)
+    if sets is None:
+        return pop
+    k = (np.arange(first, first + n) // size) % sets.k
+    return pop.with_factors({name: sets.factors[k, i] for i, name in enumerate(sets.names)})
 
 
 def rate_exposure(cfg: TrialConfig, endpoint: str) -> float:
@@ -86,6 +92,7 @@ class PowerPlan:
     kind: Kind
     chunk_size: int
     workers: int = 1
+    sets: uncertainty.ParameterSets | None = None   # replicate r runs under parameter set r % K (assurance)
 
     @property
     def patients(self) -> int:
@@ -115,9 +122,11 @@ def default_chunk_size(cfg: TrialConfig, arms: tuple[int, int], replicates: int,
     return size
 
 
-def prepare_power(cfg: TrialConfig, replicates: int, *, workers: int = 1,
-                  chunk_size: int | None = None) -> PowerPlan:
-    """Check the options and the trial's primary comparison (simulates nothing)."""
+def prepare_power(cfg: TrialConfig, replicates: int, *, workers: int = 1, chunk_size: int | None = None,
+                  uncertainty_sets: int | None = None, uncertainty_parameters: list[str] | None = None) -> PowerPlan:
+    """Check the options and the trial's primary comparison (simulates nothing). ``uncertainty_sets=K``:
+    replicate ``r`` runs under parameter-uncertainty set ``r % K``, so the power is averaged over what is
+    not known about the biology (the assurance)."""
     if replicates < 1:
         raise CartsimInputError("--replicates", f"must be at least 1, got {replicates}", "an integer >= 1")
     if workers < 1:
@@ -130,7 +139,13 @@ def prepare_power(cfg: TrialConfig, replicates: int, *, workers: int = 1,
                                 "endpoint: add primary_endpoint = \"NAME\" to [trial]", ", ".join(sorted(KINDS)))
     arms = cfg.comparison_arms()
     size = chunk_size or default_chunk_size(cfg, arms, replicates, workers)
-    return PowerPlan(cfg, replicates, arms, endpoint, KINDS[endpoint], size, workers)
+    sets = None
+    if uncertainty_sets is not None or uncertainty_parameters is not None:
+        sets = uncertainty.draw_sets(build_model(), uncertainty_sets or 0, cfg.trial.seed, uncertainty_parameters)
+        if sets.k > replicates:
+            raise CartsimInputError("--uncertainty", f"{sets.k} parameter sets need at least as many replicates, "
+                                    f"got {replicates}", f"at most {replicates} (--replicates)")
+    return PowerPlan(cfg, replicates, arms, endpoint, KINDS[endpoint], size, workers, sets)
 
 
 def check_endpoint(plan: PowerPlan) -> None:
@@ -145,7 +160,7 @@ def check_endpoint(plan: PowerPlan) -> None:
 
 def _simulate(plan: PowerPlan) -> dict[int, pd.DataFrame]:
     """Per compared arm: patient number, status, the primary endpoint (and its censoring flag)."""
-    job = partial(simulate_chunk, plan.config, draw=draw_replicates)
+    job = partial(simulate_chunk, plan.config, draw=partial(draw_replicates, sets=plan.sets))
     parts: dict[int, list[pd.DataFrame]] = {a: [] for a in plan.arms}
     with executor(job, plan.workers) as run, _progress() as bar:
         task = bar.add_task(f"{plan.config.trial.name}: {plan.replicates} replicates", total=plan.patients)
@@ -235,11 +250,27 @@ def analyse(plan: PowerPlan, arms: dict[int, pd.DataFrame]) -> dict:
                   | _quantiles(np.array([x["effect"] for x in rows], dtype=float))
                   | {"not_estimable_replicates": int(sum(not math.isfinite(x["effect"]) for x in rows))},
     }
+    if plan.sets is not None:
+        doc["parameter_uncertainty"] = _assurance(plan, p)
     if plan.kind == "rate":
         unit = "scheduled MRI scans" if plan.endpoint == "gd_lesions_per_scan" else "patient-years"
         doc["exposure_per_patient"] = {"value": rate_exposure(cfg, plan.endpoint), "unit": unit}
     doc |= {"replicate_seeds": SEED_RULE, "config": cfg.model_dump(mode="json"), "per_replicate": rows}
     return _finite(doc)
+
+
+def _assurance(plan: PowerPlan, p: np.ndarray) -> dict:
+    """With parameter sets, ``power`` is the assurance (power averaged over the sets); here also the power
+    within each set (from its replicates r with r % K = k), which says how much it hangs on the biology."""
+    sets = plan.sets
+    assert sets is not None
+    alpha = plan.config.trial.alpha
+    by_set = [float(np.mean(p[k::sets.k] < alpha)) for k in range(sets.k)]
+    return {"sets": sets.k, "parameters": list(sets.names), "replicates_per_set": plan.replicates / sets.k,
+            "meaning": "power is the assurance: the power averaged over parameter sets drawn from the parameter "
+                       "table's uncertainty ranges (replicate r runs under set r % K)",
+            "power_by_set": {"median": float(np.median(by_set)), "min": float(min(by_set)),
+                             "max": float(max(by_set))}, "per_set": by_set}
 
 
 @dataclass(frozen=True)
