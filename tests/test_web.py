@@ -301,3 +301,13 @@ def test_page_speaks_plainly_and_shows_infusion_reactions(server, browser):
         else:
             assert cell.inner_text().startswith(f"{round(100 * irr['value'])}%") and irr["value"] > 0
     page.close()
+
+
+def test_page_says_bands_are_between_patients_not_what_is_unknown(server, browser):
+    """The page says which spread it shows (patient to patient) and which it does not (the biology not yet known)."""
+    page = browser.new_page(viewport={"width": 390, "height": 900})
+    _ready(page, server)
+    note = page.inner_text("#spread-note")
+    assert "patients differ" in note and "not yet known about the biology" in note and "--uncertainty" in note
+    assert page.locator("#spread-note").bounding_box()["width"] <= 390
+    page.close()
