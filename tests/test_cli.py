@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -42,7 +43,14 @@ def test_csv_format(tmp_path):
     r = runner.invoke(app, ["simulate", "--therapy", "kyv-101", "--disease", "ms", "--days", "30",
                             "--format", "csv", "--out", str(tmp_path)])
     assert r.exit_code == 0, r.output
-    assert pd.read_csv(tmp_path / "trajectories.csv").shape[0] > 30
+    csv = pd.read_csv(tmp_path / "trajectories.csv")
+    r = runner.invoke(app, ["simulate", "--therapy", "kyv-101", "--disease", "ms", "--days", "30",
+                            "--out", str(tmp_path / "parquet")])
+    assert r.exit_code == 0, r.output
+    parquet = pd.read_parquet(tmp_path / "parquet" / "trajectories.parquet")
+    # the same table in either format, to the digits CSV keeps
+    assert list(csv.columns) == list(parquet.columns) and len(csv) == len(parquet)
+    np.testing.assert_allclose(csv.to_numpy(float), parquet.to_numpy(float), rtol=1e-12, atol=0)
 
 
 @pytest.mark.parametrize("args, field, allowed", [
