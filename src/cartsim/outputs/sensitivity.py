@@ -115,7 +115,9 @@ def _panel(ax, e: dict, rank: str, first: str | None, method: str, defaults: set
         ax.set_xlabel("share of the endpoint's variance", fontsize=11)
     else:
         ax.set_xlim(0, reach * 1.05 if reach > 0 else 1.0)
-        ax.set_xlabel("mu* (endpoint's unit)", fontsize=11)
+        unit = ("log10 units" if e.get("scale") == "log10" else
+                "days" if e["endpoint"].endswith("_day") else "the endpoint's unit")
+        ax.set_xlabel(f"mu*, in {unit}", fontsize=11)
     ax.grid(axis="x", color="#ddd")
     ax.set_axisbelow(True)
     for side in ("top", "right"):

@@ -19,7 +19,8 @@ horizon_years``): how long the reset lasts (the day autoreactive B cells come ba
 Endpoint values per row: continuous, count and rate endpoints as they are; binary as a fraction (0 or 1 for
 the typical patient); ordinal as the fraction with any grade and with grade 2 or higher; a time to event as
 the event day, or the horizon when it did not happen (censored), and for a cohort the mean of those days (a
-restricted mean over the horizon). :func:`analyze` turns a design and its outputs into indices (SALib):
+restricted mean over the horizon). A positive output that spans more than :data:`LOG_SPAN`-fold over the
+rows (CAR-T peaks) is analysed on a log10 scale, so that a few rows do not decide its indices. :func:`analyze` turns a design and its outputs into indices (SALib):
 first- and total-order Sobol indices with bootstrap 95% intervals, or Morris mu*, mu and sigma with a
 bootstrap 95% interval for mu*.
 """
@@ -63,6 +64,7 @@ DEFAULT_SAMPLES = {"sobol": 64, "morris": 10}   # Sobol base samples N (a power 
 MORRIS_LEVELS = 4
 COHORT = 20                                  # patients per row with outcome "mean"
 CHUNK_ROWS = 256                             # patients per compiled call
+LOG_SPAN = 100.0                             # an output spanning more than this factor is analysed as log10
 MAX_MISSING = 0.1                            # an output with no value in more rows than this is not analysed
 RESAMPLES = 200                              # bootstrap resamples of the intervals
 EXPECTED_RATE = "expected_relapse_rate"      # relapses per patient-year from the model's intensity
@@ -546,7 +548,11 @@ def run_sensitivity(p: SensitivityPlan, out: Path | None = None,
             continue
         y = np.where(np.isfinite(values), values, np.nanmean(values))   # the few rows without a value: the mean
         finite = values[np.isfinite(values)]
-        entry |= {"mean": float(finite.mean()), "sd": float(finite.std(ddof=1)) if finite.size > 1 else 0.0}
+        entry |= {"mean": float(finite.mean()), "sd": float(finite.std(ddof=1)) if finite.size > 1 else 0.0,
+                  "min": float(finite.min()), "max": float(finite.max()), "scale": "linear"}
+        if y.min() > 0 and y.max() / y.min() > LOG_SPAN:     # spans orders of magnitude: a few rows would decide
+            y = np.log10(y)
+            entry |= {"scale": "log10", "label": entry["label"] + " (log10)"}
         t = analyze(p.design, {key: y}).assign(arm=cfg.arm[a].name)
         tables.append(t)
         entry["indices"] = _nested(t, ranking_index(p.design.method))
