@@ -89,12 +89,18 @@ def test_default_parameters_are_assumed_and_calibrated_ones_the_trial_can_move()
     assert "tumour_burden" in skipped                  # 0 in MS: a multiple cannot move it
 
 
-def test_cli_run_writes_json_parquet_and_figure(tmp_path):
-    out = tmp_path / "sens"
+@pytest.fixture(scope="module")
+def cli_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sensitivity") / "sens"
     r = runner.invoke(app, ["sensitivity", str(KYSA7), "--method", "sobol", "--samples", "8",
                             "--parameters", "car_k_kill,mab_ec50,reset_halflife", "--arm", "KYV-101",
                             "--out", str(out)])
     assert r.exit_code == 0, r.output
+    return out
+
+
+def test_cli_run_writes_json_parquet_and_figure(cli_run):
+    out = cli_run
     doc = json.loads((out / "sensitivity.json").read_text())
     assert doc["n_rows"] == 8 * (3 + 2) and doc["arms"] == ["KYV-101"]
     assert doc["default_ranges"] == [p["name"] for p in doc["parameters"] if p["default_range"]]
@@ -149,3 +155,16 @@ def test_same_seed_same_numbers_serial_or_with_workers():
     assert len(serial.indices) and serial.document["patients_solved"] == 2 * 3 * 20 * 2
     other = _run(1, seed=6)
     assert not np.array_equal(other.indices["value"].to_numpy(), serial.indices["value"].to_numpy())
+
+
+def test_report_section_only_with_the_trials_sensitivity_json(cli_run):
+    from cartsim.outputs.report import ReportData, sensitivity
+
+    doc = json.loads((cli_run / "sensitivity.json").read_text())
+    data = ReportData({"trial": doc["config"], "config": {"trial": {}}}, pd.DataFrame(), {}, 0, sensitivity=doc)
+    section = sensitivity(data)
+    assert section is not None and section.title == "Which parameters matter"
+    assert "Day autoreactive B cells come back (10% of baseline), over 10 years" in section.body
+    assert "reset_halflife" in section.body and "40 parameter sets" in section.body
+    assert sensitivity(ReportData({"trial": "another trial"}, pd.DataFrame(), {}, 0, sensitivity=doc)) is None
+    assert sensitivity(ReportData({"trial": doc["config"]}, pd.DataFrame(), {}, 0)) is None

@@ -11,9 +11,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import json
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 
@@ -65,6 +66,7 @@ class ReportData:
     validation: Validation | None = None                # None: the checks were not run (--no-validation)
     model: Model | None = None                          # None: cartsim.model.build_model()
     durability: pd.DataFrame | None = None              # CAR-T arms across reset half-lives (None: not run)
+    sensitivity: dict | None = None                     # sensitivity.json of `cartsim sensitivity` (None: none)
 
 
 @dataclass(frozen=True)
@@ -667,18 +669,51 @@ def _base_value(e: dict, stat: str) -> float | None:
     return e.get(stat)
 
 
-SECTIONS: tuple[Callable[[ReportData], Section], ...] = (configuration, endpoint_table, parameter_uncertainty,
-                                                         trajectories, event_curves,
-                                                         toxicity, durability, failures, validation_table, methods,
-                                                         parameter_table)
+def sensitivity(data: ReportData) -> Section | None:
+    """The parameters that move the headline endpoints most (``cartsim sensitivity``); only with its
+    ``sensitivity.json``."""
+    doc = data.sensitivity
+    if not doc or doc.get("config") != data.summary.get("trial"):     # none, or of another trial
+        return None
+    from cartsim.outputs.sensitivity import panels
+
+    sobol = doc["method"]["name"] == "sobol"
+    rank, measure = ("ST", "total-order Sobol index") if sobol else ("mu_star", "Morris mu*")
+    text = Markup("<p>") + escape(
+        f"cartsim sensitivity varied {len(doc['parameters'])} parameters over their uncertainty ranges "
+        f"({len(doc['default_ranges'])} with the default 2-fold range) in {doc['n_rows']} parameter sets, each "
+        + ("the typical patient" if doc["outcome"] == "typical" else "the mean of a virtual cohort")
+        + f". For each headline endpoint, the five parameters that move it most, by {measure} with its 95% "
+        "interval; sensitivity.json, sensitivity.parquet and sensitivity.png hold every endpoint.") + Markup("</p>")
+    rows = []
+    for e in panels(doc, data.summary.get("config", {}).get("trial", {}).get("primary_endpoint")):
+        best = "; ".join(f"{p} {_two(v[rank]['value'])}" + _interval(v[rank]["ci95"])
+                         for p, v in list(e["indices"].items())[:5])
+        rows.append([e["arm"], e["label"], best])
+    return Section("sensitivity", "Which parameters matter", text + _scroll(_table(["arm", "endpoint",
+                                                                                   "parameters"], rows)))
+
+
+def _interval(ci: list[float] | None) -> str:
+    return f" ({_two(max(ci[0], 0.0))}–{_two(ci[1])})" if ci else ""
+
+
+SECTIONS: tuple[Callable[[ReportData], Section | None], ...] = (
+    configuration, endpoint_table, parameter_uncertainty, trajectories, event_curves, toxicity, durability,
+    sensitivity, failures, validation_table, methods, parameter_table)
 
 
 def render(data: ReportData) -> str:
     env = Environment(autoescape=select_autoescape(default=True))
     template = env.from_string(resources.files("cartsim.outputs").joinpath("report.html.j2").read_text())
-    return template.render(summary=data.summary, disclaimer=DISCLAIMER, sections=[s(data) for s in SECTIONS])
+    sections = [s for s in (build(data) for build in SECTIONS) if s is not None]
+    return template.render(summary=data.summary, disclaimer=DISCLAIMER, sections=sections)
 
 
 def write_report(path: Path, data: ReportData) -> None:
-    """Render the report and write it atomically to ``path``."""
+    """Render the report and write it atomically to ``path`` (with the sensitivity section when ``path``'s
+    folder holds a ``sensitivity.json``)."""
+    found = Path(path).parent / "sensitivity.json"
+    if data.sensitivity is None and found.is_file():
+        data = replace(data, sensitivity=json.loads(found.read_text()))
     write_text_atomic(path, render(data))
