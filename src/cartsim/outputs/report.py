@@ -689,7 +689,7 @@ def sensitivity(data: ReportData) -> Section | None:
     for e in panels(doc, data.summary.get("config", {}).get("trial", {}).get("primary_endpoint")):
         best = "; ".join(f"{p} {_two(v[rank]['value'])}" + _interval(v[rank]["ci95"])
                          for p, v in list(e["indices"].items())[:5])
-        rows.append([e["arm"], e["label"], best])
+        rows.append([e["arm"], e["label"], best + (f" ({e['warning']})" if "warning" in e else "")])
     return Section("sensitivity", "Which parameters matter", text + _scroll(_table(["arm", "endpoint",
                                                                                    "parameters"], rows)))
 

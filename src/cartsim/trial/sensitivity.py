@@ -65,6 +65,7 @@ MORRIS_LEVELS = 4
 COHORT = 20                                  # patients per row with outcome "mean"
 CHUNK_ROWS = 256                             # patients per compiled call
 LOG_SPAN = 100.0                             # an output spanning more than this factor is analysed as log10
+UNRELIABLE = 1.2                             # a Sobol index estimated above this says the samples are too few
 MAX_MISSING = 0.1                            # an output with no value in more rows than this is not analysed
 RESAMPLES = 200                              # bootstrap resamples of the intervals
 EXPECTED_RATE = "expected_relapse_rate"      # relapses per patient-year from the model's intensity
@@ -553,9 +554,13 @@ def run_sensitivity(p: SensitivityPlan, out: Path | None = None,
         if y.min() > 0 and y.max() / y.min() > LOG_SPAN:     # spans orders of magnitude: a few rows would decide
             y = np.log10(y)
             entry |= {"scale": "log10", "label": entry["label"] + " (log10)"}
+        if entry["kind"] == "time_to_event":       # no event by the horizon: the value is the horizon
+            entry["n_censored_rows"] = int(np.isclose(finite, entry["horizon_days"]).sum())
         t = analyze(p.design, {key: y}).assign(arm=cfg.arm[a].name)
         tables.append(t)
         entry["indices"] = _nested(t, ranking_index(p.design.method))
+        if p.design.method == "sobol" and (t["value"] > UNRELIABLE).any():
+            entry["warning"] = ("indices beyond 1: too few samples for this output; raise --samples")
         described.append(entry)
     indices = (pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=["arm", *INDEX_COLUMNS]))
     indices = indices[["arm", *INDEX_COLUMNS]]
@@ -652,5 +657,5 @@ def report_lines(doc: dict) -> list[str]:
     for e in doc["endpoints"]:
         if e["analysed"] and e["output"] in wanted:
             best = ", ".join(f"{p} {v[rank]['value']:.2g}" for p, v in list(e["indices"].items())[:5])
-            lines.append(f"  {e['arm']}: {e['label']}: {best}")
+            lines.append(f"  {e['arm']}: {e['label']}: {best}" + (f" [{e['warning']}]" if "warning" in e else ""))
     return lines
