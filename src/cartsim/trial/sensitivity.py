@@ -20,9 +20,9 @@ Endpoint values per row: continuous, count and rate endpoints as they are; binar
 the typical patient); ordinal as the fraction with any grade and with grade 2 or higher; a time to event as
 the event day, or the horizon when it did not happen (censored), and for a cohort the mean of those days (a
 restricted mean over the horizon). A positive output that spans more than :data:`LOG_SPAN`-fold over the
-rows (CAR-T peaks) is analysed on a log10 scale, so that a few rows do not decide its indices. :func:`analyze` turns a design and its outputs into indices (SALib):
-first- and total-order Sobol indices with bootstrap 95% intervals, or Morris mu*, mu and sigma with a
-bootstrap 95% interval for mu*.
+rows (CAR-T peaks) is analysed on a log10 scale, so that a few rows do not decide its indices.
+:func:`analyze` turns a design and its outputs into indices (SALib): first- and total-order Sobol indices
+with bootstrap 95% intervals, or Morris mu*, mu and sigma with a bootstrap 95% interval for mu*.
 """
 
 from __future__ import annotations
