@@ -41,47 +41,32 @@ therapy = "ocrelizumab"
 VARIED = ("car_k_kill", "pc_cd19_share")
 
 
-@dataclass(frozen=True)
-class LogNormal:
-    """A lognormal range by its 2.5th and 97.5th percentiles, as the parameter table states them."""
-
-    low: float
-    high: float
-    distribution: str = "lognormal"
-    reason: str = "test range"
-
-    def _dist(self):
-        mu = (np.log(self.low) + np.log(self.high)) / 2
-        return stats.lognorm(s=(np.log(self.high) - np.log(self.low)) / (2 * stats.norm.ppf(0.975)), scale=np.exp(mu))
-
-    def ppf(self, u):
-        return self._dist().ppf(u)
-
-    def cdf(self, x):
-        return self._dist().cdf(x)
+def _cdf(r, x):
+    """The cumulative distribution of a range (low/high: 2.5/97.5% for lognormal, bounds for uniform)."""
+    if r["distribution"] == "uniform":
+        return (x - r["low"]) / (r["high"] - r["low"])
+    assert r["distribution"] == "lognormal"
+    mu = (np.log(r["low"]) + np.log(r["high"])) / 2
+    sd = (np.log(r["high"]) - np.log(r["low"])) / (2 * stats.norm.ppf(0.975))
+    return stats.norm.cdf((np.log(x) - mu) / sd)
 
 
-@pytest.fixture
-def ranged(monkeypatch):
-    """Two parameters with ranges (2-fold either side), whatever the table holds."""
-    table = build_model().table
-    ranges = {n: LogNormal(table.value(n) / 2, table.value(n) * 2) for n in VARIED}
-    monkeypatch.setattr(uncertainty, "_range", lambda record: ranges.get(record.name))
-    return ranges
-
-
-def test_latin_hypercube_sets_are_stratified_and_seeded(ranged):
+def test_latin_hypercube_sets_are_stratified_and_seeded():
     model = build_model()
-    sets = uncertainty.draw_sets(model, 10, seed=3, names=list(VARIED))
+    cfg = parse_config(CONFIG)
+    sets = uncertainty.draw_sets(cfg, model, 10, names=list(VARIED))
     assert sets.values.shape == (10, 2) and sets.names == VARIED
     for i, n in enumerate(VARIED):
-        u = ranged[n].cdf(sets.values[:, i])
+        u = _cdf(sets.ranges[i], sets.values[:, i])
         assert sorted(np.floor(u * 10).astype(int)) == list(range(10))    # one set in each tenth of the range
-    again = uncertainty.draw_sets(model, 10, seed=3, names=list(VARIED))
+    again = uncertainty.draw_sets(cfg, model, 10, names=list(VARIED))
     assert np.array_equal(sets.values, again.values)
-    assert not np.array_equal(sets.values, uncertainty.draw_sets(model, 10, seed=4, names=list(VARIED)).values)
+    other = uncertainty.draw_sets(cfg.with_seed(4), model, 10, names=list(VARIED))
+    assert not np.array_equal(sets.values, other.values)
     np.testing.assert_allclose(sets.factors * sets.table_values, sets.values)
-    assert uncertainty.uncertain_parameters(model) == tuple(n for n in model.parameters if n in VARIED)
+    default = uncertainty.uncertain_parameters(cfg, model)
+    assert set(VARIED) <= set(default) and all(model.table[n].kind in ("assumed", "calibrated") for n in default)
+    assert "weight_kg" not in default
 
 
 def test_factors_apply_after_the_therapy_sets_its_values():
@@ -110,7 +95,7 @@ def _run(tmp_path, name, sets, **kw):
     return plan, execute(plan)
 
 
-def test_sets_at_the_table_values_reproduce_the_trial(tmp_path, ranged):
+def test_sets_at_the_table_values_reproduce_the_trial(tmp_path):
     """Every patient of every set is the trial's patient: sets at the table's values give the trial's statistics."""
     model = build_model()
     table_values = np.array([model.table.value(n) for n in VARIED])
@@ -129,7 +114,7 @@ def test_sets_at_the_table_values_reproduce_the_trial(tmp_path, ranged):
                     assert np.allclose(values, base, rtol=1e-12, atol=0) and pu["p025"] == pu["p975"]
 
 
-def test_a_parameter_moves_only_the_answers_that_depend_on_it(tmp_path, ranged):
+def test_a_parameter_moves_only_the_answers_that_depend_on_it(tmp_path):
     """CAR-T killing and the CD19+ plasma-cell share move the CAR-T arm's IgG fall, not the antibody arm's
     CAR-T endpoints; each set is stored, and resume recomputes only what is missing."""
     plan, result = _run(tmp_path, "moved", None, uncertainty_sets=6, uncertainty_parameters=list(VARIED))
@@ -163,7 +148,7 @@ def test_report_says_what_the_ranges_are_without_an_uncertainty_run():
 @pytest.mark.parametrize("args, field", [
     (["--uncertainty", "0"], "--uncertainty"),
     (["--uncertainty", "2", "--uncertainty-parameters", "car_k_kil"], "--uncertainty-parameters"),
-    (["--uncertainty", "2", "--uncertainty-parameters", "k_el_flu"], "--uncertainty-parameters"),
+    (["--uncertainty", "2", "--uncertainty-parameters", "target_bcma"], "--uncertainty-parameters"),
     (["--uncertainty", "two"], "--uncertainty"),
 ])
 def test_bad_uncertainty_options_are_refused_before_anything_is_written(tmp_path, args, field):
@@ -178,12 +163,14 @@ def test_bad_uncertainty_options_are_refused_before_anything_is_written(tmp_path
 def test_unknown_and_rangeless_parameters_are_named():
     model = build_model()
     with pytest.raises(CartsimInputError, match="car_k_kil"):
-        uncertainty.uncertain_parameters(model, ["car_k_kil"])
-    with pytest.raises(CartsimInputError, match="no uncertainty range"):
-        uncertainty.uncertain_parameters(model, ["k_el_flu"])
+        uncertainty.uncertain_parameters(parse_config(CONFIG), model, ["car_k_kil"])
+    cfg = parse_config(CONFIG)
+    with pytest.raises(CartsimInputError, match="--uncertainty-parameters: target_bcma is 0"):
+        uncertainty.uncertain_parameters(cfg, model, ["target_bcma"])
+    assert uncertainty.uncertain_parameters(cfg, model, ["k_el_flu"]) == ("k_el_flu",)   # a literature value too
 
 
-def test_assurance_spreads_the_replicates_over_the_sets(ranged):
+def test_assurance_spreads_the_replicates_over_the_sets():
     """power --uncertainty K: replicate r runs under set r % K; the power is their average (the assurance), and
     sets at the table's values give the plain power's p-values exactly."""
     from cartsim.trial.power import draw_replicates, prepare_power, run_power

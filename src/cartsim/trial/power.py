@@ -141,7 +141,7 @@ def prepare_power(cfg: TrialConfig, replicates: int, *, workers: int = 1, chunk_
     size = chunk_size or default_chunk_size(cfg, arms, replicates, workers)
     sets = None
     if uncertainty_sets is not None or uncertainty_parameters is not None:
-        sets = uncertainty.draw_sets(build_model(), uncertainty_sets or 0, cfg.trial.seed, uncertainty_parameters)
+        sets = uncertainty.draw_sets(cfg, build_model(), uncertainty_sets or 0, uncertainty_parameters)
         if sets.k > replicates:
             raise CartsimInputError("--uncertainty", f"{sets.k} parameter sets need at least as many replicates, "
                                     f"got {replicates}", f"at most {replicates} (--replicates)")

@@ -170,7 +170,7 @@ def prepare(cfg: TrialConfig, out: Path, *, chunk_size: int | None = None, resum
         chunk_size = manifest["chunk_size"]
     sets = None
     if uncertainty_sets is not None or uncertainty_parameters is not None:
-        sets = uncertainty.draw_sets(build_model(), uncertainty_sets or 0, cfg.trial.seed, uncertainty_parameters)
+        sets = uncertainty.draw_sets(cfg, build_model(), uncertainty_sets or 0, uncertainty_parameters)
     return TrialPlan(cfg, Path(out), chunk_size or CHUNK_SIZE, digest, resume, traj_times, workers, scheduler, solver,
                      validation, sets)
 

@@ -38,7 +38,6 @@ from cartsim.trial.summary import summarize_arm
 
 SET_STREAM = 0x756E63           # "unc": keeps the sets' sampling apart from other uses of the trial seed
 MAX_SETS = 1000
-KINDS_OF_UNCERTAINTY = ("assumed", "calibrated")
 SETS_FILE = "parameter_sets.parquet"
 TABLE_FILE = "uncertainty.parquet"
 # the arm statistic of each endpoint kind that the sets are compared by (names as in summary.json)
@@ -54,8 +53,9 @@ class ParameterSets:
 
     names: tuple[str, ...]
     values: np.ndarray
-    table_values: np.ndarray
+    table_values: np.ndarray      # each range's reference: the value the trial uses (a factor of 1)
     seed: int
+    ranges: tuple[dict, ...] = ()   # each parameter's range as described to users
 
     @property
     def k(self) -> int:
@@ -74,43 +74,38 @@ class ParameterSets:
         return hashlib.sha256(self.values.tobytes() + ",".join(self.names).encode()).hexdigest()[:16]
 
 
-def uncertain_parameters(model: Model, names: list[str] | None = None) -> tuple[str, ...]:
+def uncertain_parameters(cfg: TrialConfig, model: Model, names: list[str] | None = None) -> tuple[str, ...]:
     """The parameters whose uncertainty a run samples: ``names`` (checked), or every assumed and calibrated
-    model parameter that has an uncertainty range in the parameter table."""
-    table = model.table
-    if names is None:
-        return tuple(n for n in model.parameters if table[n].kind in KINDS_OF_UNCERTAINTY
-                     and _range(table[n]) is not None and table.value(n) != 0)
-    unknown = [n for n in names if n not in model.parameters]
-    if unknown:
-        raise CartsimInputError("--uncertainty-parameters", f"unknown model parameter(s) {', '.join(unknown)}",
-                                "names of `cartsim parameters` (kind assumed, calibrated or literature)")
-    bare = [n for n in names if _range(table[n]) is None or table.value(n) == 0]
-    if bare:
-        raise CartsimInputError("--uncertainty-parameters", f"{', '.join(bare)} has no uncertainty range in the "
-                                "parameter table (or a value of 0 that a set cannot scale)",
-                                "parameters with an `uncertainty` entry (`cartsim parameters --json`)")
-    return tuple(dict.fromkeys(names))
+    parameter the model uses (the global sensitivity analysis's choice: covariates and values of 0 left out)."""
+    from cartsim.trial.sensitivity import choose_parameters
+
+    try:
+        return choose_parameters(model, cfg, names)[0]
+    except CartsimInputError as err:     # the same check, under this option's name
+        raise CartsimInputError("--uncertainty-parameters", str(err).split(": ", 1)[1].split(" (allowed: ")[0],
+                                err.allowed) from None
 
 
-def _range(record):
-    return getattr(record, "uncertainty", None)
+def draw_sets(cfg: TrialConfig, model: Model, k: int, names: list[str] | None = None) -> ParameterSets:
+    """``k`` Latin hypercube sets of the uncertain parameters, the same for the same trial seed. The ranges
+    are the sensitivity analysis's (:func:`cartsim.trial.sensitivity.ranges`: the parameter table's
+    ``uncertainty`` entry, else the stated default), around the values the trial's arms use."""
+    from cartsim.trial.sensitivity import _values_used, ranges
 
-
-def draw_sets(model: Model, k: int, seed: int, names: list[str] | None = None) -> ParameterSets:
-    """``k`` Latin hypercube sets of the uncertain parameters, the same for the same seed."""
     if not 1 <= k <= MAX_SETS:
         raise CartsimInputError("--uncertainty", f"must be between 1 and {MAX_SETS} parameter sets, got {k}",
                                 f"an integer from 1 to {MAX_SETS}")
-    chosen = uncertain_parameters(model, names)
+    chosen = uncertain_parameters(cfg, model, names)
     if not chosen:
-        raise CartsimInputError("--uncertainty", "no parameter of the table has an uncertainty range",
-                                "a parameter table with `uncertainty` entries")
-    rng = np.random.default_rng([seed, SET_STREAM])
+        raise CartsimInputError("--uncertainty", "no assumed or calibrated parameter to vary",
+                                "--uncertainty-parameters with names of `cartsim parameters`")
+    by_name = ranges(model.table, chosen, _values_used(cfg, model.table))
+    rng = np.random.default_rng([cfg.trial.seed, SET_STREAM])
     u = qmc.LatinHypercube(d=len(chosen), seed=rng).random(k)
-    values = np.column_stack([_range(model.table[n]).ppf(u[:, i]) for i, n in enumerate(chosen)])
-    table_values = np.array([model.table.value(n) for n in chosen])
-    return ParameterSets(chosen, values, table_values, seed)
+    values = np.column_stack([by_name[n].ppf(u[:, i]) for i, n in enumerate(chosen)])
+    references = np.array([by_name[n].reference for n in chosen])
+    return ParameterSets(chosen, values, references, cfg.trial.seed,
+                         tuple(by_name[n].describe() for n in chosen))
 
 
 def draw_set_patients(cfg: TrialConfig, model: Model, arm: int, first: int, n: int, *, names: tuple[str, ...],
@@ -205,10 +200,11 @@ def add_to_summary(summary: dict, sets: ParameterSets, table: pd.DataFrame) -> d
             eps[name] = e | ({"parameter_uncertainty": stats} if stats else {})
         arms.append(arm | {"endpoints": eps})
     model = build_model()
-    described = [{"name": n, "table_value": float(v), "kind": model.table[n].kind,
-                  "range": _describe(_range(model.table[n]))} for n, v in zip(sets.names, sets.table_values)]
+    described = [{"name": n, "value": float(v), "kind": model.table[n].kind, "range": r}
+                 for n, v, r in zip(sets.names, sets.table_values, sets.ranges)]
     meta = {"sets": sets.k, "sampling": "Latin hypercube (scipy.stats.qmc.LatinHypercube), seeded by "
             "numpy default_rng([seed, 0x756E63])", "seed": sets.seed, "parameters": described,
+            "default_ranges": sum(bool(p["range"].get("default")) for p in described),
             "meaning": "each endpoint's parameter_uncertainty: the arm statistic's median and 2.5-97.5% over the "
                        "parameter sets (the same patients in every set): what is not known about the biology, "
                        "beside the between-patient spread"}
