@@ -137,7 +137,7 @@ def test_a_parameter_moves_only_the_answers_that_depend_on_it(tmp_path):
     pd.testing.assert_frame_equal(pd.read_parquet(plan.out / uncertainty.TABLE_FILE), before)
     body = str(report.parameter_uncertainty(report.ReportData(again.summary, pd.DataFrame(), {}, 1)).body)
     assert "we do not know the biology yet" in body and "between patients" in body
-    assert "the same in every set" in body
+    assert "the same in every set" in body and "All of these 2 ranges are cartsim&#39;s stated default" in body
 
 
 def test_report_says_what_the_ranges_are_without_an_uncertainty_run():

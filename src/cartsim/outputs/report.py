@@ -628,7 +628,16 @@ def parameter_uncertainty(data: ReportData) -> Section:
         f"the uncertainty ranges of {len(meta['parameters'])} parameters). The last column of each arm is the "
         "2.5–97.5% range of the arm's result over those sets: “we do not know the biology yet”. Where it is "
         "wide, the answer depends on values nobody has measured; where it is narrow, the answer holds whatever "
-        "their true values.") + Markup(f"</p><p class='note'>Parameters varied: {escape(names)}.</p>")
+        "their true values.") + Markup("</p>")
+    defaults = int(meta.get("default_ranges", 0))
+    if defaults:
+        text += Markup("<p><strong>") + escape(
+            f"{'All' if defaults == len(meta['parameters']) else defaults} of these "
+            f"{len(meta['parameters'])} ranges are cartsim's stated default (2-fold either side of the value, "
+            "fractions kept inside 0–1), an assumption rather than evidence") + Markup("</strong>") + escape(
+            ": varying so many values that far at once can give combinations no patient shows, so read the "
+            "intervals as how fragile an answer is, not as a probability.") + Markup("</p>")
+    text += Markup(f"<p class='note'>Parameters varied: {escape(names)}.</p>")
     arms = _arms(data)
     header = ["endpoint", "measure"] + [h for a in arms for h in (f"{a['name']}: this run",
                                                                  f"{a['name']}: over parameter sets")]
@@ -659,7 +668,8 @@ def _over_sets(u: dict | None, scale: float, unit: str, median: bool) -> str:
         return "not reached in any set" if median and u and u.get("n_sets_undefined") else "n/a"
     low, high = _two(u["p025"] * scale, unit), _two(u["p975"] * scale, unit)
     text = "the same in every set" if low == high else f"{low}{' to ' if u['p025'] < 0 else '–'}{high}"
-    return text + (f" ({u['n_sets_undefined']} sets not reached)" if median and u.get("n_sets_undefined") else "")
+    missing = u.get("n_sets_undefined", 0)
+    return text + (f" ({missing} set{'s' if missing != 1 else ''} not reached)" if median and missing else "")
 
 
 def _base_value(e: dict, stat: str) -> float | None:
