@@ -158,23 +158,35 @@ def validate(as_json: bool = typer.Option(False, "--json", help="print a JSON li
 @app.command()
 def parameters(as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table")) -> None:
     """Print the parameter table with provenance (and disease-specific values)."""
+    from dataclasses import asdict
+
     from cartsim.disease import diseases
     from cartsim.model import load_table
 
     table = load_table()
     rows = [{"name": r.name, "value": r.value, "unit": r.unit, "component": r.component, "kind": r.kind,
-             "source": r.source, "iiv_omega": r.iiv_omega} for r in table]
+             "source": r.source, "reference": list(r.reference), "iiv_omega": r.iiv_omega,
+             "uncertainty": None if r.uncertainty is None else asdict(r.uncertainty),
+             "bounds": None if r.bounds is None else list(r.bounds),
+             "no_uncertainty": r.no_uncertainty or None} for r in table]
     for d in diseases().values():
         for label, course in ((d.name, None), *((f"{d.name} {c}", c) for c in d.courses)):
             prov = d.value_provenance(course)
             for k, v in (d.values(course).items() if course is None else d.courses[course].overrides.items()):
                 r = table[k]
                 rows.append({"name": f"{k} [{label}]", "value": v, "unit": r.unit, "component": r.component,
-                             "kind": prov[k]["kind"], "source": prov[k]["source"], "iiv_omega": r.iiv_omega})
+                             "kind": prov[k]["kind"], "source": prov[k]["source"],
+                             "reference": _citations(prov[k].get("reference")), "iiv_omega": r.iiv_omega,
+                             "uncertainty": None, "bounds": None if r.bounds is None else list(r.bounds),
+                             "no_uncertainty": None})
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
-    t = Table(title="cartsim parameters", show_lines=False)
+    counts = ", ".join(f"{sum(r.kind == k for r in table)} {k}" for k in ("literature", "derived", "calibrated",
+                                                                            "assumed"))
+    ranged = sum(r.uncertainty is not None for r in table)
+    t = Table(title="cartsim parameters", show_lines=False,
+              caption=f"{len(table)} parameters: {counts}; {ranged} with an uncertainty range")
     for col in ("name", "value", "unit", "component", "kind", "source"):
         t.add_column(col, overflow="fold")
     for r in rows:
@@ -182,6 +194,11 @@ def parameters(as_json: bool = typer.Option(False, "--json", help="print JSON in
                   r["component"], r["kind"], r["source"])
     Console(width=max(console.width, 200)).print(t)
 
+
+
+def _citations(ref: object) -> list[str]:
+    """A provenance ``reference`` (absent, one citation or a list) as a list of citations."""
+    return [] if ref is None else [ref] if isinstance(ref, str) else [str(c) for c in ref]  # type: ignore[union-attr]
 
 
 def _count(field: str, text: str | None) -> int | None:
