@@ -1,9 +1,13 @@
 """Provenance of the parameter table: every assumed and calibrated value has an uncertainty range that holds it,
-the loader refuses a bad range naming the parameter and the field, and `cartsim parameters --json` carries the
-ranges."""
+every literature and calibrated value a reference, no source is a recollection ('memory'), the loader refuses a
+bad range or a missing reference naming the parameter and the field, and `cartsim parameters --json` carries
+them."""
 
 import json
 import math
+import re
+import tomllib
+from importlib import resources
 
 import numpy as np
 import pytest
@@ -18,9 +22,9 @@ from cartsim.trial.sensitivity import ranges
 def test_every_assumed_and_calibrated_value_has_a_range_around_it():
     table = load_table()
     uncertain = [r for r in table if r.kind in ("assumed", "calibrated")]
-    assert len(uncertain) == 86
+    assert len(uncertain) == 93
     ranged = [r for r in uncertain if r.uncertainty is not None]
-    assert len(ranged) == 73
+    assert len(ranged) == 78
     for r in ranged:
         u = r.uncertainty
         assert u.distribution in DISTRIBUTIONS and u.low < r.value < u.high and u.reason.strip(), r.name
@@ -29,7 +33,8 @@ def test_every_assumed_and_calibrated_value_has_a_range_around_it():
     # the rest are placeholders, switches and numerical guards, each saying so; none is calibrated
     bare = {r.name for r in uncertain if r.uncertainty is None}
     assert all(table[n].no_uncertainty.strip() and table[n].kind == "assumed" for n in bare)
-    assert {"auto_share", "car_presence_eps", "costim_expansion", "ms_relapse_rate"} <= bare
+    assert {"auto_share", "car_presence_eps", "costim_expansion", "ms_relapse_rate", "target_cd19"} <= bare
+    assert len(bare) == 15
     assert not [r.name for r in table if r.kind in ("literature", "derived") and r.uncertainty is not None]
 
 
@@ -104,6 +109,13 @@ def _entry(**fields):
      "uncertainty has unknown keys"),
     ({"uncertainty": {"distribution": "uniform", "low": "one", "high": 2}}, "uncertainty needs"),
     ({"uncertainty_range": [1, 2]}, "unknown field"),
+    ({"kind": "literature"}, "a literature parameter needs a reference"),
+    ({"kind": "calibrated", "uncertainty": {"distribution": "uniform", "low": 1.0, "high": 2.0, "reason": "grid"}},
+     "a calibrated parameter needs a reference .*calibration target"),
+    ({"kind": "literature", "reference": ""}, "reference must be a non-empty citation"),
+    ({"kind": "literature", "reference": ["Smith J. Blood 2000;1:1", 3]}, "reference must be a non-empty citation"),
+    ({"source": "a guess", "uncertainty": {"distribution": "uniform", "low": 1.0, "high": 2.0, "reason": "x"}},
+     "must say in its source that, and why, it is assumed"),
 ])
 def test_a_bad_range_is_refused_with_the_parameter_named(fields, message):
     with pytest.raises(ValueError, match=f"parameter 'k_test'.*{message}"):
@@ -129,3 +141,87 @@ def test_parameters_json_carries_the_ranges():
     assert by_name["igg_pc_share"]["bounds"] == [0.0, 1.0]
     assert by_name["auto_floor"]["no_uncertainty"].startswith("a numerical guard")
     assert len([row for row in by_name if "[" not in row]) == len(load_table())
+
+
+# biological uses of the word: memory B and T cells, the memory pool and its balance, parameter names
+BIOLOGICAL = re.compile(r"\w*_memory\w*|\w*memory_\w*|memory[ -](B|T|CAR-T|phenotype|pool|count|self-renewal|balance)",
+                        re.IGNORECASE)
+DATA = ("parameters.toml", "diseases.toml", "products.toml", "lymphodepletion.toml", "immunomodulators.toml",
+        "antibodies.toml")
+
+
+def _sources(node, path=""):
+    """Every provenance text (source, manufacturing_source, reason) in a data file, with where it is."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if isinstance(v, str) and ("source" in k or k == "reason"):
+                yield f"{path}.{k}", v
+            else:
+                yield from _sources(v, f"{path}.{k}")
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from _sources(v, f"{path}[{i}]")
+
+
+def test_no_source_is_quoted_from_memory():
+    """'memory' may name memory B or T cells, never the provenance of a number (sources and comments)."""
+    texts = []
+    for file in DATA:
+        text = resources.files("cartsim.data").joinpath(file).read_text()
+        texts += [(f"{file}{where}", t) for where, t in _sources(tomllib.loads(text))]
+        texts += [(f"{file} comment", line) for line in text.splitlines() if line.lstrip().startswith("#")]
+    assert len(texts) > 300
+    assert [(where, t) for where, t in texts if "memory" in BIOLOGICAL.sub("", t).lower()] == []
+    assert BIOLOGICAL.sub("", "Odendahl M et al. Blood 2005 (memory)") != "Odendahl M et al. Blood 2005 ()"
+
+
+def test_every_literature_and_calibrated_value_cites_a_reference():
+    table = load_table()
+    cited = [r for r in table if r.kind in ("literature", "calibrated")]
+    assert len(cited) == 59 and all(r.reference and all(c.strip() for c in r.reference) for r in cited)
+    assert not [r.name for r in table if r.kind == "derived" and r.reference]
+    # calibrated values cite their calibration target's paper, as the targets do
+    assert table["ms_relapse_imax"].reference == ("Hauser SL et al. N Engl J Med 2017;376:221-234",)
+    assert table["pc_cd19_share"].reference == ("Hill JA et al. Blood Adv 2019;3:3590",)
+    assert "Mackensen A et al. Nat Med 2022;28:2124-2132" in table["car_k_stim"].reference
+    # an assumed value that cites nothing says that it is assumed (or points to another's provenance)
+    for r in table:
+        if r.kind == "assumed" and not r.reference and not r.no_uncertainty:
+            assert "assum" in r.source.lower() or r.source.startswith("as "), r.name
+
+
+def test_checked_values_match_their_sources():
+    """Values re-read in their sources: the numbers the sources give."""
+    table = load_table()
+    # cyclophosphamide 7.1 h on the first conditioning day (Cancer Chemother Pharmacol 1987;20:248)
+    assert math.log(2) / table.value("k_el_cy") * 24 == pytest.approx(7.1, rel=0.03)
+    # 2-fluoro-ara-A half-life about 20 h
+    assert math.log(2) / table.value("k_el_flu") * 24 == pytest.approx(20, rel=0.01)
+    # PRISMS: 1.73 vs 2.56 relapses per patient over 2 years with 44 ug three times weekly
+    assert 1 - table.value("ifn_relapse_effect") == pytest.approx(1.73 / 2.56, abs=0.01)
+    # rituximab CSF/serum about 0.1% (Rubenstein 2003); tocilizumab 8 mg/kg, at most 800 mg
+    assert table.value("mab_csf_ratio") == 0.001
+    assert (table.value("toci_mg_per_kg"), table.value("toci_max_mg")) == (8, 800)
+    # Nadler: 69 mL/kg for a 70 kg, 1.75 m man, about the table's 70 mL/kg
+    nadler = (0.3669 * 1.75 ** 3 + 0.03219 * 70 + 0.6041) / 70 * 1e6
+    assert nadler == pytest.approx(table.value("blood_volume_per_kg"), rel=0.02)
+    # ocrelizumab 145.8 kDa; adult IgG inside the 6.1-16.2 g/L reference interval
+    assert table.value("mab_mw_kda") == pytest.approx(145.8, abs=0.5)
+    assert 6.1 < table.value("igg0") < 16.2
+
+
+def test_disease_overrides_may_cite_references():
+    from cartsim.disease import diseases
+
+    prov = diseases()["ms"].value_provenance("spms")
+    assert prov["ms_relapse_rate"]["reference"].startswith("Kappos L et al. Lancet 2018;391:1263")
+    rows = json.loads(CliRunner().invoke(app, ["parameters", "--json"]).output)
+    row = next(r for r in rows if r["name"] == "ms_relapse_rate [ms spms]")
+    assert row["reference"] == [prov["ms_relapse_rate"]["reference"]] and row["uncertainty"] is None
+
+
+def test_parameters_json_carries_references():
+    rows = {r["name"]: r for r in json.loads(CliRunner().invoke(app, ["parameters", "--json"]).output)}
+    assert rows["mab_csf_ratio"]["reference"] == ["Rubenstein JL et al. Blood 2003;101:466"]
+    assert all(isinstance(r["reference"], list) for r in rows.values())
+    assert sum(bool(r["reference"]) for n, r in rows.items() if "[" not in n) == 59

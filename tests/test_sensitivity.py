@@ -85,7 +85,11 @@ def test_default_parameters_are_assumed_and_calibrated_ones_the_trial_can_move()
     kinds = {model.table[n].kind for n in names}
     assert kinds <= {"assumed", "calibrated"} and "reset_halflife" in names
     assert "weight_kg" in skipped                      # a covariate
-    assert "ms_relapse_rate" in names                  # 0 in the table, set by the MS courses
+    # the table says these have no uncertainty of their own: a switch, a numerical guard, a rule of the regimen,
+    # and a placeholder each MS course sets (name it with --parameters to vary it by the default range)
+    for n in ("target_cd19", "car_presence_eps", "retreat_threshold", "ms_relapse_rate"):
+        assert n not in names and skipped[n].startswith("no uncertainty range in the parameter table"), n
+    assert all(model.table[n].uncertainty is not None for n in names)    # so no default range is needed
     assert "tumour_burden" in skipped                  # 0 in MS: a multiple cannot move it
 
 

@@ -42,9 +42,11 @@ VARIED = ("car_k_kill", "pc_cd19_share")
 
 
 def _cdf(r, x):
-    """The cumulative distribution of a range (low/high: 2.5/97.5% for lognormal, bounds for uniform)."""
+    """The cumulative distribution of a range (low/high: 2.5/97.5% for lognormal, bounds for (log)uniform)."""
     if r["distribution"] == "uniform":
         return (x - r["low"]) / (r["high"] - r["low"])
+    if r["distribution"] == "loguniform":
+        return (np.log(x) - np.log(r["low"])) / (np.log(r["high"]) - np.log(r["low"]))
     assert r["distribution"] == "lognormal"
     mu = (np.log(r["low"]) + np.log(r["high"])) / 2
     sd = (np.log(r["high"]) - np.log(r["low"])) / (2 * stats.norm.ppf(0.975))
@@ -137,7 +139,9 @@ def test_a_parameter_moves_only_the_answers_that_depend_on_it(tmp_path):
     pd.testing.assert_frame_equal(pd.read_parquet(plan.out / uncertainty.TABLE_FILE), before)
     body = str(report.parameter_uncertainty(report.ReportData(again.summary, pd.DataFrame(), {}, 1)).body)
     assert "we do not know the biology yet" in body and "between patients" in body
-    assert "the same in every set" in body and "All of these 2 ranges are cartsim&#39;s stated default" in body
+    assert "the same in every set" in body and "stated default" not in body
+    assert "All of these ranges come from the parameter table" in body      # both have a range in the table
+    assert doc["parameter_uncertainty"]["default_ranges"] == 0
 
 
 def test_report_says_what_the_ranges_are_without_an_uncertainty_run():
@@ -193,3 +197,13 @@ def test_assurance_spreads_the_replicates_over_the_sets():
     assert [r["p_value"] for r in doc["per_replicate"]] != [r["p_value"] for r in plain["per_replicate"]]
     with pytest.raises(CartsimInputError, match="at least as many replicates"):
         prepare_power(cfg, 1, uncertainty_sets=2, uncertainty_parameters=list(VARIED))
+
+
+def test_report_says_how_many_ranges_are_the_default():
+    """A range the table does not state is the 2-fold default: the report counts them apart from the table's."""
+    meta = {"sets": 4, "default_ranges": 1,
+            "parameters": [{"name": "car_k_kill", "range": {}}, {"name": "auto_floor", "range": {"default": True}}]}
+    summary = {"arms": [{"name": "A", "endpoints": {}}], "parameter_uncertainty": meta}
+    body = str(report.parameter_uncertainty(report.ReportData(summary, pd.DataFrame(), {}, 1)).body)
+    assert "1 of these 2 ranges is cartsim&#39;s stated default" in body
+    assert "1 of these ranges comes from the parameter table" in body

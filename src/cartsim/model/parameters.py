@@ -124,13 +124,20 @@ class ParameterRecord:
 
     def completeness_problems(self) -> list[str]:
         """What the shipped table also demands: ranges for assumed and calibrated values, references for
-        literature and calibrated ones."""
+        literature and calibrated ones, and a stated assumption for an assumed value that cites nothing."""
         out = []
         if self.kind in UNCERTAIN_KINDS and self.uncertainty is None and not self.no_uncertainty.strip():
             out.append(f"{_article(self.kind)} {self.kind} parameter needs uncertainty = {{ distribution, low, high, reason }} "
                        "(or no_uncertainty = \"why\" for a placeholder, switch or numerical guard)")
         if self.kind == "calibrated" and self.no_uncertainty.strip():
             out.append("a calibrated parameter needs an uncertainty range, not no_uncertainty")
+        if self.kind in CITED_KINDS and not self.reference:
+            out.append(f"{_article(self.kind)} {self.kind} parameter needs a reference (the paper it comes from"
+                       + (", or its calibration target's paper)" if self.kind == "calibrated" else ")"))
+        if (self.kind == "assumed" and not self.reference and not self.no_uncertainty.strip()
+                and "assum" not in self.source.lower() and not self.source.startswith("as ")):
+            out.append("an assumed parameter without a reference must say in its source that, and why, it is assumed "
+                       "(or 'as <parameter>' to share another's provenance)")
         return out
 
 
@@ -259,6 +266,11 @@ def checked_overrides(owner: str, overrides: dict, provenance: dict, table: Para
         table[key]  # must be a known parameter
         if provenance.get(key, {}).get("kind") not in KINDS or not provenance.get(key, {}).get("source"):
             raise ValueError(f"{owner}: override {key!r} needs a kind and a source")
+        try:
+            _reference(key, provenance[key].get("reference"))
+        except ValueError:
+            raise ValueError(f"{owner}: override {key!r} reference must be a non-empty citation string or a list of "
+                             "them") from None
         bounds = table[key].bounds
         if bounds is not None and not bounds[0] <= float(overrides[key]) <= bounds[1]:
             raise ValueError(f"{owner}: override {key!r} = {overrides[key]} lies outside the parameter's bounds "

@@ -633,10 +633,16 @@ def parameter_uncertainty(data: ReportData) -> Section:
     if defaults:
         text += Markup("<p><strong>") + escape(
             f"{'All' if defaults == len(meta['parameters']) else defaults} of these "
-            f"{len(meta['parameters'])} ranges are cartsim's stated default (2-fold either side of the value, "
+            f"{len(meta['parameters'])} ranges {'is' if defaults == 1 else 'are'} cartsim's stated default (2-fold either side of the value, "
             "fractions kept inside 0–1), an assumption rather than evidence") + Markup("</strong>") + escape(
             ": varying so many values that far at once can give combinations no patient shows, so read the "
             "intervals as how fragile an answer is, not as a probability.") + Markup("</p>")
+    if defaults < len(meta["parameters"]):
+        text += Markup("<p>") + escape(
+            f"{'All' if not defaults else len(meta['parameters']) - defaults} of these ranges "
+            f"{'comes' if len(meta['parameters']) - defaults == 1 and defaults else 'come'} from the "
+            "parameter table (its uncertainty column), each with the reason it states: a calibration's search "
+            "grid, a published span, or a stated assumption.") + Markup("</p>")
     text += Markup(f"<p class='note'>Parameters varied: {escape(names)}.</p>")
     arms = _arms(data)
     header = ["endpoint", "measure"] + [h for a in arms for h in (f"{a['name']}: this run",

@@ -407,7 +407,9 @@ def _values_used(cfg: TrialConfig, table: ParameterTable) -> dict[str, float]:
 
 def choose_parameters(model: Model, cfg: TrialConfig, names: list[str] | None) -> tuple[tuple[str, ...], dict]:
     """``names`` (checked: model parameters with a value), or every assumed and calibrated parameter the model
-    uses, except covariates and those at 0 in the trial (a range of factors cannot move them)."""
+    uses, except covariates, those at 0 in the trial (a range of factors cannot move them) and those the table
+    says have no uncertainty (switches, reference levels, numerical guards, placeholders a disease sets, rules of
+    a regimen: ``no_uncertainty``)."""
     table = model.table
     used = _values_used(cfg, table)
     if names is not None:
@@ -431,6 +433,8 @@ def choose_parameters(model: Model, cfg: TrialConfig, names: list[str] | None) -
             skipped[n] = "a patient covariate (varies between patients, not an uncertain constant)"
         elif used.get(n, r.value or 0.0) == 0:
             skipped[n] = "0 in this trial: a range of multiples cannot move it"
+        elif r.no_uncertainty.strip():
+            skipped[n] = f"no uncertainty range in the parameter table: {r.no_uncertainty.strip()}"
         else:
             chosen.append(n)
     return tuple(chosen), skipped
