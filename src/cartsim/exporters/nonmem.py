@@ -45,6 +45,7 @@ OBSERVATION_TYPES: tuple[ObservationType, ...] = (
     ObservationType(2, "car_blood_per_uL", 0.1, "CAR-T cells in blood"),     # qPCR / flow detection limit
     ObservationType(3, "il6", 1.0, "serum IL-6"),                           # immunoassay lower limit
     ObservationType(4, "igg", 0.5, "serum IgG"),
+    ObservationType(5, "mab_conc", 0.1, "serum anti-CD20 antibody (total)"),   # ELISA lower limit
 )
 BY_DVID = {t.dvid: t for t in OBSERVATION_TYPES}
 
@@ -65,12 +66,16 @@ COLUMN_MEANINGS = {
     "AGE": "age, years",
     "WT": "body weight, kg",
     "SEX": "1 female, 0 male",
+    "BLQ": "1 when the observation was below the assay's limit (DV is then not a measured value), else 0; "
+           "optional",
+    "LLOQ": "the assay's lower limit of quantification, in DV's unit, on BLQ records; optional",
 }
+ANTIBODY_TYPES = {"mab_conc"}   # observed only when a scenario gives an antibody
 # pandas 3 parses floats exactly by default; earlier versions need the round-trip parser
 _EXACT = {"float_precision": "round_trip"} if int(pd.__version__.split(".")[0]) < 3 else {}
 REQUIRED = ("ID", "TIME", "AMT", "EVID", "CMT", "DVID", "DV", "MDV")
 COLUMNS = tuple(COLUMN_MEANINGS)
-INTEGER = ("ID", "EVID", "CMT", "DVID", "MDV", "SEX")
+INTEGER = ("ID", "EVID", "CMT", "DVID", "MDV", "SEX", "BLQ")
 UNSUPPORTED = {"ADDL": "additional doses", "II": "interdose intervals", "SS": "steady-state doses"}
 
 
@@ -79,9 +84,12 @@ def allowed_types() -> str:
     return ", ".join(f"{t.dvid} ({t.quantity})" for t in OBSERVATION_TYPES)
 
 
-def observation_types(model: Model) -> tuple[ObservationType, ...]:
-    """The observation types whose quantity the model has (a state or an observable)."""
+def observation_types(model: Model, scenario: Scenario | None = None) -> tuple[ObservationType, ...]:
+    """The observation types whose quantity the model has (a state or an observable); with ``scenario``, the
+    antibody's serum level only where the scenario gives an antibody."""
     names = {*model.state_names, *model.observable_names}
+    if scenario is not None and scenario.antibody is None:
+        names -= ANTIBODY_TYPES
     return tuple(t for t in OBSERVATION_TYPES if t.quantity in names)
 
 
@@ -113,7 +121,7 @@ def simulate_dataset(model: Model, scenario: Scenario, population: Population) -
 
     Raises :class:`ExportError` if any patient's simulation fails.
     """
-    types = observation_types(model)
+    types = observation_types(model, scenario)
     _, doses = scenario.patient_inputs(model, population)
     times = sampling_days(scenario.start, scenario.days, {float(t) for t in doses.time[doses.amount > 0]})
     sol = scenario.run(population, columns=tuple(t.quantity for t in types), times=times, model=model)
@@ -147,6 +155,33 @@ def simulate_dataset(model: Model, scenario: Scenario, population: Population) -
     return _canonical(pd.concat(frames, ignore_index=True))
 
 
+def add_residual_error(data: pd.DataFrame, sd: float, lloq: dict[int, float] | None = None,
+                       seed: int = 0) -> pd.DataFrame:
+    """``data`` with log-normal residual error on every observation (log DV + N(0, sd^2)) and, where ``lloq``
+    gives a limit for a DVID, values below it flagged BLQ 1 with the limit in LLOQ (DV set to the limit)."""
+    if not (np.isfinite(sd) and sd >= 0):
+        raise CartsimInputError("--residual-sd", f"must be a number >= 0, got {sd!r}")
+    lloq = dict(lloq or {})
+    for dvid, limit in lloq.items():
+        if dvid not in BY_DVID or not (np.isfinite(limit) and limit > 0):
+            raise CartsimInputError("--lloq", f"DVID {dvid} limit {limit!r}: needs a known DVID and a limit > 0",
+                                    allowed_types())
+    out = data.copy()
+    obs = ((out.EVID == 0) & (out.MDV == 0)).to_numpy()
+    rng = np.random.default_rng(seed)
+    dv = out.DV.to_numpy(float).copy()
+    noisy = np.maximum(dv[obs], 1e-300) * np.exp(rng.normal(0.0, sd, int(obs.sum())))
+    dv[obs] = noisy
+    limit = np.array([lloq.get(int(d), 0.0) for d in out.DVID])
+    blq = obs & (dv < limit)
+    dv[blq] = limit[blq]
+    out["DV"] = dv
+    if lloq:
+        out["BLQ"] = blq.astype(np.int64)
+        out["LLOQ"] = np.where(blq, limit, 0.0)
+    return _canonical(out)
+
+
 def to_csv(data: pd.DataFrame) -> str:
     """CSV text of a dataset; numbers are written exactly (shortest round-trip form)."""
     return data.to_csv(index=False, lineterminator="\n")
@@ -159,7 +194,7 @@ def define_text(model: Model, scenario: Scenario, data: pd.DataFrame, title: str
     lines += [f"  {name:<5} {meaning}" for name, meaning in COLUMN_MEANINGS.items()]
     lines += ["", "DVID (observation type): quantity, unit"]
     lines += [f"  {t.dvid}  {t.quantity}  {quantity_unit(model, t.quantity)}  ({t.label})"
-              for t in observation_types(model)]
+              for t in observation_types(model, scenario)]
     lines += ["", "CMT (dose compartment = model state index + 1): state, unit"]
     lines += [f"  {r.CMT:>2}  {r.state}  {r.unit}  ({r.description})" for r in compartments(model).itertuples()]
     lines += ["", (f"Simulated: scenario days {scenario.start:g} to {scenario.days:g}. The tocilizumab rescue "
@@ -231,6 +266,18 @@ def check_dataset(raw: pd.DataFrame, field: str = "--data") -> pd.DataFrame:
         i = int(np.flatnonzero(unknown)[0])
         raise CartsimInputError(field, f"column DVID: unknown observation type {df.DVID.iloc[i]:g} "
                                        f"(record {i + 1})", allowed_types())
+    if "BLQ" in df.columns:
+        df["BLQ"] = df["BLQ"].fillna(0.0)
+        _only(df, "BLQ", {0, 1}, "0 (measured), 1 (below the limit)", field)
+        blq = obs & (df.BLQ == 1)
+        if "LLOQ" not in df.columns:
+            if blq.any():
+                raise CartsimInputError(field, "records flagged BLQ 1 need the assay limit in a column LLOQ")
+        else:
+            _bad(df, "LLOQ", blq & ~(df.LLOQ > 0), "BLQ records need a limit LLOQ > 0", field)
+            _bad(df, "BLQ", dose & (df.BLQ == 1), "dose records cannot be BLQ", field)
+    elif "LLOQ" in df.columns:
+        raise CartsimInputError(field, "column LLOQ needs a column BLQ saying which records are below it")
     order = df.groupby("ID", sort=False).TIME.diff()
     _bad(df, "TIME", order < 0, "times must not decrease within an ID", field)
     return _canonical(df)

@@ -64,7 +64,7 @@ def petab_files(model: Model, scenario: Scenario, data: pd.DataFrame, dataset_id
     obs = data[(data.EVID == 0) & (data.MDV == 0)]
     if obs.empty:
         raise CartsimInputError(field, "the dataset has no observation records (EVID 0, MDV 0)")
-    types = {t.dvid: t for t in observation_types(model)}
+    types = {t.dvid: t for t in observation_types(model, scenario)}
     missing = sorted(set(obs.DVID.astype(int)) - set(types))
     if missing:
         raise CartsimInputError(field, f"column DVID: observation type {missing[0]} is not in this model",

@@ -17,8 +17,9 @@ from cartsim.outputs.files import atomic_path  # noqa: E402
 
 FLOOR = 1e-3  # display floor so log axes never see zeros
 FOOTER = "cartsim research simulation - not medical advice"
-# quantities that observed data can be overlaid on (serum IL-6 is drawn on the IL-6 panel)
-OBSERVED_QUANTITIES = ("b_blood_per_uL", "car_blood_per_uL", "il6", "igg")
+# quantities that observed data can be overlaid on (serum IL-6 is drawn on the IL-6 panel, an antibody's serum
+# level beside the CAR-T cells on the second panel)
+OBSERVED_QUANTITIES = ("b_blood_per_uL", "car_blood_per_uL", "il6", "igg", "mab_conc")
 
 
 def _col(df: pd.DataFrame, name: str, floor: float | None = None) -> np.ndarray:
@@ -89,7 +90,16 @@ def plot_trajectories(
                     arrowprops=dict(arrowstyle="-", color="grey", lw=0.8))
     a2.set_yscale("log")
     a2.set_ylabel("CAR-T cells\n(cells/uL)")
-    _legend(a2)
+    twins2 = [a2]
+    mab = _col(df, "mab_conc")
+    if np.nanmax(mab, initial=0.0) > 0 or (observed is not None and (observed["quantity"] == "mab_conc").any()):
+        m2 = a2.twinx()      # an antibody therapy: its serum level on its own axis
+        m2.plot(day, mab, color="tab:green", label="anti-CD20 antibody, serum (ug/mL)")
+        _overlay(m2, observed, "mab_conc", "tab:green")
+        m2.set_ylabel("antibody\n(ug/mL)")
+        m2.set_ylim(bottom=0)
+        twins2.append(m2)
+    _legend(*twins2)
 
     # (3) IL-6 with CRS / ICANS grades on a twin axis
     a3.plot(day, _col(df, "il6_signal", FLOOR), color="tab:orange", label="IL-6 (pg/mL)")
