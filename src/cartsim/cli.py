@@ -11,6 +11,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -45,6 +46,8 @@ def simulate(
     fmt: Format = typer.Option(Format.parquet, "--format", help="trajectory file format"),
     observed: Optional[Path] = typer.Option(None, "--observed", help="NONMEM-style CSV of observations to "
                                             "overlay on figure.png (matched by DVID)"),
+    fitted: Optional[Path] = typer.Option(None, "--parameters", help="fitted.toml from `cartsim fit`: its "
+                                          "typical values replace the table's"),
 ) -> None:
     """Simulate the typical patient: trajectories, endpoints and a figure."""
     from cartsim.compare import facts
@@ -55,10 +58,15 @@ def simulate(
     from cartsim.simulate import simulate as run
 
     try:
-        Scenario.make(therapy, disease, days, dose, lymphodepletion, regimen)  # validate before any work
+        scenario = Scenario.make(therapy, disease, days, dose, lymphodepletion, regimen)  # validate before any work
+        values = None
+        if fitted is not None:
+            from cartsim.fit.fitted import arm_values, load_fitted
+            model = build_model()
+            values = arm_values(load_fitted(fitted, model.parameters), scenario, model.table)
         check_output_dir(out, "--out")
         points = read_observed(observed) if observed is not None else None
-        result = run(therapy, disease, float(days), dose, lymphodepletion, regimen)
+        result = run(therapy, disease, float(days), dose, lymphodepletion, regimen, values)
     except CartsimInputError as err:
         fail(err)
     try:
@@ -232,6 +240,9 @@ def trial(
     uncertainty_parameters: Optional[str] = typer.Option(
         None, "--uncertainty-parameters", help="comma-separated parameters to vary with --uncertainty "
         "(default: every assumed and calibrated one with a range)"),
+    fitted: Optional[Path] = typer.Option(None, "--parameters", help="fitted.toml from `cartsim fit`: its typical "
+                                          "values in every arm (an arm's own values win; another therapy keeps "
+                                          "the values it sets itself)"),
 ) -> None:
     """Run an in-silico trial: patients, failures, summary.json and report.html in OUT."""
     from cartsim.engine.solve import SOLVERS
@@ -242,6 +253,10 @@ def trial(
         if solver is not None and solver not in SOLVERS:
             raise CartsimInputError("--solver", f"unknown solver {solver!r}", ", ".join(SOLVERS))
         cfg = load_config(config).with_n(_count("--n", n))
+        if fitted is not None:
+            from cartsim.fit.fitted import load_fitted
+            from cartsim.model import build_model
+            cfg = cfg.with_fitted(load_fitted(fitted, build_model().parameters))
         check_output_dir(out, "--out")
         plan = prepare(cfg, out, chunk_size=_count("--chunk-size", chunk_size), resume=resume,
                        save_trajectories=save_trajectories, times=times, workers=_count("--workers", workers),
@@ -260,6 +275,74 @@ def trial(
     if plan.sets is not None:
         written += ", parameter_sets.parquet, uncertainty.parquet"
     console.print(f"  wrote {out}/{written}" + (", trajectories.parquet" if save_trajectories else ""))
+
+
+@app.command()
+def fit(
+    data: Path = typer.Argument(..., metavar="DATA", help="NONMEM-style CSV (the columns `cartsim export nonmem` "
+                                "writes; BLQ/LLOQ optional)"),
+    therapy: str = typer.Option(..., "--therapy", help="the therapy the patients received (its model values and "
+                                "rescue rules; the dataset's own dose records are used)"),
+    estimate: str = typer.Option(..., "--estimate", help="comma-separated parameters to estimate (typical value "
+                                 "and log-normal between-patient SD of each)"),
+    out: Path = typer.Option(..., "--out", help="output directory"),
+    disease: str = typer.Option("sle", "--disease", help="healthy | sle | ms | b-all | lbcl"),
+    dvid: Optional[str] = typer.Option(None, "--dvid", help="observation types to fit, e.g. '1,2' (default: all "
+                                       "in the dataset)"),
+    method: str = typer.Option("foce-i", "--method", help="foce-i (maximum likelihood) or bayes (emcee, priors "
+                               "from the parameter table)"),
+    steps: str = typer.Option("200", "--steps", help="bayes: ensemble steps (a third is burn-in)"),
+    walkers: str = typer.Option("16", "--walkers", help="bayes: walkers (at least 2 x dimensions + 2)"),
+    seed: str = typer.Option("0", "--seed", help="bayes: random seed"),
+) -> None:
+    """Population fit (nonlinear mixed effects) of a dataset: fit.json, fitted.toml, GOF plots and a VPC."""
+    from rich.progress import Progress
+
+    from cartsim.exporters.nonmem import read_nonmem
+    from cartsim.fit.run import METHODS
+    from cartsim.fit.run import fit as run
+    from cartsim.outputs.fit import FILES, write_fit
+
+    try:
+        if method not in METHODS:
+            raise CartsimInputError("--method", f"unknown method {method!r}", ", ".join(METHODS))
+        names = _names(estimate, "--estimate")
+        dvids = None if dvid is None else [_count("--dvid", t.strip()) for t in dvid.split(",") if t.strip()]
+        if dvids is not None and not dvids:
+            raise CartsimInputError("--dvid", "is empty", "comma-separated DVIDs, e.g. 1,2")
+        n_steps, n_walkers, n_seed = _count("--steps", steps), _count("--walkers", walkers), _whole("--seed", seed)
+        check_output_dir(out, "--out")
+        dataset = read_nonmem(data, "DATA")
+        with Progress(console=console, transient=True) as bar:
+            task = bar.add_task("FOCE-I", total=None)
+
+            def progress(stage, i, value):
+                if stage == "foce":
+                    bar.update(task, description=f"FOCE-I: {i} objective evaluations, OFV {value:.2f}")
+                else:
+                    bar.update(task, description="MCMC", completed=i, total=value)
+            result = run(dataset, therapy, names, disease, dvids, method, n_walkers, n_steps, n_seed, progress)
+    except CartsimInputError as err:
+        fail(err)
+    try:
+        write_fit(result, out, data.name)
+    except OSError as err:
+        fail(CartsimInputError("--out", f"cannot write to {str(out)!r} ({err.strerror})"))
+    est = result.estimate
+    console.print(f"[bold]{therapy}[/]: {result.problem.data.n} patients, {result.problem.data.dv.size} "
+                  f"observations, {result.method}, OFV {est.ofv:.2f} in {result.seconds:.0f} s "
+                  f"({'converged' if est.success else 'not converged: ' + est.message})")
+    table = Table(show_header=True, header_style="bold")
+    for col in ("", "parameter", "estimate", "RSE %", "95% interval"):
+        table.add_column(col)
+    for r in result.parameters.itertuples():
+        ci = f"{r.ci_low:.3g}-{r.ci_high:.3g}" if np.isfinite(r.ci_low) else "-"
+        table.add_row(r.role, r.parameter, f"{r.estimate:.3g}" + (" (at bound)" if r.at_bound else ""),
+                      f"{r.rse_percent:.0f}" if np.isfinite(r.rse_percent) else "-", ci)
+    console.print(table)
+    if est.cov is None and result.posterior is None:
+        console.print(f"  no standard errors: {est.covariance_message}")
+    console.print(f"  wrote {out}/{', '.join(FILES)}")
 
 
 @app.command()
@@ -356,13 +439,13 @@ def _whole(field: str, text: str | None) -> int | None:
     return value
 
 
-def _names(text: str | None) -> list[str] | None:
+def _names(text: str | None, field: str = "--uncertainty-parameters") -> list[str] | None:
     """Comma-separated names (None when the option is not given)."""
     if text is None:
         return None
     names = [n.strip() for n in text.split(",") if n.strip()]
     if not names:
-        raise CartsimInputError("--uncertainty-parameters", "is empty", "comma-separated parameter names")
+        raise CartsimInputError(field, "is empty", "comma-separated parameter names")
     return names
 
 

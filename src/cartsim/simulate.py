@@ -28,7 +28,8 @@ class SimulationResult:
 
 
 def simulate(therapy: str, disease: str = "sle", days: float = 365, dose: str | None = None,
-             lymphodepletion: str | None = None, regimen: str | None = None) -> SimulationResult:
+             lymphodepletion: str | None = None, regimen: str | None = None,
+             parameters: dict[str, float] | None = None) -> SimulationResult:
     """Simulate the typical patient of ``disease`` given ``therapy``.
 
     >>> r = simulate("mb-cart19", "sle", days=120)
@@ -36,7 +37,7 @@ def simulate(therapy: str, disease: str = "sle", days: float = 365, dose: str | 
     True
     """
     model = build_model()
-    scenario = Scenario.make(therapy, disease, days, dose, lymphodepletion, regimen)
+    scenario = Scenario.make(therapy, disease, days, dose, lymphodepletion, regimen, parameters=parameters)
     population = typical(model, scenario.disease, scenario.course)
     sol = scenario.run(population,
                        columns=tuple(dict.fromkeys(TRAJECTORY_COLUMNS + endpoints.COLUMNS)))

@@ -106,9 +106,16 @@ def nonmem(
     dose: str | None = typer.Option(None, "--dose", help="e.g. '1e6 cells/kg' or '1e8 cells'"),
     lymphodepletion: str | None = typer.Option(None, "--lymphodepletion", help="regimen name"),
     regimen: str | None = typer.Option(None, "--regimen", help="antibody regimen (antibody therapies)"),
+    vary: str | None = typer.Option(None, "--vary", help="only these parameters differ between patients "
+                                    "(comma-separated; default: all with variability in the parameter table)"),
+    residual_sd: str | None = typer.Option(None, "--residual-sd", help="log-normal residual error SD added to "
+                                           "every observation (default: none, the model's values)"),
+    blq: bool = typer.Option(False, "--blq", help="flag observations below each assay's limit as BLQ "
+                             "(needs --residual-sd)"),
 ) -> None:
     """Simulated virtual cohort as a NONMEM-style CSV (and FILE.define.txt describing its columns and codes)."""
-    from cartsim.exporters.nonmem import define_text, simulate_dataset, to_csv
+    from cartsim.exporters.nonmem import OBSERVATION_TYPES, add_residual_error, define_text, simulate_dataset, to_csv
+    from cartsim.fit.cohort import varying_only
     from cartsim.model import build_model
     from cartsim.population import sample
     from cartsim.scenario import Scenario
@@ -118,7 +125,23 @@ def nonmem(
         size, rng = _whole("--n", n, 1), _whole("--seed", seed, 0)
         check_output_file(output)
         model = build_model()
-        dataset = simulate_dataset(model, scenario, sample(model, scenario.disease, size, rng, course=scenario.course))
+        population = sample(model, scenario.disease, size, rng, course=scenario.course)
+        if vary is not None:
+            names = [v.strip() for v in vary.split(",") if v.strip()]
+            if not names:
+                raise CartsimInputError("--vary", "is empty", "comma-separated parameter names")
+            population = varying_only(model, population, scenario, names)
+        if blq and residual_sd is None:
+            raise CartsimInputError("--blq", "needs --residual-sd (values below a limit come from noise)")
+        dataset = simulate_dataset(model, scenario, population)
+        if residual_sd is not None:
+            try:
+                sd = float(residual_sd)
+            except ValueError:
+                raise CartsimInputError("--residual-sd", f"must be a number, got {residual_sd!r}",
+                                        "a number >= 0") from None
+            dataset = add_residual_error(dataset, sd, {t.dvid: t.additive_sd for t in OBSERVATION_TYPES}
+                                         if blq else None, seed=rng)
         title = (f"SIMULATED virtual cohort (not observed data): {therapy} in {disease}, n={size}, seed={rng}, "
                  f"{scenario.days:g} days")
         define = define_text(model, scenario, dataset, title)

@@ -171,6 +171,17 @@ class TrialConfig(_Strict):
         return self.model_copy(update={"population": self.population.model_copy(update={"n": n}),
                                        "arm": [a.model_copy(update={"n": None}) for a in self.arm]})
 
+    def with_fitted(self, fitted) -> "TrialConfig":
+        """The same trial with a fit's typical values (:class:`cartsim.fit.fitted.Fitted`) in every arm: an arm's
+        own ``parameters`` win, and an arm of another therapy keeps the values its therapy sets itself."""
+        from cartsim.fit.fitted import arm_values
+        from cartsim.model import build_model
+
+        table = build_model().table
+        arms = [a.model_copy(update={"parameters": arm_values(fitted, self.scenario(i), table)
+                                     | (a.parameters or {})}) for i, a in enumerate(self.arm)]
+        return self.model_copy(update={"arm": arms})
+
     def with_seed(self, seed: int | None) -> "TrialConfig":
         """The same trial with random seed ``seed`` (``None``: unchanged)."""
         if seed is None:

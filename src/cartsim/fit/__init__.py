@@ -1,0 +1,1 @@
+"""Population fits of NONMEM-style datasets: FOCE-I estimation and a Bayesian option (``cartsim fit``)."""
