@@ -237,3 +237,27 @@ def test_bad_input_is_one_line_and_writes_nothing(model, tmp_path, args, text, f
     assert len(lines) == 1 and lines[0].startswith(f"error: {field}:"), r.output
     assert re.search(words, lines[0]), lines[0]
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_individual_fits_are_a_grid_and_do_not_stretch_to_the_solver_floor():
+    """Regression: one observation type drew 9 patients as a 1-column strip, and the curve's zero before the
+    first dose stretched the log axis down to 1e-6."""
+    from cartsim.outputs.fit import display_floor, individual_layout
+
+    assert individual_layout(9, 1) == (3, 3) and individual_layout(2, 1) == (1, 2)
+    assert individual_layout(4, 2) == (4, 2)
+    assert display_floor(np.array([0.0, 2.0, 50.0]), np.array([0.0, 0.5])) == pytest.approx(0.05)
+
+
+def test_an_antibody_cohort_has_no_cart_observations_and_its_figure_says_first_dose(model, ocrelizumab):
+    """Regression: an ocrelizumab cohort held 'CAR-T cells in blood' records (all below the limit), and the
+    simulate figure's time axis said 'days since CAR-T infusion' for an antibody."""
+    from cartsim.exporters.nonmem import observation_types
+    from cartsim.outputs.plots import time_label
+
+    types = {t.quantity for t in observation_types(model, ocrelizumab)}
+    assert "car_blood_per_uL" not in types and "mab_conc" in types
+    cart = {t.quantity for t in observation_types(model, Scenario.make("mb-cart19", "sle", 60))}
+    assert "car_blood_per_uL" in cart and "mab_conc" not in cart
+    assert time_label(pd.DataFrame({"car_blood_per_uL": [0.0, 0.0]})) == "days since the first dose"
+    assert time_label(pd.DataFrame({"car_blood_per_uL": [0.0, 3.0]})) == "days since CAR-T infusion"

@@ -71,6 +71,7 @@ COLUMN_MEANINGS = {
     "LLOQ": "the assay's lower limit of quantification, in DV's unit, on BLQ records; optional",
 }
 ANTIBODY_TYPES = {"mab_conc"}   # observed only when a scenario gives an antibody
+CART_TYPES = {"car_blood_per_uL"}   # observed only when a scenario gives a CAR-T product
 # pandas 3 parses floats exactly by default; earlier versions need the round-trip parser
 _EXACT = {"float_precision": "round_trip"} if int(pd.__version__.split(".")[0]) < 3 else {}
 REQUIRED = ("ID", "TIME", "AMT", "EVID", "CMT", "DVID", "DV", "MDV")
@@ -86,10 +87,13 @@ def allowed_types() -> str:
 
 def observation_types(model: Model, scenario: Scenario | None = None) -> tuple[ObservationType, ...]:
     """The observation types whose quantity the model has (a state or an observable); with ``scenario``, the
-    antibody's serum level only where the scenario gives an antibody."""
+    antibody's serum level only where the scenario gives an antibody, CAR-T cells only where it gives a
+    product."""
     names = {*model.state_names, *model.observable_names}
     if scenario is not None and scenario.antibody is None:
         names -= ANTIBODY_TYPES
+    if scenario is not None and scenario.product is None:
+        names -= CART_TYPES
     return tuple(t for t in OBSERVATION_TYPES if t.quantity in names)
 
 

@@ -125,37 +125,58 @@ def gof_figure(result: FitResult, path: Path) -> None:
     save_figure(fig, path)
 
 
+def individual_layout(patients: int, types: int) -> tuple[int, int]:
+    """(rows, columns) of the individual-fit panels: one row per patient and one column per observation type,
+    or for a single type the patients in rows of three (a one-column figure would be a strip)."""
+    if types == 1:
+        cols = min(3, patients)
+        return -(-patients // cols), cols
+    return patients, types
+
+
+def display_floor(observed: np.ndarray, limits: np.ndarray) -> float:
+    """The lowest value a log axis shows: a tenth of the lowest observation or assay limit, so a curve that
+    starts at zero before the first dose does not stretch the axis down to the solver's floor."""
+    values = np.concatenate([observed[observed > 0], limits[limits > 0]])
+    return float(values.min() / 10) if values.size else 1e-3
+
+
 def individual_figure(result: FitResult, path: Path, most: int = 9) -> None:
-    """Observations and individual predictions of up to ``most`` patients, one row per patient, one column
-    per observation type."""
+    """Observations and individual predictions of up to ``most`` patients: one panel per patient and
+    observation type."""
     problem = result.problem
     shown = np.arange(min(most, problem.data.n))
     times, values = individual_curves(problem, result.estimate, shown)
     dvids = problem.data.dvids
-    fig, axes = plt.subplots(len(shown), len(dvids), figsize=(4.2 * len(dvids), 2.1 * len(shown) + 0.8),
-                             dpi=100, squeeze=False, sharex=True)
+    rows, cols = individual_layout(len(shown), len(dvids))
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 2.3 * rows + 1.0), dpi=100, squeeze=False,
+                             sharex=True)
     p = result.predictions
-    for r, i in enumerate(shown):
+    for k, i in enumerate(shown):
         pid = problem.data.ids[i]
         for c, dvid in enumerate(dvids):
-            ax = axes[r, c]
-            ax.plot(times, np.maximum(values[r, :, c], 1e-6), color="tab:blue", lw=1.2, label="individual fit")
+            ax = axes.flat[k] if len(dvids) == 1 else axes[k, c]
             q = p[(p.ID == pid) & (p.DVID == dvid)]
+            floor = display_floor(q.DV.to_numpy(float), problem.data.lloq[(problem.data.patient == i)
+                                                                          & (problem.data.dvid == dvid)])
+            ax.plot(times, np.maximum(values[k, :, c], floor), color="tab:blue", lw=1.2, label="individual fit")
             ax.plot(q.TIME[q.BLQ == 0], q.DV[q.BLQ == 0], "o", color="k", ms=3, label="observed")
             ax.plot(q.TIME[q.BLQ == 1], q.DV[q.BLQ == 1], "v", mfc="none", color="k", ms=4,
                     label="below the limit (drawn at it)")
             ax.set_yscale("log")
-            if r == 0:
-                ax.set_title(_label(result, dvid), fontsize=9)
-            if c == 0:
-                ax.set_ylabel(f"ID {pid:g}")
+            ax.set_ylim(bottom=floor)
+            ax.set_title(f"ID {pid:g}" + (f": {BY_DVID[dvid].label}" if len(dvids) > 1 else ""), fontsize=9)
             ax.grid(alpha=0.25)
-    axes[0, 0].legend(fontsize=7)
+    for ax in axes.flat[len(shown) * len(dvids):]:
+        ax.set_visible(False)
+    axes.flat[0].legend(fontsize=7)
     for ax in axes[-1]:
         ax.set_xlabel("days")
+    for r in range(rows):
+        axes[r, 0].set_ylabel(_label(result, dvids[0]) if len(dvids) == 1 else "", fontsize=8)
     fig.suptitle(f"Individual fits (first {len(shown)} of {problem.data.n} patients)")
     fig.text(0.99, 0.005, FOOTER, ha="right", va="bottom", fontsize=7, color="grey")
-    fig.tight_layout(rect=(0, 0.015, 1, 1))
+    fig.tight_layout(rect=(0, 0.015, 1, 0.97))
     save_figure(fig, path)
 
 

@@ -22,6 +22,12 @@ FOOTER = "cartsim research simulation - not medical advice"
 OBSERVED_QUANTITIES = ("b_blood_per_uL", "car_blood_per_uL", "il6", "igg", "mab_conc")
 
 
+def time_label(df: pd.DataFrame) -> str:
+    """The time axis's label: day 0 is the CAR-T infusion where there are CAR-T cells, else the first dose."""
+    car = _col(df, "car_blood_per_uL")
+    return "days since CAR-T infusion" if np.nanmax(car, initial=0.0) > 0 else "days since the first dose"
+
+
 def _col(df: pd.DataFrame, name: str, floor: float | None = None) -> np.ndarray:
     """Column as float array (NaN if missing), optionally clipped below `floor`."""
     v = df[name].to_numpy(dtype=float) if name in df else np.full(len(df), np.nan)
@@ -143,12 +149,13 @@ def plot_trajectories(
         g4.set_ylim(bottom=0)
         twins.append(g4)
     _legend(*twins, loc="upper right")
-    a4.set_xlabel("days since CAR-T infusion")
+    a4.set_xlabel(time_label(df))
 
     for ax in (a1, a2, a3, a4):
         ax.axvline(0.0, color="k", ls="--", lw=0.9, alpha=0.7)
         ax.grid(alpha=0.25, which="major")
-    a1.text(0.0, 1.02, " infusion", transform=a1.get_xaxis_transform(), fontsize=8, va="bottom")
+    day0 = " infusion" if time_label(df).endswith("infusion") else " first dose"
+    a1.text(0.0, 1.02, day0, transform=a1.get_xaxis_transform(), fontsize=8, va="bottom")
     a1.set_xlim(day.min(), day.max())
     fig.suptitle(title, fontsize=13)
     fig.text(0.99, 0.005, FOOTER, ha="right", va="bottom", fontsize=7, color="grey")
