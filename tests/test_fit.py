@@ -261,3 +261,63 @@ def test_an_antibody_cohort_has_no_cart_observations_and_its_figure_says_first_d
     assert "car_blood_per_uL" in cart and "mab_conc" not in cart
     assert time_label(pd.DataFrame({"car_blood_per_uL": [0.0, 0.0]})) == "days since the first dose"
     assert time_label(pd.DataFrame({"car_blood_per_uL": [0.0, 3.0]})) == "days since CAR-T infusion"
+
+
+def test_agrees_with_scipy_on_the_petab_export(model, ocrelizumab, tmp_path):
+    """Cross-check on one case: patients who differ only in weight (no random effects), serum levels with
+    log-normal noise. cartsim's fit (its between-patient SDs estimated near 0) and SciPy's least
+    squares on the PEtab export, simulated by libRoadRunner from model.xml and the condition table, find the same
+    typical values."""
+    import libsbml
+    import roadrunner
+    import yaml
+
+    data = check_dataset(cohort(model, ocrelizumab, 6, 3, [], 0.15))
+    data = data[(data.EVID == 1) | ((data.DVID == 5) & (data.BLQ == 0))].drop(columns=["BLQ", "LLOQ"])
+    data = data.reset_index(drop=True)
+    path = tmp_path / "d.csv"
+    path.write_text(to_csv(data))
+    problem_dir = tmp_path / "petab"
+    r = runner.invoke(app, ["export", "petab", "--therapy", "ocrelizumab", "--disease", "ms", "--data", str(path),
+                            "-o", str(problem_dir)])
+    assert r.exit_code == 0, r.output
+    files = yaml.safe_load((problem_dir / "problem.yaml").read_text())["problems"][0]
+    text = (problem_dir / files["sbml_files"][0]).read_text()
+    conditions = pd.read_csv(problem_dir / files["condition_files"][0], sep="\t").set_index("conditionId")
+    meas = pd.read_csv(problem_dir / files["measurement_files"][0], sep="\t")
+    assert set(meas.observableId) == {"obs_mab_conc"}
+    sbml = libsbml.readSBMLFromString(text).getModel()
+    restart = {p.getId(): p.getValue() for p in sbml.getListOfParameters()
+               if not p.getConstant() and sbml.getRuleByVariable(p.getId()) is None}
+    rr = roadrunner.RoadRunner(text)
+    rr.integrator.relative_tolerance, rr.integrator.absolute_tolerance = 1e-8, 1e-12
+    rr.timeCourseSelections = ["time", "mab_conc"]
+
+    def residuals(log_p):
+        out = []
+        for cid, row in conditions.iterrows():
+            for name, value in row.items():
+                if name != "conditionName":
+                    rr.setValue(name, float(value))
+            rr.setValue("mab_v1", float(np.exp(log_p[0])))
+            rr.setValue("mab_cl_inf", float(np.exp(log_p[1])))
+            for name, value in restart.items():         # infusion rates and trigger counters start at 0
+                rr.setValue(name, value)
+            rr.reset()                                   # states, time, and the infusions starting at time 0
+            m = meas[meas.simulationConditionId == cid]
+            times = np.unique(m.time.to_numpy())
+            sim = np.asarray(rr.simulate(times=[0.0, *times]))[1:]
+            f = dict(zip(times, sim[:, 1]))
+            out.append(np.log(m.measurement.to_numpy()) - np.log([f[t] for t in m.time]))
+        return np.concatenate(out)
+
+    scipy_fit = optimize.least_squares(residuals, np.log([2.78, 0.17]) + 0.2, x_scale=1.0, xtol=1e-10)
+    ours = fit(data, "ocrelizumab", PK, "ms", dvids=[5])
+    p = ours.parameters.set_index(["role", "parameter"])
+    assert p.loc[("omega", "mab_v1"), "estimate"] < 0.05 and p.loc[("omega", "mab_cl_inf"), "estimate"] < 0.05
+    assert np.exp(scipy_fit.x) == pytest.approx([p.loc[("theta", "mab_v1"), "estimate"],
+                                                 p.loc[("theta", "mab_cl_inf"), "estimate"]], rel=0.02)
+    # (2%: the mixed-effects fit keeps SDs of up to 0.05, so its typical values sit within a third of a standard
+    # error, about 3%, of the pooled least-squares values)
+    sigma = math.sqrt(np.mean(scipy_fit.fun ** 2))                  # the residual SD's maximum-likelihood value
+    assert p.loc[("sigma", "DVID 5 (mab_conc)"), "estimate"] == pytest.approx(sigma, rel=0.02)
