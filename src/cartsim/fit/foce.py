@@ -294,9 +294,14 @@ def estimate(problem: Problem, x0: np.ndarray | None = None, max_iterations: int
 
 def covariance(problem: Problem, x: np.ndarray, eta: np.ndarray, step: float = 0.02
                ) -> tuple[np.ndarray | None, str]:
-    """Covariance of x from the observed information (half the OFV's Hessian; central differences)."""
-    phi = x[None, :problem.k] + eta
-    hess = approx_hess3(x, lambda v: Objective(problem, phi=phi.copy(), best_x=x.copy())(v), epsilon=step)
+    """Covariance of x from the observed information (half the OFV's Hessian; statsmodels' central differences).
+
+    statsmodels asks for the OFV point by point; its points are recorded in a first pass, solved together as
+    one population (every point's mode search starting from the estimate's modes), and handed back in order."""
+    points: list[np.ndarray] = []
+    approx_hess3(x, lambda v: points.append(np.array(v, float)) or 0.0, epsilon=step)
+    values = iter(Objective(problem, phi=x[None, :problem.k] + eta, best_x=x.copy()).many(np.array(points)))
+    hess = approx_hess3(x, lambda v: next(values), epsilon=step)
     hess = (hess + hess.T) / 2
     try:
         inv = np.linalg.inv(hess / 2.0)
