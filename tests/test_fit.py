@@ -321,3 +321,27 @@ def test_agrees_with_scipy_on_the_petab_export(model, ocrelizumab, tmp_path):
     # error, about 3%, of the pooled least-squares values)
     sigma = math.sqrt(np.mean(scipy_fit.fun ** 2))                  # the residual SD's maximum-likelihood value
     assert p.loc[("sigma", "DVID 5 (mab_conc)"), "estimate"] == pytest.approx(sigma, rel=0.02)
+
+
+def test_fitted_variability_rescales_each_patients_draw(model):
+    """A fitted omega replaces the table's in a trial arm: over many patients the log-SD is the fitted one, and
+    each patient keeps its own draw (the same order); a parameter without variability in the table is refused."""
+    from cartsim.population import sample
+
+    base = Scenario.make("ocrelizumab", "ms", 60)
+    wide = Scenario.make("ocrelizumab", "ms", 60, iiv={"mab_cl_inf": 0.6})
+    pop = sample(model, base.disease, 2000, 4)
+    a = base.patient_inputs(model, pop)[0].column("mab_cl_inf")
+    b = wide.patient_inputs(model, pop)[0].column("mab_cl_inf")
+    assert np.std(np.log(a)) == pytest.approx(0.3, rel=0.05) and np.std(np.log(b)) == pytest.approx(0.6, rel=0.05)
+    assert np.array_equal(np.argsort(a), np.argsort(b))
+    assert np.exp(np.median(np.log(b))) == pytest.approx(np.exp(np.median(np.log(a))), rel=0.01)
+    with pytest.raises(CartsimInputError, match="iiv: 'mab_q' has no between-patient variability"):
+        Scenario.make("ocrelizumab", "ms", 60, iiv={"mab_q": 0.2})
+    fitted = Fitted({"mab_cl_inf": 0.2, "mab_q": 0.3}, "ocrelizumab", {"mab_cl_inf": 0.25, "mab_q": 0.1})
+    from cartsim.trial.config import parse_config
+
+    cfg = parse_config("[trial]\nname = 't'\nseed = 1\nhorizon_days = 60\n[population]\nn = 2\ndisease = 'ms'\n"
+                       "[[arm]]\nname = 'A'\ntherapy = 'ocrelizumab'\n", "t.toml").with_fitted(fitted)
+    assert cfg.arm[0].iiv == {"mab_cl_inf": 0.25}       # mab_q has no variability in the table to replace
+    assert dict(cfg.scenario(0).iiv) == {"mab_cl_inf": 0.25}

@@ -35,15 +35,17 @@ class Scenario:
     label: str | None = None          # the therapy's name when there is no drug ('placebo')
     retreat: bool = False             # a second CAR-T infusion when autoreactive clones return
     parameters: tuple[tuple[str, float], ...] = ()   # model parameters the scenario sets (e.g. reset_halflife)
+    iiv: tuple[tuple[str, float], ...] = ()   # between-patient SDs (omega) replacing the table's (e.g. from a fit)
 
     @staticmethod
     def make(therapy: str, disease: str = "sle", days: float = 365, dose: str | None = None,
              lymphodepletion: str | None = None, regimen: str | None = None,
              course: Courses = None, maintenance: str | None = None, retreat: bool = False,
-             parameters: dict[str, float] | None = None) -> "Scenario":
+             parameters: dict[str, float] | None = None, iiv: dict[str, float] | None = None) -> "Scenario":
         """A scenario from names. ``maintenance``: an antibody given after a CAR-T product (its doses from
         ``regimen``); ``retreat``: re-infuse the product when autoreactive clones return; ``parameters``:
-        model parameter values for this scenario (each patient's random effect is kept)."""
+        model parameter values for this scenario (each patient's random effect is kept); ``iiv``: between-patient
+        SDs of log values that replace the table's (each patient keeps its standard-normal draw)."""
         dis = choose("--disease", disease, diseases())
         if course is not None:
             if not dis.courses:
@@ -87,8 +89,16 @@ class Scenario:
             if not isinstance(value, (int, float)) or not np.isfinite(value) or value < 0:
                 raise CartsimInputError("--parameter", f"{name} must be a finite number >= 0, got {value!r}",
                                         "a finite number >= 0")
+        for name, omega in (iiv or {}).items():
+            if name not in table or table[name].iiv_omega <= 0:
+                raise CartsimInputError("iiv", f"{name!r} has no between-patient variability in the parameter table "
+                                        "to replace", ", ".join(r.name for r in table if r.iiv_omega > 0))
+            if isinstance(omega, bool) or not isinstance(omega, (int, float)) or not np.isfinite(omega) or omega <= 0:
+                raise CartsimInputError("iiv", f"{name} must be a finite number > 0, got {omega!r}",
+                                        "a log-scale SD > 0")
         return Scenario(dis, product, days, antibody, course, PLACEBO if therapy == PLACEBO else None, retreat,
-                        tuple(sorted((k, float(v)) for k, v in (parameters or {}).items())))
+                        tuple(sorted((k, float(v)) for k, v in (parameters or {}).items())),
+                        tuple(sorted((k, float(v)) for k, v in (iiv or {}).items())))
 
     @property
     def therapy(self) -> str:
@@ -178,6 +188,8 @@ class Scenario:
 
     def patient_inputs(self, model: Model, population: Population) -> tuple[Population, Doses]:
         """Therapy-set parameters and the dose events of every patient."""
+        if self.iiv:
+            population = population.with_parameters(self._rescaled_variability(model, population))
         population, doses = self._product_inputs(model, population)
         if self.antibody is not None:
             population, more = self._antibody_inputs(model, population)
@@ -188,6 +200,19 @@ class Scenario:
             population = population.with_parameters(self._keep_random_effects(model, population,
                                                                               dict(self.parameters)))
         return population.scaled(), doses      # a parameter-uncertainty set moves every value, therapy-set ones too
+
+    def _rescaled_variability(self, model: Model, population: Population) -> dict[str, np.ndarray]:
+        """Each patient's value of the ``iiv`` parameters with its random effect rescaled from the table's omega
+        to the scenario's: typical * exp(omega_new * z), z the patient's own standard-normal draw."""
+        cov = population.covariates
+        courses = list(cov["ms_course"]) if "ms_course" in cov else [single_course(self.course)] * len(population)
+        typical = typical_values(model, self.disease, courses)
+        out = {}
+        for name, omega in self.iiv:
+            ref = typical[:, model.parameters.index(name)]
+            z = np.log(population.column(name) / ref) / model.table[name].iiv_omega
+            out[name] = ref * np.exp(omega * z)
+        return out
 
     def _keep_random_effects(self, model: Model, population: Population,
                              values: dict[str, float]) -> dict[str, np.ndarray | float]:

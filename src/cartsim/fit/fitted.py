@@ -7,9 +7,12 @@ with ``--parameters``.
     method = "foce-i"
     [parameters]               # typical values, applied as a scenario's parameter values
     mab_cl_inf = 0.181
-    [iiv]                      # between-patient SD of log values (omega), as estimated; for the record
+    [iiv]                      # between-patient SD of log values (omega), as estimated
 
-Patients keep their own random effects around the fitted typical values, as with any scenario value.
+Patients keep their own random effects around the fitted typical values, as with any scenario value. A trial
+also takes the fitted SDs of parameters that vary between patients in the parameter table (each patient keeps
+its standard-normal draw, rescaled to the fitted SD); ``simulate`` shows the typical patient, whom SDs do not
+change.
 """
 
 from __future__ import annotations
@@ -50,7 +53,8 @@ def to_toml(fitted: Fitted) -> str:
     lines += [f"{k} = {value(v)}" for k, v in {"therapy": fitted.therapy, **fitted.meta}.items() if v is not None]
     lines += ["", "[parameters]"] + [f"{k} = {float(v)!r}" for k, v in fitted.parameters.items()]
     if fitted.iiv:
-        lines += ["", "# between-patient SD of the log value (omega), as estimated; not applied",
+        lines += ["", "# between-patient SD of the log value (omega), as estimated; a trial applies it where the "
+                  "parameter table gives the parameter variability",
                   "[iiv]"] + [f"{k} = {float(v)!r}" for k, v in fitted.iiv.items()]
     return "\n".join(lines) + "\n"
 

@@ -109,6 +109,7 @@ class ArmSection(_Strict):
     maintenance: str | None = None          # an antibody after a CAR-T product (its doses: regimen)
     retreatment: bool = False               # re-infuse the CAR-T product when autoreactive clones return
     parameters: dict[str, float] | None = None   # model parameter values for this arm (e.g. reset_halflife)
+    iiv: dict[str, float] | None = None          # between-patient SDs (omega) replacing the table's (from a fit)
     n: int | None = Field(default=None, ge=1)   # patients in this arm; default population.n
 
 
@@ -141,7 +142,7 @@ class TrialConfig(_Strict):
         extra = {"regimen": a.regimen} if a.regimen is not None else {}
         return Scenario.make(a.therapy, self.population.disease, self.trial.horizon_days, a.dose,
                              a.lymphodepletion, course=self.population.courses, maintenance=a.maintenance,
-                             retreat=a.retreatment, parameters=a.parameters, **extra)
+                             retreat=a.retreatment, parameters=a.parameters, iiv=a.iiv, **extra)
 
     @property
     def trial_mri_interval_days(self) -> float:
@@ -172,14 +173,19 @@ class TrialConfig(_Strict):
                                        "arm": [a.model_copy(update={"n": None}) for a in self.arm]})
 
     def with_fitted(self, fitted) -> "TrialConfig":
-        """The same trial with a fit's typical values (:class:`cartsim.fit.fitted.Fitted`) in every arm: an arm's
-        own ``parameters`` win, and an arm of another therapy keeps the values its therapy sets itself."""
+        """The same trial with a fit's typical values and between-patient SDs (:class:`cartsim.fit.fitted.Fitted`)
+        in every arm: an arm's own ``parameters`` and ``iiv`` win, an arm of another therapy keeps the values its
+        therapy sets itself, and an SD applies where the parameter table gives the parameter variability."""
         from cartsim.fit.fitted import arm_values
         from cartsim.model import build_model
 
         table = build_model().table
-        arms = [a.model_copy(update={"parameters": arm_values(fitted, self.scenario(i), table)
-                                     | (a.parameters or {})}) for i, a in enumerate(self.arm)]
+        arms = []
+        for i, a in enumerate(self.arm):
+            values = arm_values(fitted, self.scenario(i), table)
+            omegas = {k: v for k, v in fitted.iiv.items() if k in values and table[k].iiv_omega > 0}
+            arms.append(a.model_copy(update={"parameters": values | (a.parameters or {}),
+                                             "iiv": (omegas | (a.iiv or {})) or None}))
         return self.model_copy(update={"arm": arms})
 
     def with_seed(self, seed: int | None) -> "TrialConfig":
@@ -197,7 +203,7 @@ _HEADER = re.compile(r"^\s*(\[\[?)\s*([A-Za-z0-9_.-]+)\s*\]\]?")
 _KEY = re.compile(r"^\s*([A-Za-z0-9_-]+)\s*=")
 _OPTION = {"--therapy": "therapy", "--dose": "dose", "--lymphodepletion": "lymphodepletion",
            "--regimen": "regimen", "--maintenance": "maintenance", "--retreat": "retreatment",
-           "--parameter": "parameters"}
+           "--parameter": "parameters", "iiv": "iiv"}
 
 
 def line_of(text: str, loc: tuple[str | int, ...]) -> int | None:
