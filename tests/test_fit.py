@@ -181,6 +181,7 @@ parameters = { reset_halflife = 3.0 }
     arms = cfg.with_fitted(fitted).arm
     assert arms[0].parameters == {"mab_cl_inf": 0.2, "reset_halflife": 5.0}
     assert arms[1].parameters == {"reset_halflife": 5.0}
+    assert cfg.with_fitted(Fitted({"mab_cl_inf": 0.2}, "ocrelizumab")).arm[1].parameters is None   # nothing set
     assert arms[2].parameters == {"mab_cl_inf": 0.2, "reset_halflife": 3.0}
     assert arm_values(fitted, Scenario.make("ocrelizumab", "ms", 100), model.table)["mab_cl_inf"] == 0.2
 

@@ -184,7 +184,7 @@ class TrialConfig(_Strict):
         for i, a in enumerate(self.arm):
             values = arm_values(fitted, self.scenario(i), table)
             omegas = {k: v for k, v in fitted.iiv.items() if k in values and table[k].iiv_omega > 0}
-            arms.append(a.model_copy(update={"parameters": values | (a.parameters or {}),
+            arms.append(a.model_copy(update={"parameters": (values | (a.parameters or {})) or None,
                                              "iiv": (omegas | (a.iiv or {})) or None}))
         return self.model_copy(update={"arm": arms})
 
