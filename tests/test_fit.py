@@ -346,3 +346,18 @@ def test_fitted_variability_rescales_each_patients_draw(model):
                        "[[arm]]\nname = 'A'\ntherapy = 'ocrelizumab'\n", "t.toml").with_fitted(fitted)
     assert cfg.arm[0].iiv == {"mab_cl_inf": 0.25}       # mab_q has no variability in the table to replace
     assert dict(cfg.scenario(0).iiv) == {"mab_cl_inf": 0.25}
+
+
+def test_fitted_values_are_labelled_as_fitted_in_the_arm_provenance():
+    """Regression: a trial run with --parameters fitted.toml listed the fitted values as 'assumed, scenario
+    value' in the report's table of values each arm sets."""
+    from cartsim.trial.config import parse_config
+
+    fitted = Fitted({"mab_cl_inf": 0.2}, "ocrelizumab", {}, {"method": "foce-i", "dataset": "ocr.csv", "patients": 15})
+    cfg = parse_config("[trial]\nname = 't'\nseed = 1\nhorizon_days = 60\n[population]\nn = 2\ndisease = 'ms'\n"
+                       "[[arm]]\nname = 'A'\ntherapy = 'ocrelizumab'\nparameters = { reset_halflife = 3.0 }\n",
+                       "t.toml").with_fitted(fitted)
+    prov = cfg.scenario(0).parameter_provenance()
+    assert prov["mab_cl_inf"]["kind"] == "calibrated" and prov["mab_cl_inf"]["set_by"] == "fit"
+    assert "fitted by cartsim fit (method foce-i, dataset ocr.csv, patients 15)" in prov["mab_cl_inf"]["source"]
+    assert prov["reset_halflife"]["kind"] == "assumed"          # the arm's own value is not from the fit

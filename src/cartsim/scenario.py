@@ -36,16 +36,19 @@ class Scenario:
     retreat: bool = False             # a second CAR-T infusion when autoreactive clones return
     parameters: tuple[tuple[str, float], ...] = ()   # model parameters the scenario sets (e.g. reset_halflife)
     iiv: tuple[tuple[str, float], ...] = ()   # between-patient SDs (omega) replacing the table's (e.g. from a fit)
+    sources: tuple[tuple[str, str], ...] = ()  # where scenario values come from, where known (e.g. a fit)
 
     @staticmethod
     def make(therapy: str, disease: str = "sle", days: float = 365, dose: str | None = None,
              lymphodepletion: str | None = None, regimen: str | None = None,
              course: Courses = None, maintenance: str | None = None, retreat: bool = False,
-             parameters: dict[str, float] | None = None, iiv: dict[str, float] | None = None) -> "Scenario":
+             parameters: dict[str, float] | None = None, iiv: dict[str, float] | None = None,
+             sources: dict[str, str] | None = None) -> "Scenario":
         """A scenario from names. ``maintenance``: an antibody given after a CAR-T product (its doses from
         ``regimen``); ``retreat``: re-infuse the product when autoreactive clones return; ``parameters``:
         model parameter values for this scenario (each patient's random effect is kept); ``iiv``: between-patient
-        SDs of log values that replace the table's (each patient keeps its standard-normal draw)."""
+        SDs of log values that replace the table's (each patient keeps its standard-normal draw); ``sources``: where
+        values of ``parameters`` come from (a fit), for the provenance the report shows."""
         dis = choose("--disease", disease, diseases())
         if course is not None:
             if not dis.courses:
@@ -98,7 +101,8 @@ class Scenario:
                                         "a log-scale SD > 0")
         return Scenario(dis, product, days, antibody, course, PLACEBO if therapy == PLACEBO else None, retreat,
                         tuple(sorted((k, float(v)) for k, v in (parameters or {}).items())),
-                        tuple(sorted((k, float(v)) for k, v in (iiv or {}).items())))
+                        tuple(sorted((k, float(v)) for k, v in (iiv or {}).items())),
+                        tuple(sorted((k, str(v)) for k, v in (sources or {}).items() if k in (parameters or {}))))
 
     @property
     def therapy(self) -> str:
@@ -157,7 +161,9 @@ class Scenario:
                     for k in ("target_cd19", "target_bcma", "costim_expansion", "costim_memory", "car_potency")}
         if self.antibody is not None:
             out |= {k: {**v, "set_by": f"antibody {self.antibody.name}"} for k, v in self.antibody.provenance.items()}
-        out |= {k: {"kind": "assumed", "source": f"scenario value {v:g}", "set_by": "scenario"}
+        fitted = dict(self.sources)
+        out |= {k: ({"kind": "calibrated", "source": fitted[k], "set_by": "fit"} if k in fitted else
+                    {"kind": "assumed", "source": f"scenario value {v:g}", "set_by": "scenario"})
                 for k, v in self.parameters}
         return out
 

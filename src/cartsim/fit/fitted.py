@@ -36,6 +36,11 @@ class Fitted:
     iiv: dict[str, float] = field(default_factory=dict)
     meta: dict = field(default_factory=dict)
 
+    def describe(self) -> str:
+        """Where the values come from, for provenance tables."""
+        what = ", ".join(f"{k} {v}" for k, v in self.meta.items() if k in ("method", "dataset", "patients"))
+        return f"fitted by cartsim fit ({what}) for {self.therapy or 'any therapy'}"
+
     def for_therapy(self, therapy: str, therapy_set: set[str]) -> dict[str, float]:
         """The values an arm of ``therapy`` takes: all of them for the fitted therapy; for another therapy,
         not those it sets itself (``therapy_set``: a product's potency, an antibody's PK)."""

@@ -110,6 +110,7 @@ class ArmSection(_Strict):
     retreatment: bool = False               # re-infuse the CAR-T product when autoreactive clones return
     parameters: dict[str, float] | None = None   # model parameter values for this arm (e.g. reset_halflife)
     iiv: dict[str, float] | None = None          # between-patient SDs (omega) replacing the table's (from a fit)
+    sources: dict[str, str] | None = None        # where values of ``parameters`` come from (set by --parameters)
     n: int | None = Field(default=None, ge=1)   # patients in this arm; default population.n
 
 
@@ -142,7 +143,8 @@ class TrialConfig(_Strict):
         extra = {"regimen": a.regimen} if a.regimen is not None else {}
         return Scenario.make(a.therapy, self.population.disease, self.trial.horizon_days, a.dose,
                              a.lymphodepletion, course=self.population.courses, maintenance=a.maintenance,
-                             retreat=a.retreatment, parameters=a.parameters, iiv=a.iiv, **extra)
+                             retreat=a.retreatment, parameters=a.parameters, iiv=a.iiv,
+                             sources=a.sources, **extra)
 
     @property
     def trial_mri_interval_days(self) -> float:
@@ -184,8 +186,11 @@ class TrialConfig(_Strict):
         for i, a in enumerate(self.arm):
             values = arm_values(fitted, self.scenario(i), table)
             omegas = {k: v for k, v in fitted.iiv.items() if k in values and table[k].iiv_omega > 0}
-            arms.append(a.model_copy(update={"parameters": (values | (a.parameters or {})) or None,
-                                             "iiv": (omegas | (a.iiv or {})) or None}))
+            own = a.parameters or {}
+            sources = {k: fitted.describe() for k in values if k not in own}
+            arms.append(a.model_copy(update={"parameters": (values | own) or None,
+                                             "iiv": (omegas | (a.iiv or {})) or None,
+                                             "sources": (sources | (a.sources or {})) or None}))
         return self.model_copy(update={"arm": arms})
 
     def with_seed(self, seed: int | None) -> "TrialConfig":
