@@ -225,3 +225,27 @@ def test_parameters_json_carries_references():
     assert rows["mab_csf_ratio"]["reference"] == ["Rubenstein JL et al. Blood 2003;101:466"]
     assert all(isinstance(r["reference"], list) for r in rows.values())
     assert sum(bool(r["reference"]) for n, r in rows.items() if "[" not in n) == 59
+
+
+def test_values_a_disease_sets_carry_their_own_ranges():
+    """An assumed or calibrated value that a disease, course or antibody sets has a range around it; the loader
+    refuses one without (naming the owner and the parameter)."""
+    from cartsim.disease import diseases
+    from cartsim.model.parameters import checked_overrides
+
+    for d in diseases().values():
+        for c in [None, *d.courses]:
+            for name, prov in d.value_provenance(c).items():
+                value = d.values(c)[name]
+                if prov["kind"] in ("assumed", "calibrated") and value != 0:
+                    u = prov["uncertainty"]
+                    assert u["low"] < value < u["high"] and u["reason"], (d.name, c, name)
+    rows = {r["name"]: r for r in json.loads(CliRunner().invoke(app, ["parameters", "--json"]).output)}
+    assert rows["ms_pira_rate [ms ppms]"]["uncertainty"]["distribution"] == "lognormal"
+    with pytest.raises(ValueError, match="disease 'x': override 'auto_share' is assumed and needs uncertainty"):
+        checked_overrides("disease 'x'", {"auto_share": 0.1}, {"auto_share": {"kind": "assumed", "source": "s"}},
+                          load_table())
+    with pytest.raises(ValueError, match="override 'auto_share' uncertainty must be one of"):
+        checked_overrides("disease 'x'", {"auto_share": 0.5}, {"auto_share": {
+            "kind": "assumed", "source": "s",
+            "uncertainty": {"distribution": "uniform", "low": 0.05, "high": 0.2, "reason": "r"}}}, load_table())

@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 from cartsim.cli import app
 from cartsim.model import build_model
 from cartsim.trial.config import load_config
-from cartsim.trial.sensitivity import (Range, analyze, choose_parameters, default_range, design,
+from cartsim.trial.sensitivity import (Range, _override_ranges, _values_used, analyze, choose_parameters,
+                                       default_range, design,
                                        prepare_sensitivity, ranges, run_sensitivity)
 
 runner = CliRunner()
@@ -85,11 +86,16 @@ def test_default_parameters_are_assumed_and_calibrated_ones_the_trial_can_move()
     kinds = {model.table[n].kind for n in names}
     assert kinds <= {"assumed", "calibrated"} and "reset_halflife" in names
     assert "weight_kg" in skipped                      # a covariate
-    # the table says these have no uncertainty of their own: a switch, a numerical guard, a rule of the regimen,
-    # and a placeholder each MS course sets (name it with --parameters to vary it by the default range)
-    for n in ("target_cd19", "car_presence_eps", "retreat_threshold", "ms_relapse_rate"):
+    # the table says these have no uncertainty of their own: a switch, a numerical guard, a rule of the regimen
+    for n in ("target_cd19", "car_presence_eps", "retreat_threshold"):
         assert n not in names and skipped[n].startswith("no uncertainty range in the parameter table"), n
-    assert all(model.table[n].uncertainty is not None for n in names)    # so no default range is needed
+    # placeholders in the table, but the MS courses set them with a stated range: varied by that range
+    for n in ("ms_relapse_rate", "ms_gd_rate", "ms_pira_rate", "auto_share"):
+        assert n in names and model.table[n].uncertainty is None, n
+    rs = ranges(model.table, names, _values_used(load_config(KYSA7), model.table),
+                _override_ranges(load_config(KYSA7)))
+    assert not any(r.default for r in rs.values())       # so no default range is needed
+    assert (rs["ms_relapse_rate"].reference, rs["ms_relapse_rate"].low) == (0.0418, 0.0209)   # the PPMS course's
     assert "tumour_burden" in skipped                  # 0 in MS: a multiple cannot move it
 
 

@@ -185,7 +185,8 @@ def parameters(as_json: bool = typer.Option(False, "--json", help="print JSON in
                 rows.append({"name": f"{k} [{label}]", "value": v, "unit": r.unit, "component": r.component,
                              "kind": prov[k]["kind"], "source": prov[k]["source"],
                              "reference": _citations(prov[k].get("reference")), "iiv_omega": r.iiv_omega,
-                             "uncertainty": None, "bounds": None if r.bounds is None else list(r.bounds),
+                             "uncertainty": prov[k].get("uncertainty"),
+                             "bounds": None if r.bounds is None else list(r.bounds),
                              "no_uncertainty": None})
     if as_json:
         typer.echo(json.dumps(rows, indent=2))

@@ -271,8 +271,18 @@ def checked_overrides(owner: str, overrides: dict, provenance: dict, table: Para
         except ValueError:
             raise ValueError(f"{owner}: override {key!r} reference must be a non-empty citation string or a list of "
                              "them") from None
+        value = float(overrides[key])
+        entry = provenance[key]
+        u = _uncertainty(key, entry.get("uncertainty"))
+        if u is not None:
+            if u.distribution not in DISTRIBUTIONS or not u.low < value < u.high or not u.reason.strip():
+                raise ValueError(f"{owner}: override {key!r} uncertainty must be one of {DISTRIBUTIONS} with "
+                                 f"low < {value:g} < high and a reason")
+        elif entry.get("kind") in UNCERTAIN_KINDS and value != 0 and not str(entry.get("no_uncertainty", "")).strip():
+            raise ValueError(f"{owner}: override {key!r} is {entry.get('kind')} and needs uncertainty = "
+                             "{ distribution, low, high, reason } (or no_uncertainty = \"why\")")
         bounds = table[key].bounds
-        if bounds is not None and not bounds[0] <= float(overrides[key]) <= bounds[1]:
+        if bounds is not None and not bounds[0] <= value <= bounds[1]:
             raise ValueError(f"{owner}: override {key!r} = {overrides[key]} lies outside the parameter's bounds "
                              f"[{bounds[0]:g}, {bounds[1]:g}]")
     return {k: float(v) for k, v in overrides.items()}

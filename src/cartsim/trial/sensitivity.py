@@ -47,6 +47,7 @@ from cartsim.errors import CartsimInputError
 from cartsim.model import Model, build_model
 from cartsim.model.parameters import ParameterTable
 from cartsim.outputs.files import atomic_path
+from cartsim.disease import single_course
 from cartsim.population import Population, typical
 from cartsim.trial import cohort as trial_cohort
 from cartsim.trial.chunks import Chunk, simulate_chunk
@@ -152,16 +153,20 @@ def _table_range(name: str, entry: object, value: float) -> Range:
 
 
 def ranges(table: ParameterTable, names: list[str] | tuple[str, ...],
-           values: Mapping[str, float] | None = None) -> dict[str, Range]:
-    """The uncertainty range of each parameter of ``names``: the table's ``uncertainty`` entry
-    (``record.uncertainty``) where there is one, else :func:`default_range` around the value the trial
-    uses (``values``, e.g. the disease's; default the table value)."""
+           values: Mapping[str, float] | None = None,
+           overrides: Mapping[str, Mapping] | None = None) -> dict[str, Range]:
+    """The uncertainty range of each parameter of ``names``: the range of the value a disease, course or
+    therapy of the trial sets (``overrides``: its provenance's ``uncertainty``) where it states one, else the
+    table's ``uncertainty`` entry (``record.uncertainty``), else :func:`default_range` around the value the
+    trial uses (``values``, e.g. the disease's; default the table value)."""
     out = {}
     for n in names:
         record = table[n]
         entry = getattr(record, "uncertainty", None)
         value = float(record.value) if record.value is not None else float("nan")
-        if entry is not None and value != 0:
+        if n in (overrides or {}) and (values or {}).get(n):
+            out[n] = _table_range(n, overrides[n], float(values[n]))       # type: ignore[index]
+        elif entry is not None and value != 0:
             out[n] = _table_range(n, entry, value)
         else:
             out[n] = default_range(float((values or {}).get(n, value)), record.unit)
@@ -405,11 +410,26 @@ def _values_used(cfg: TrialConfig, table: ParameterTable) -> dict[str, float]:
     return out
 
 
+def _override_ranges(cfg: TrialConfig) -> dict[str, Mapping]:
+    """The uncertainty entries of the values the trial's diseases, courses and antibodies set (first arm first,
+    main course of a mix), by parameter."""
+    out: dict[str, Mapping] = {}
+    for a in reversed(range(len(cfg.arm))):
+        sc = cfg.scenario(a)
+        prov = dict(sc.disease.value_provenance(single_course(sc.course)))
+        if sc.antibody is not None:
+            prov |= sc.antibody.provenance
+        out |= {k: v["uncertainty"] for k, v in prov.items() if isinstance(v, Mapping) and v.get("uncertainty")}
+        for k in dict(sc.parameters):          # a value the arm sets itself has no stated range
+            out.pop(k, None)
+    return out
+
+
 def choose_parameters(model: Model, cfg: TrialConfig, names: list[str] | None) -> tuple[tuple[str, ...], dict]:
     """``names`` (checked: model parameters with a value), or every assumed and calibrated parameter the model
     uses, except covariates, those at 0 in the trial (a range of factors cannot move them) and those the table
     says have no uncertainty (switches, reference levels, numerical guards, placeholders a disease sets, rules of
-    a regimen: ``no_uncertainty``)."""
+    a regimen: ``no_uncertainty``) unless the trial's disease or therapy sets them with a stated range."""
     table = model.table
     used = _values_used(cfg, table)
     if names is not None:
@@ -425,6 +445,7 @@ def choose_parameters(model: Model, cfg: TrialConfig, names: list[str] | None) -
             raise CartsimInputError("--parameters", "no parameter named", "comma-separated parameter names")
         return tuple(dict.fromkeys(names)), {}
     chosen, skipped = [], {}
+    stated = _override_ranges(cfg)
     for n in model.parameters:
         r = table[n]
         if r.kind not in KINDS:
@@ -433,7 +454,7 @@ def choose_parameters(model: Model, cfg: TrialConfig, names: list[str] | None) -
             skipped[n] = "a patient covariate (varies between patients, not an uncertain constant)"
         elif used.get(n, r.value or 0.0) == 0:
             skipped[n] = "0 in this trial: a range of multiples cannot move it"
-        elif r.no_uncertainty.strip():
+        elif r.no_uncertainty.strip() and n not in stated:
             skipped[n] = f"no uncertainty range in the parameter table: {r.no_uncertainty.strip()}"
         else:
             chosen.append(n)
@@ -458,7 +479,7 @@ def prepare_sensitivity(cfg: TrialConfig, method: str = "morris", samples: int |
     model = build_model()
     chosen, skipped = choose_parameters(model, cfg, parameters)
     try:
-        rs = ranges(model.table, chosen, _values_used(cfg, model.table))
+        rs = ranges(model.table, chosen, _values_used(cfg, model.table), _override_ranges(cfg))
     except ValueError as err:
         raise CartsimInputError("parameters.toml", str(err)) from None
     d = design(method, rs, samples, cfg.trial.seed)

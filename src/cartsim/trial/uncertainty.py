@@ -90,7 +90,7 @@ def draw_sets(cfg: TrialConfig, model: Model, k: int, names: list[str] | None = 
     """``k`` Latin hypercube sets of the uncertain parameters, the same for the same trial seed. The ranges
     are the sensitivity analysis's (:func:`cartsim.trial.sensitivity.ranges`: the parameter table's
     ``uncertainty`` entry, else the stated default), around the values the trial's arms use."""
-    from cartsim.trial.sensitivity import _values_used, ranges
+    from cartsim.trial.sensitivity import _override_ranges, _values_used, ranges
 
     if not 1 <= k <= MAX_SETS:
         raise CartsimInputError("--uncertainty", f"must be between 1 and {MAX_SETS} parameter sets, got {k}",
@@ -99,7 +99,7 @@ def draw_sets(cfg: TrialConfig, model: Model, k: int, names: list[str] | None = 
     if not chosen:
         raise CartsimInputError("--uncertainty", "no assumed or calibrated parameter to vary",
                                 "--uncertainty-parameters with names of `cartsim parameters`")
-    by_name = ranges(model.table, chosen, _values_used(cfg, model.table))
+    by_name = ranges(model.table, chosen, _values_used(cfg, model.table), _override_ranges(cfg))
     rng = np.random.default_rng([cfg.trial.seed, SET_STREAM])
     u = qmc.LatinHypercube(d=len(chosen), seed=rng).random(k)
     values = np.column_stack([by_name[n].ppf(u[:, i]) for i, n in enumerate(chosen)])
