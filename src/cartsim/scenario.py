@@ -207,12 +207,17 @@ class Scenario:
                                                                               dict(self.parameters)))
         return population.scaled(), doses      # a parameter-uncertainty set moves every value, therapy-set ones too
 
+    def typical_of(self, model: Model, population: Population) -> np.ndarray:
+        """Each patient's typical parameter values (rows), from the disease course the patient has (or the
+        scenario's main course)."""
+        cov = population.covariates
+        courses = list(cov["ms_course"]) if "ms_course" in cov else [single_course(self.course)] * len(population)
+        return typical_values(model, self.disease, courses)
+
     def _rescaled_variability(self, model: Model, population: Population) -> dict[str, np.ndarray]:
         """Each patient's value of the ``iiv`` parameters with its random effect rescaled from the table's omega
         to the scenario's: typical * exp(omega_new * z), z the patient's own standard-normal draw."""
-        cov = population.covariates
-        courses = list(cov["ms_course"]) if "ms_course" in cov else [single_course(self.course)] * len(population)
-        typical = typical_values(model, self.disease, courses)
+        typical = self.typical_of(model, population)
         out = {}
         for name, omega in self.iiv:
             ref = typical[:, model.parameters.index(name)]
@@ -224,9 +229,7 @@ class Scenario:
                              values: dict[str, float]) -> dict[str, np.ndarray | float]:
         """``values`` as typical values: patients keep their random effect (ratio to their typical value, which
         depends on their disease course)."""
-        cov = population.covariates
-        courses = list(cov["ms_course"]) if "ms_course" in cov else [single_course(self.course)] * len(population)
-        typical = typical_values(model, self.disease, courses)
+        typical = self.typical_of(model, population)
         out: dict[str, np.ndarray | float] = {}
         for name, v in values.items():
             ref = typical[:, model.parameters.index(name)]

@@ -15,7 +15,7 @@ import pandas as pd
 from cartsim.errors import CartsimInputError
 from cartsim.exporters.nonmem import OBSERVATION_TYPES, add_residual_error, simulate_dataset
 from cartsim.model.ir import Model
-from cartsim.population import Population, iiv_parameters, sample, typical_values
+from cartsim.population import Population, iiv_parameters, sample
 from cartsim.scenario import Scenario
 
 
@@ -27,9 +27,7 @@ def varying_only(model: Model, population: Population, scenario: Scenario, names
     if bad:
         raise CartsimInputError(field, f"{bad[0]!r} has no between-patient variability in the parameter table",
                                 ", ".join(iiv))
-    cov = population.covariates
-    courses = list(cov["ms_course"]) if "ms_course" in cov else [None] * len(population)
-    typical = typical_values(model, scenario.disease, courses)
+    typical = scenario.typical_of(model, population)
     params = population.params.copy()
     for p in iiv:
         if p not in names:

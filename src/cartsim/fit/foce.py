@@ -192,14 +192,18 @@ class Objective:
             return start_points(self.problem, lt, lo, ls)
         return self.phi[None] - lt[:, None, :]
 
-    def modes_at(self, x: np.ndarray, search: bool = False) -> tuple[float, Modes]:
-        """The OFV at ``x`` and every patient's conditional mode there. ``search``: also search from the best
-        of a fresh set of candidates, and keep for each patient the mode with the lower OFV term."""
+    def modes_at(self, x: np.ndarray) -> tuple[float, Modes]:
+        """The OFV at ``x`` and every patient's conditional mode there."""
+        lt, lo, ls = split(self.problem, x)
+        modes = conditional_modes(self.problem, lt, lo, ls, self._start(lt, lo, ls))
+        return float(ofv_terms(self.problem, modes, lo).sum()), modes
+
+    def search_at(self, x: np.ndarray) -> tuple[float, Modes, float]:
+        """As :meth:`modes_at`, but each patient's mode is searched both from the warm start and from the best of
+        a fresh set of candidates, keeping the one with the lower OFV term; also the OFV from the warm starts
+        alone, so the caller sees what the search gained."""
         lt, lo, ls = split(self.problem, x)
         start = self._start(lt, lo, ls)
-        if not (search and self.phi is not None):
-            modes = conditional_modes(self.problem, lt, lo, ls, start)
-            return float(ofv_terms(self.problem, modes, lo).sum()), modes
         fresh = start_points(self.problem, lt, lo, ls, seed=1)
         two = conditional_modes(self.problem, *(np.concatenate([a, a]) for a in (lt, lo, ls)),
                                 np.concatenate([start, fresh]))
@@ -210,7 +214,7 @@ class Objective:
         m = np.arange(rec.size)
         modes = Modes(two.eta[pick, np.arange(pick.size)][None], two.jac[rec, m][None], two.r[rec, m][None],
                       two.c[rec, m][None], two.iterations, two.converged)
-        return float(terms[pick, np.arange(pick.size)].sum()), modes
+        return float(terms[pick, np.arange(pick.size)].sum()), modes, float(terms[0].sum())
 
     def restart_from(self, x: np.ndarray, modes: Modes, ofv: float) -> None:
         """Make ``modes`` at ``x`` the starting point of later evaluations."""
@@ -281,8 +285,7 @@ def estimate(problem: Problem, x0: np.ndarray | None = None, max_iterations: int
         res = optimize.minimize(value_and_gradient, x, jac=True, method="L-BFGS-B", bounds=bounds(problem),
                                 options={"maxiter": max_iterations, "ftol": 1e-9, "gtol": 1e-3})
         x, nit = res.x, nit + int(res.nit)
-        here, _ = obj.modes_at(x)
-        ofv, modes = obj.modes_at(x, search=True)     # a patient whose mode search stopped in a local minimum
+        ofv, modes, here = obj.search_at(x)          # a patient whose mode search stopped in a local minimum
         if ofv > here - 1e-3:
             break
         obj.restart_from(x, modes, ofv)               # ... moves to the better one, and the fit goes on

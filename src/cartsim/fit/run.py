@@ -24,7 +24,7 @@ from cartsim.model import build_model
 from cartsim.scenario import Scenario
 
 METHODS = ("foce-i", "bayes")
-Z975 = 1.959963984540054
+Z975 = bayes.Z975
 
 
 @dataclass(frozen=True)
