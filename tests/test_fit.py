@@ -361,3 +361,19 @@ def test_fitted_values_are_labelled_as_fitted_in_the_arm_provenance():
     assert prov["mab_cl_inf"]["kind"] == "calibrated" and prov["mab_cl_inf"]["set_by"] == "fit"
     assert "fitted by cartsim fit (method foce-i, dataset ocr.csv, patients 15)" in prov["mab_cl_inf"]["source"]
     assert prov["reset_halflife"]["kind"] == "assumed"          # the arm's own value is not from the fit
+
+
+@pytest.mark.parametrize("args, field, words", [
+    (["--vary", "mab_q"], "--vary", "'mab_q' has no between-patient variability"),
+    (["--vary", " , "], "--vary", "is empty"),
+    (["--blq"], "--blq", "needs --residual-sd"),
+    (["--residual-sd", "lots"], "--residual-sd", "must be a number"),
+    (["--residual-sd", "-0.1"], "--residual-sd", "must be a number >= 0"),
+])
+def test_export_of_a_cohort_with_known_parameters_refuses_bad_options(tmp_path, args, field, words):
+    out = tmp_path / "c.csv"
+    r = runner.invoke(app, ["export", "nonmem", "--therapy", "ocrelizumab", "--disease", "ms", "--n", "2",
+                            "--days", "30", "-o", str(out), *args])
+    lines = [ln for ln in r.output.strip().splitlines() if ln]
+    assert r.exit_code == 2 and len(lines) == 1 and lines[0].startswith(f"error: {field}:"), r.output
+    assert words in lines[0] and not out.exists()

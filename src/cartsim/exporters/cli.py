@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import typer
 
 from cartsim.errors import CartsimInputError, fail
@@ -133,13 +134,18 @@ def nonmem(
             population = varying_only(model, population, scenario, names)
         if blq and residual_sd is None:
             raise CartsimInputError("--blq", "needs --residual-sd (values below a limit come from noise)")
-        dataset = simulate_dataset(model, scenario, population)
+        sd = None
         if residual_sd is not None:
             try:
                 sd = float(residual_sd)
             except ValueError:
                 raise CartsimInputError("--residual-sd", f"must be a number, got {residual_sd!r}",
                                         "a number >= 0") from None
+            if not (np.isfinite(sd) and sd >= 0):
+                raise CartsimInputError("--residual-sd", f"must be a number >= 0, got {residual_sd!r}",
+                                        "a number >= 0")
+        dataset = simulate_dataset(model, scenario, population)       # checked everything first: now the work
+        if sd is not None:
             dataset = add_residual_error(dataset, sd, {t.dvid: t.additive_sd for t in OBSERVATION_TYPES}
                                          if blq else None, seed=rng)
         title = (f"SIMULATED virtual cohort (not observed data): {therapy} in {disease}, n={size}, seed={rng}, "
