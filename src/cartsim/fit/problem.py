@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from scipy import stats
 
-from cartsim.engine.solve import Doses, Trigger, solve
+from cartsim.engine.solve import Doses, Solution, Trigger, solve
 from cartsim.errors import CartsimInputError
 from cartsim.fit.data import FitData
 from cartsim.model.ir import Model
@@ -61,14 +61,7 @@ class Problem:
         f = np.full((s, self.data.patient.size), np.nan)
         if not active.any():
             return f
-        patient = np.nonzero(active)[1]
-        params = self.base[patient].copy()
-        idx = [self.model.parameters.index(p) for p in self.names]
-        params[:, idx] = np.exp(log_phi[active])
-        doses = Doses(*(a[patient] for a in (self.data.doses.time, self.data.doses.state,
-                                             self.data.doses.amount, self.data.doses.duration)))
-        sol = solve(self.model, params, self.data.times, self.data.quantities, doses, self.triggers,
-                    t0=self.data.t0, rtol=RTOL, atol=ATOL)
+        sol = self.solve(np.nonzero(active)[1], log_phi[active], self.data.times)
         row = rows[:, self.data.patient]                                     # (S, m)
         got = row >= 0
         values = sol.values[row[got], self.data.time_index[np.nonzero(got)[1]],
@@ -76,6 +69,17 @@ class Problem:
         values[sol.status[row[got]] != 0] = np.nan
         f[got] = values
         return f
+
+    def solve(self, patients: np.ndarray, log_phi: np.ndarray, times: np.ndarray, **tolerances) -> Solution:
+        """One engine call: patient rows ``patients`` (dataset order, repeats allowed) with individual log
+        parameters ``log_phi`` (rows, k) and their own doses, observed quantities at ``times`` (the fit's tight
+        tolerances unless given)."""
+        params = self.base[patients].copy()
+        params[:, [self.model.parameters.index(p) for p in self.names]] = np.exp(log_phi)
+        doses = Doses(*(a[patients] for a in (self.data.doses.time, self.data.doses.state,
+                                              self.data.doses.amount, self.data.doses.duration)))
+        return solve(self.model, params, times, self.data.quantities, doses, self.triggers, t0=self.data.t0,
+                     **({"rtol": RTOL, "atol": ATOL} | tolerances))
 
     def residuals(self, f: np.ndarray, log_sigma: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Residuals r (S, m) whose squares, plus the constants c (S, m), are each record's -2 log-likelihood.

@@ -151,13 +151,7 @@ def vpc(problem: Problem, x: np.ndarray, replicates: int = 100, seed: int = 0) -
 def individual_curves(problem: Problem, est: foce.Estimate, patients: np.ndarray, points: int = 200
                       ) -> tuple[np.ndarray, np.ndarray]:
     """Individual predictions of ``patients`` (row indices) on a fine grid: times (T,), values (P, T, Q)."""
-    from cartsim.engine.solve import Doses, solve
-
     d = problem.data
     times = np.unique(np.concatenate([np.linspace(d.t0, d.times.max(), points), d.times]))
-    params = problem.base[patients].copy()
-    idx = [problem.model.parameters.index(p) for p in problem.names]
-    params[:, idx] = np.exp(est.x[:problem.k] + est.eta[patients])
-    doses = Doses(*(a[patients] for a in (d.doses.time, d.doses.state, d.doses.amount, d.doses.duration)))
-    sol = solve(problem.model, params, times, d.quantities, doses, problem.triggers, t0=d.t0)
+    sol = problem.solve(patients, est.x[:problem.k] + est.eta[patients], times, rtol=1e-6, atol=1e-8)
     return times, sol.values
