@@ -377,3 +377,19 @@ def test_export_of_a_cohort_with_known_parameters_refuses_bad_options(tmp_path, 
     lines = [ln for ln in r.output.strip().splitlines() if ln]
     assert r.exit_code == 2 and len(lines) == 1 and lines[0].startswith(f"error: {field}:"), r.output
     assert words in lines[0] and not out.exists()
+
+
+def test_individual_fits_name_the_quantity_once(one_parameter):
+    """Regression: with one observation type, every row of panels carried the long quantity label, and the
+    labels ran into each other down the left edge."""
+    import matplotlib.pyplot as plt
+
+    from cartsim.outputs.fit import individual_plot
+
+    fig = individual_plot(one_parameter)
+    try:
+        assert [ax.get_ylabel() for ax in fig.axes if ax.get_visible() and ax.get_ylabel()] == []
+        assert fig.get_supylabel() == "serum anti-CD20 antibody (total) (ug/mL)"
+        assert [ax.get_title() for ax in fig.axes if ax.get_visible()][:2] == ["ID 1", "ID 2"]
+    finally:
+        plt.close(fig)

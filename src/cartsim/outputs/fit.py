@@ -142,8 +142,14 @@ def display_floor(observed: np.ndarray, limits: np.ndarray) -> float:
 
 
 def individual_figure(result: FitResult, path: Path, most: int = 9) -> None:
+    """``individual_fits.png``: see :func:`individual_plot`."""
+    save_figure(individual_plot(result, most), path)
+
+
+def individual_plot(result: FitResult, most: int = 9) -> plt.Figure:
     """Observations and individual predictions of up to ``most`` patients: one panel per patient and
-    observation type."""
+    observation type. One observation type: its name and unit once, for the whole figure; several: in each
+    panel's title."""
     problem = result.problem
     shown = np.arange(min(most, problem.data.n))
     times, values = individual_curves(problem, result.estimate, shown)
@@ -165,19 +171,19 @@ def individual_figure(result: FitResult, path: Path, most: int = 9) -> None:
                     label="below the limit (drawn at it)")
             ax.set_yscale("log")
             ax.set_ylim(bottom=floor)
-            ax.set_title(f"ID {pid:g}" + (f": {BY_DVID[dvid].label}" if len(dvids) > 1 else ""), fontsize=9)
+            ax.set_title(f"ID {pid:g}" + (f": {_label(result, dvid)}" if len(dvids) > 1 else ""), fontsize=9)
             ax.grid(alpha=0.25)
     for ax in axes.flat[len(shown) * len(dvids):]:
         ax.set_visible(False)
     axes.flat[0].legend(fontsize=7)
     for ax in axes[-1]:
         ax.set_xlabel("days")
-    for r in range(rows):
-        axes[r, 0].set_ylabel(_label(result, dvids[0]) if len(dvids) == 1 else "", fontsize=8)
+    if len(dvids) == 1:
+        fig.supylabel(_label(result, dvids[0]), fontsize=10)
     fig.suptitle(f"Individual fits (first {len(shown)} of {problem.data.n} patients)")
     fig.text(0.99, 0.005, FOOTER, ha="right", va="bottom", fontsize=7, color="grey")
     fig.tight_layout(rect=(0, 0.015, 1, 0.97))
-    save_figure(fig, path)
+    return fig
 
 
 def vpc_figure(result: FitResult, path: Path, replicates: int = VPC_REPLICATES) -> None:
