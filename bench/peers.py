@@ -211,11 +211,12 @@ def solve_patient(model: Model, f: Lambdified, inputs: ExportInputs, times: np.n
                             rtol=rtol, atol=atol)
             if sol.status < 0:
                 raise RuntimeError(sol.message)
-            keep = np.isin(sol.t, times)
-            out[np.searchsorted(times, sol.t[keep])] = sol.y.T[keep]
+            sol_t, sol_y = np.asarray(sol.t), np.asarray(sol.y)     # SciPy 1.17 can return plain lists
+            keep = np.isin(sol_t, times)
+            out[np.searchsorted(times, sol_t[keep])] = sol_y.T[keep]
             hit = [k for k, te in enumerate(sol.t_events) if te.size]
             if not hit:
-                t, y = stop, sol.y[:, -1].copy()
+                t, y = stop, sol_y[:, -1].copy()
                 continue
             k = min(hit, key=lambda k: sol.t_events[k][0])
             t, y = float(sol.t_events[k][0]), sol.y_events[k][0].copy()
