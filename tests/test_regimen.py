@@ -128,7 +128,20 @@ ROUND_TRIP = [
     "20 mg sc on days 0, 7 and 14; then every 4 weeks from day 28", "1e-3 mg IV on day 1e2",
     "375 mg IV every 1 week for 4 doses, then 375 mg IV every 8 weeks for 3 doses, then 1000 mg IV on day 400",
     "44 ug SC 3 times weekly", "22 ug SC 3 times weekly for 6 doses, then 44 ug SC 3 times weekly",
+    "10 mg/kg IV over 1 h every 1 week for 4 doses", "10 mg/kg IV every 1 week for 4 doses, then 600 mg IV on day 60",
+    "5 ug/KG IV on days 0 and 7, then every 1 week from day 56 for 4 doses",
 ]
+
+
+def test_per_kg_amounts_and_then_segments_inherit_them():
+    r = Regimen.parse("10 mg/kg IV over 1 h every 1 week for 4 doses, then every 1 week from day 56 for 4 doses, "
+                      "then 1 g IV on day 100")
+    doses = r.doses(200)
+    assert [(d.day, d.amount_mg, d.per_kg) for d in doses] == [
+        *((7.0 * k, 10.0, True) for k in range(4)), *((56 + 7.0 * k, 10.0, True) for k in range(4)),
+        (100.0, 1000.0, False)]
+    assert doses[0].label() == "10 mg/kg IV" and doses[-1].label() == "1000 mg IV"
+    assert str(r).startswith("10 mg/kg IV over 1 h every 1 week for 4 doses, then 10 mg/kg IV over 1 h every")
 
 
 def test_times_weekly_is_evenly_spaced():
@@ -159,7 +172,7 @@ def _random_regimen(rng: random.Random) -> Regimen:
             lo = last + 0.1 if segments else 0.0
             days = sorted({round(rng.uniform(lo, lo + 60), rng.choice([0, 2, 9])) for _ in range(rng.randint(1, 4))})
             days = [d for d in days if d > last and d >= 0] or [last + 1]
-            segments.append(Segment(amount, route, days=tuple(days), duration_h=duration))
+            segments.append(Segment(amount, route, days=tuple(days), duration_h=duration, per_kg=rng.random() < 0.3))
             last = days[-1]
         else:
             every = rng.choice([7.0 * rng.randint(1, 30), rng.uniform(0.5, 100), float(rng.randint(1, 50))])
@@ -167,7 +180,7 @@ def _random_regimen(rng: random.Random) -> Regimen:
             first = start if start is not None else (0.0 if not i else None)
             n = rng.randint(1, 6)
             until = None if first is None or rng.random() < 0.5 else first + rng.uniform(0, 200)
-            segments.append(Segment(amount, route, None, every, start, n, until, duration))
+            segments.append(Segment(amount, route, None, every, start, n, until, duration, None, rng.random() < 0.3))
             last = Regimen(tuple(segments)).doses(1e9)[-1].day
     return Regimen(tuple(segments))
 
@@ -204,7 +217,10 @@ def test_round_trip_random(seed):
     ("300 mg IV over -1 h on day 0", "-1", ">= 0"),
     ("300 mg IV over 2 days on day 0", "days", "'h' or 'min'"),
     ("300 mg IV every 2 months", "months", "'days' or 'weeks'"),
-    ("500 mg/m2 IV every 4 weeks", "/", "unexpected character"),
+    ("500 mg/m2 IV every 4 weeks", "m2", "'kg' after '/'"),
+    ("10 mg/ IV every 1 week", "IV", "'kg' after '/'"),
+    ("10 mg kg IV every 1 week", "kg", "a route"),
+    ("10 mg IV / kg on day 0", "/", "'on day(s)', 'every'"),
     ("300 mg IV on day 0,", "<end>", "'then'"),
     ("300 mg IV on day 0 and", "<end>", "a day"),
     ("300 mg IV", "<end>", "'on day(s)', 'every' or '<n> times weekly'"),

@@ -3,9 +3,9 @@
 In the spirit of mrgsolve's ``ev()``/``ev_days()`` and NONMEM dosing records (AMT, DUR, II, ADDL), a regimen
 is one or more segments joined by ``, then`` (or ``; then``); words are case-insensitive, spacing is free::
 
-    <amount> mg|ug|g IV|SC [over <n> h|min] on day(s) <d>[, <d> ... and <d>]
-    <amount> mg|ug|g IV|SC [over <n> h|min] every <n> day(s)|week(s) [from day <d>] [for <n> doses] [until day <d>]
-    <amount> mg|ug|g IV|SC <n> times weekly [from day <d>] [for <n> doses] [until day <d>]
+    <amount> mg|ug|g[/kg] IV|SC [over <n> h|min] on day(s) <d>[, <d> ... and <d>]
+    <amount> mg|ug|g[/kg] IV|SC [over <n> h|min] every <n> day(s)|week(s) [from day <d>] [for <n> doses] [until day <d>]
+    <amount> mg|ug|g[/kg] IV|SC <n> times weekly [from day <d>] [for <n> doses] [until day <d>]
 
 Rules:
 
@@ -13,6 +13,7 @@ Rules:
 * After ``then`` the amount and route may be left out; they default to the previous segment's, and so does
   the infusion duration when both are left out.
 * ``<n> times weekly`` is ``every 7/<n> days`` (evenly spaced), written back as given.
+* ``mg/kg`` doses by body weight: each patient's dose is the amount times their weight (a drug may cap it).
 * Without ``over`` the duration is ``default_duration_h[route]`` from the caller; a route without a default
   (SC, typically) leaves it unset, and an unset duration means a bolus. ``until day D`` includes day D.
 * A repeating first segment without ``from day`` starts on day 0. A repeating ``then`` segment without
@@ -51,10 +52,10 @@ _MG_PER = {"mg": 1.0, "ug": 1e-3, "mcg": 1e-3, "g": 1e3}
 _DAYS_PER = {"day": 1.0, "days": 1.0, "week": 7.0, "weeks": 7.0}
 _PER_HOUR = {"h": 1.0, "hr": 1.0, "hrs": 1.0, "hour": 1.0, "hours": 1.0, "min": 60.0, "mins": 60.0,
              "minute": 60.0, "minutes": 60.0}
-GRAMMAR = ("segments joined by ', then', each '<amount> mg|ug|g IV|SC [over <n> h|min]' followed by "
+GRAMMAR = ("segments joined by ', then', each '<amount> mg|ug|g[/kg] IV|SC [over <n> h|min]' followed by "
            "'on day(s) <d>[, <d> and <d>]', 'every <n> days|weeks' or '<n> times weekly', then optionally "
            "'from day <d>', 'for <n> doses', 'until day <d>'")
-_TOKEN = re.compile(r"(?P<num>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)|(?P<word>[A-Za-z]+)|(?P<punct>[,;])")
+_TOKEN = re.compile(r"(?P<num>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)|(?P<word>[A-Za-z]+)|(?P<punct>[,;/])")
 _EPS = 1e-9
 
 
@@ -71,9 +72,10 @@ class Segment:
     until_day: float | None = None
     duration_h: float | None = None
     per_week: int | None = None   # written as '<n> times weekly' (every_days = 7 / per_week)
+    per_kg: bool = False          # amount_mg is mg per kg of body weight
 
     def format(self) -> str:
-        out = f"{_num(self.amount_mg)} mg {self.route}"
+        out = f"{_num(self.amount_mg)} mg{'/kg' if self.per_kg else ''} {self.route}"
         if self.duration_h is not None:
             out += f" over {_num(self.duration_h)} h"
         if self.days is not None:
@@ -100,6 +102,10 @@ class Dose:
     amount_mg: float
     route: str
     duration_days: float
+    per_kg: bool = False          # amount_mg is mg per kg of body weight
+
+    def label(self) -> str:
+        return f"{self.amount_mg:g} mg{'/kg' if self.per_kg else ''} {self.route}"
 
 
 @dataclass(frozen=True)
@@ -131,7 +137,7 @@ class Regimen:
             for day in days:
                 if day >= horizon_days:
                     break
-                out.append(Dose(day, seg.amount_mg, seg.route, (seg.duration_h or 0.0) / 24))
+                out.append(Dose(day, seg.amount_mg, seg.route, (seg.duration_h or 0.0) / 24, seg.per_kg))
         return sorted(out, key=lambda d: d.day)
 
     def last_dose_day(self, horizon_days: float) -> float | None:
@@ -257,7 +263,7 @@ class _Parser:
 
     def segment(self, prev: Segment | None, prev_first: float | None, prev_last: float | None) -> Segment:
         same_amount = prev is not None and self.peek().kind != "num"
-        amount_mg = prev.amount_mg if prev is not None and same_amount else self.amount()
+        amount_mg, per_kg = (prev.amount_mg, prev.per_kg) if prev is not None and same_amount else self.amount()
         tok = self.peek()
         same_route = prev is not None and not (tok.kind == "word" and tok.text.lower() not in ("on", "every", "over"))
         if prev is not None and same_route:
@@ -292,7 +298,7 @@ class _Parser:
                     self.i += 1
                     self.accept("and")
                 days.append(self.day(days[-1], listed=True))
-            return Segment(amount_mg, route, days=tuple(days), duration_h=duration_h)
+            return Segment(amount_mg, route, days=tuple(days), duration_h=duration_h, per_kg=per_kg)
         if per_week is not None:
             every = 7.0 / per_week
         else:
@@ -314,14 +320,20 @@ class _Parser:
         if self.accept("until"):
             self.expect(("day",), "'day'")
             until, pos = self.number("a day")
-        seg = Segment(amount_mg, route, None, every, start, n_doses, until, duration_h, per_week)
+        seg = Segment(amount_mg, route, None, every, start, n_doses, until, duration_h, per_week, per_kg)
         first = _start(seg, prev_first, prev_last)
         if until is not None and until < first - _EPS:
             self.fail(pos, f"until day {_num(until)} is before the first dose (day {_num(first)})")
         return seg
 
-    def amount(self) -> float:
+    def amount(self) -> tuple[float, bool]:
+        """The amount in mg, and whether it is per kg of body weight."""
         value, pos = self.number("an amount")
         if value <= 0:
             self.fail(pos, f"amount must be positive, got {_num(value)}")
-        return value * _MG_PER[self.expect(_MG_PER, "a mass unit", ", ".join(_MG_PER))]
+        mg = value * _MG_PER[self.expect(_MG_PER, "a mass unit", ", ".join(_MG_PER))]
+        if self.peek().text != "/":
+            return mg, False
+        self.i += 1
+        self.expect(("kg",), "'kg' after '/'", "mg/kg, ug/kg, g/kg")
+        return mg, True
