@@ -132,7 +132,7 @@ class Scenario:
         """Drug administrations over the horizon as (day, label); lymphodepletion is not counted."""
         out = [(0.0, f"{self.product.name} infusion ({self.product.dose})")] if self.product is not None else []
         if self.antibody is not None:
-            out += [(d.day, f"{self.antibody.name} {d.amount_mg:g} mg {d.route}")
+            out += [(d.day, f"{self.antibody.name} {d.label()}")
                     for d in self.antibody.doses(self.days)]
         return out
 
@@ -280,8 +280,13 @@ class Scenario:
         n = len(population)
         col = lambda k, dtype=float: np.tile(np.array([e[k] for e in events], dtype=dtype), (n, 1))  # noqa: E731
         idx = [model.state_index(e[1]) for e in events]
+        amount = col(2)
+        per_kg = np.array([d.per_kg for d in doses] + [False] * (len(events) - len(doses)))
+        if per_kg.any():    # mg/kg doses: each patient's weight, up to the drug's cap
+            weighed = amount[:, per_kg] * population.column("weight_kg")[:, None]
+            amount[:, per_kg] = weighed if ab.max_dose_mg is None else np.minimum(weighed, ab.max_dose_mg)
         return population, Doses(time=col(0), state=np.tile(np.array(idx, dtype=np.int64), (n, 1)),
-                                 amount=col(2), duration=col(3))
+                                 amount=amount, duration=col(3))
 
     def run(self, population: Population, columns: tuple[str, ...] | None = None,
             times: np.ndarray | None = None, model: Model | None = None, **solver) -> Solution:

@@ -231,6 +231,16 @@ def cd19_cart_igg(parameters: dict[str, float] | None = None) -> dict[str, float
             "typical_cd19neg_plasma_cells_month_12": _fraction_at(t, sol.column("pc")[0], YEAR)}
 
 
+ADAPT_CYCLE_DAYS = 56.0     # one efgartigimod cycle (4 weekly infusions) and 4 weeks after the last
+
+
+def efgartigimod_igg(parameters: dict[str, float] | None = None) -> dict[str, float]:
+    """Largest fall of total IgG over one efgartigimod cycle (10 mg/kg IV weekly x4), typical adult."""
+    t, sol = _typical_course("efgartigimod", "healthy", ADAPT_CYCLE_DAYS, ("igg",), parameters)
+    igg = sol.column("igg")[0]
+    return {"typical_igg_max_reduction": float(1 - igg.min() / igg[0])}
+
+
 def sle_vaccine_titres() -> dict[str, float]:
     """CD19- long-lived plasma cells (the source of vaccine titres) one year after MB-CART19.1 in lupus."""
     t, sol = _typical_course("mb-cart19", "sle", YEAR, ("pc",))
@@ -299,6 +309,7 @@ CHECKS: dict[str, Callable[[], dict[str, float]]] = {
     "ocrelizumab_igg": ocrelizumab_igg,
     "cd19_cart_igg": cd19_cart_igg,
     "cd19_cart_sle_vaccine_titres": sle_vaccine_titres,
+    "adapt_efgartigimod_igg": efgartigimod_igg,
 }
 
 
@@ -318,7 +329,9 @@ CALIBRATED = {
     ("opera_gd_lesions", "pop_ocrelizumab"), ("opera_cdp12", "pop_interferon"),
     # bench/calibrate_irr.py, bench/calibrate_igg.py
     ("ocrelizumab_infusion_reactions", "pop_opera"), ("ocrelizumab_igg", "typical_year_1"),
-    ("ocrelizumab_igg", "typical_year_5"), ("cd19_cart_igg", "typical_total_igg_month_9")}
+    ("ocrelizumab_igg", "typical_year_5"), ("cd19_cart_igg", "typical_total_igg_month_9"),
+    # bench/calibrate_fcrn.py
+    ("adapt_efgartigimod_igg", "typical_igg_max_reduction")}
 
 
 def _accept_window(target: dict, metric: str) -> list[float]:

@@ -70,7 +70,7 @@ COLUMN_MEANINGS = {
            "optional",
     "LLOQ": "the assay's lower limit of quantification, in DV's unit, on BLQ records; optional",
 }
-ANTIBODY_TYPES = {"mab_conc"}   # observed only when a scenario gives an antibody
+ANTIBODY_TYPES = {"mab_conc"}   # observed only when a scenario gives an anti-CD20 antibody
 CART_TYPES = {"car_blood_per_uL"}   # observed only when a scenario gives a CAR-T product
 # pandas 3 parses floats exactly by default; earlier versions need the round-trip parser
 _EXACT = {"float_precision": "round_trip"} if int(pd.__version__.split(".")[0]) < 3 else {}
@@ -87,10 +87,10 @@ def allowed_types() -> str:
 
 def observation_types(model: Model, scenario: Scenario | None = None) -> tuple[ObservationType, ...]:
     """The observation types whose quantity the model has (a state or an observable); with ``scenario``, the
-    antibody's serum level only where the scenario gives an antibody, CAR-T cells only where it gives a
+    anti-CD20 antibody's serum level only where the scenario gives one, CAR-T cells only where it gives a
     product."""
     names = {*model.state_names, *model.observable_names}
-    if scenario is not None and scenario.antibody is None:
+    if scenario is not None and (scenario.antibody is None or scenario.antibody.level not in ANTIBODY_TYPES):
         names -= ANTIBODY_TYPES
     if scenario is not None and scenario.product is None:
         names -= CART_TYPES

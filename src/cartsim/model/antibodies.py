@@ -4,7 +4,8 @@ Every antibody-secreting cell secretes at the same per-cell rate within its
 class (plasmablast or plasma cell); the rates are derived from the baseline
 IgG level and the share of IgG made by long-lived plasma cells. The
 autoantibody is the IgG made by the autoreactive cells, so its level and its
-fall under therapy follow from where the autoreactive cells are.
+fall under therapy follow from where the autoreactive cells are. Both are
+broken down at the IgG rate that FcRn recycling sets (``model/fcrn.py``).
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ def add(b: ModelBuilder) -> None:
     b.state("autoantibody", "g/L", "pathogenic autoantibody (IgG from autoreactive cells)",
             (q_pb * pba0 + q_pc * pca0) / k_igg)
     b.flow(None, "igg", q_pb * (pb + pba) + q_pc * (pc + pca), "secretion")
-    b.flow("igg", None, k_igg * sp.Symbol("igg"), "catabolism")
+    # FcRn recycling sets how fast IgG is broken down; a blocker speeds it up (model/fcrn.py)
+    k_cat = k_igg * sp.Symbol("igg_catabolism_factor")
+    b.flow("igg", None, k_cat * sp.Symbol("igg"), "catabolism")
     b.flow(None, "autoantibody", q_pb * pba + q_pc * pca, "secretion by autoreactive cells")
-    b.flow("autoantibody", None, k_igg * sp.Symbol("autoantibody"), "catabolism")
+    b.flow("autoantibody", None, k_cat * sp.Symbol("autoantibody"), "catabolism")

@@ -1,5 +1,6 @@
-"""Drugs given by a regimen, as data: the anti-CD20 antibodies (``cartsim/data/antibodies.toml``) and the
-MS immunomodulators (``cartsim/data/immunomodulators.toml``): model parameters, dosed states and a regimen."""
+"""Drugs given by a regimen, as data: the anti-CD20 antibodies (``cartsim/data/antibodies.toml``), the
+MS immunomodulators (``cartsim/data/immunomodulators.toml``) and the FcRn blockers
+(``cartsim/data/fcrn_blockers.toml``): model parameters, dosed states and a regimen."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from cartsim.therapy.regimen import Dose, Regimen
 DOSE_STATE = {"IV": "mab_central", "SC": "mab_depot"}
 # states set to 1 by the first dose (the clocks of time-dependent clearance and target synthesis)
 FIRST_DOSE_STATES = ("mab_started", "mab_clock")
-DATA_FILES = ("antibodies.toml", "immunomodulators.toml")
+DATA_FILES = ("antibodies.toml", "immunomodulators.toml", "fcrn_blockers.toml")
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,8 @@ class Antibody:
     kind: str = "anti-CD20 antibody"
     # probability of an infusion-related reaction at the first IV infusion and at each later one (None: no data)
     infusion_reactions: tuple[float, float] | None = None
+    max_dose_mg: float | None = None    # cap of a mg/kg dose (e.g. a label's flat dose above some weight)
+    level: str | None = "mab_conc"      # the model observable of the drug's serum level (None: not modelled)
 
     @property
     def default_duration_h(self) -> dict[str, float]:
@@ -74,7 +77,9 @@ def antibodies() -> dict[str, Antibody]:
             extra = {}
             if "dose_states" in e:
                 extra = {"dose_states": dict(e["dose_states"]), "first_dose_states": tuple(e.get("first_dose_states", ())),
-                         "kind": e["kind"]}
+                         "kind": e["kind"], "level": e.get("level")}
+            if "max_dose_mg" in e:
+                extra["max_dose_mg"] = float(e["max_dose_mg"])
             if "infusion_reactions" in e:
                 irr = e["infusion_reactions"]
                 extra["infusion_reactions"] = (float(irr["first"]), float(irr["later"]))
