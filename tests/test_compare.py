@@ -94,3 +94,28 @@ def test_unwritable_out(tmp_path):
     r = runner.invoke(app, ["compare", "kyv-101", "ocrelizumab", "--out", str(blocker / "sub")])
     assert r.exit_code == 2 and r.output.startswith("error: --out:")
     assert blocker.read_text() == "x" and sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+def test_each_drug_level_has_its_own_panel_and_the_autoantibody_is_drawn(tmp_path, monkeypatch):
+    """Regression: the drug panel drew every regimen drug as the anti-CD20 antibody's serum level, so
+    efgartigimod (and interferon) showed a flat zero line labelled 'antibody'; and the autoantibody, which
+    separates a lasting CAR-T effect from a transient FcRn blockade, was not drawn."""
+    import cartsim.outputs.compare as figure
+
+    drawn = []
+    monkeypatch.setattr(figure, "save_figure", lambda fig, path, svg=False: drawn.append(fig))
+    c = compare("mb-cart19", "efgartigimod", "sle", 120)
+    c.write(tmp_path, "csv")
+    labels = [ax.get_ylabel() for ax in drawn[0].axes]
+    assert labels[1:5] == ["CAR-T cells in blood\n(cells/µL)", "FcRn blocker in blood\n(µg/mL)",
+                           "total IgG\n(g/L)", "autoantibody\n(% of baseline)"]
+    level = drawn[0].axes[2].get_lines()[0].get_ydata()
+    assert max(level) > 30                                       # efgartigimod's own level, ug/mL
+    auto = {ln.get_label(): ln.get_ydata() for ln in drawn[0].axes[4].get_lines()}
+    assert min(auto["efgartigimod"]) < 45 and auto["efgartigimod"][-1] > 90     # back within weeks
+    assert auto["mb-cart19"][-1] < 60                                            # still falling
+    healthy = compare("ocrelizumab", "interferon-beta-1a", "healthy", 60)
+    healthy.write(tmp_path / "h", "csv")
+    labels = [ax.get_ylabel() for ax in drawn[1].axes]
+    assert "autoantibody\n(% of baseline)" not in labels                       # no autoantibody in health
+    assert labels[1] == "antibody in blood\n(µg/mL)" and len(labels) == 4     # interferon has no level panel

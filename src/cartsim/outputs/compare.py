@@ -25,6 +25,7 @@ DAYS_PER_MONTH = 365.25 / 12
 B_FLOOR = 0.01      # cells/uL: lowest value drawn on the B-cell axis
 CAR_FLOOR = 0.001   # cells/uL
 MAB_FLOOR = 0.01    # ug/mL
+DRUG_LEVELS = {"mab_conc": "antibody", "fcrnb_conc": "FcRn blocker"}   # drug-level panels' names
 PLAIN = FuncFormatter(lambda v, _: f"{v:g}")  # 0.01, 1, 100 rather than 10^-2, 10^0, 10^2
 
 
@@ -35,8 +36,11 @@ def arm_labels(results: Sequence[SimulationResult]) -> list[str]:
 
 
 def _kind(result: SimulationResult) -> str:
+    """'car-t', the serum-level column of a drug given by a regimen, or 'none' (no drug, or one without a level)."""
     s = result.scenario
-    return "car-t" if s.product is not None else "antibody" if s.antibody is not None else "none"
+    if s.product is not None:
+        return "car-t"
+    return (s.antibody.level or "none") if s.antibody is not None else "none"
 
 
 def dose_count_text(result: SimulationResult) -> str:
@@ -80,20 +84,23 @@ def _decades_above(peak: float, floor: float, decades: float) -> float:
 
 
 def plot_comparison(results: Sequence[SimulationResult], path: Path | str, title: str) -> None:
-    """Stacked panels over months: B cells, drug level(s), IgG and the dosing timeline.
+    """Stacked panels over months: B cells, drug level(s), IgG, the autoantibody (where the disease has one) and
+    the dosing timeline.
 
     Writes ``path`` (PNG) and the same figure as SVG beside it, each atomically. The drug panel
-    shows CAR-T cells (cells/uL) and antibody serum level (ug/mL) on separate panels when both occur.
+    shows CAR-T cells (cells/uL) and each drug's serum level (ug/mL) on panels of their own.
     """
     path = Path(path)
     labels = arm_labels(results)
     kinds = [_kind(r) for r in results]
     months = [r.trajectories["day"].to_numpy(float) / DAYS_PER_MONTH for r in results]
-    drug_panels: list[str] = [k for k in ("car-t", "antibody") if k in kinds] or ["none"]
-    ratios = [3.0] + [2.2] * len(drug_panels) + [2.0, 0.5 + 0.45 * len(results)]
+    drug_panels: list[str] = sorted({k for k in kinds if k != "none"}, key=lambda k: (k != "car-t", k)) or ["none"]
+    # the autoantibody panel where a disease has one (autoreactive cells at baseline), as a share of baseline
+    auto = any(float(_col(r.trajectories, "autoantibody")[0]) > 0 for r in results)
+    ratios = [3.0] + [2.2] * len(drug_panels) + [2.0] * (1 + auto) + [0.5 + 0.45 * len(results)]
     fig, axes = plt.subplots(len(ratios), 1, figsize=(12, 0.85 * sum(ratios) + 1.5), sharex=True, dpi=120,
                              gridspec_kw={"height_ratios": ratios})
-    ab, drug_axes, ai, ad = axes[0], list(axes[1:-2]), axes[-2], axes[-1]
+    ab, drug_axes, ai, ad = axes[0], list(axes[1:1 + len(drug_panels)]), axes[1 + len(drug_panels)], axes[-1]
 
     # (1) blood B cells: detection limit, lower limit of normal, and where they are back and mostly naive
     b_all = [_col(r.trajectories, "b_blood_per_uL", B_FLOOR) for r in results]
@@ -121,7 +128,7 @@ def plot_comparison(results: Sequence[SimulationResult], path: Path | str, title
             ax.text(0.5, 0.5, "no drug given", transform=ax.transAxes, ha="center", va="center", color="0.4")
             ax.set_ylabel("drug level")
             continue
-        col, floor = ("car_blood_per_uL", CAR_FLOOR) if kind == "car-t" else ("mab_conc", MAB_FLOOR)
+        col, floor = ("car_blood_per_uL", CAR_FLOOR) if kind == "car-t" else (kind, MAB_FLOOR)
         peak = max((float(np.nanmax(_col(r.trajectories, col))) for r, k in zip(results, kinds) if k == kind),
                    default=1.0)
         bottom = max(floor, peak * 1e-5) if kind == "car-t" else max(floor, peak * 1e-3)
@@ -134,7 +141,7 @@ def plot_comparison(results: Sequence[SimulationResult], path: Path | str, title
                        label=f"lab detection limit ({CART_DETECTION_LIMIT:g}/µL)")
             ax.set_ylabel("CAR-T cells in blood\n(cells/µL)")
         else:
-            ax.set_ylabel("antibody in blood\n(µg/mL)")
+            ax.set_ylabel(f"{DRUG_LEVELS.get(kind, kind)} in blood\n(µg/mL)")
         _legend(ax)
 
     # (3) total IgG
@@ -143,6 +150,14 @@ def plot_comparison(results: Sequence[SimulationResult], path: Path | str, title
     ai.set_ylim(0, max(float(np.nanmax(_col(r.trajectories, "igg"))) for r in results) * 1.15)
     ai.set_ylabel("total IgG\n(g/L)")
     _legend(ai)
+    if auto:     # (3b) the autoantibody: the IgG that the autoreactive cells make
+        aa = axes[-2]
+        for m, r, lab, c in zip(months, results, labels, COLORS):
+            a = _col(r.trajectories, "autoantibody")
+            aa.plot(m, 100 * a / a[0] if a[0] > 0 else np.full(a.size, np.nan), color=c, lw=2, label=lab)
+        aa.set_ylim(0, 115)
+        aa.set_ylabel("autoantibody\n(% of baseline)")
+        _legend(aa)
 
     # (4) dosing timeline: one marker per administration, one row per therapy
     rows = list(range(len(results)))[::-1]
