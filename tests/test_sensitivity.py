@@ -97,6 +97,32 @@ def test_default_parameters_are_assumed_and_calibrated_ones_the_trial_can_move()
     assert not any(r.default for r in rs.values())       # so no default range is needed
     assert (rs["ms_relapse_rate"].reference, rs["ms_relapse_rate"].low) == (0.0418, 0.0209)   # the PPMS course's
     assert "tumour_burden" in skipped                  # 0 in MS: a multiple cannot move it
+    # a drug no arm gives: its own values act only through its empty compartments (Model.idle_parameters)
+    for n in ("ifn_k", "ifn_ec50", "fcrnb_ec50", "fcrnb_halflife"):
+        assert n not in names and skipped[n].startswith("no arm's equations feel it"), n
+    assert "mab_ec50" in names and "car_k_kill" in names and len(names) == 70
+    opera, skipped = choose_parameters(model, load_config(EXAMPLES / "opera.toml"), None)
+    assert "ifn_ec50" in opera and "mab_ec50" in opera
+    assert "car_k_kill" not in opera and skipped["car_k_kill"].startswith("no arm's equations feel it")
+
+
+def test_idle_parameters_are_those_the_solution_does_not_depend_on():
+    """Model.idle_parameters against the solver: changing an idle parameter 10-fold changes nothing; changing
+    one it keeps does."""
+    model = build_model()
+    idle = model.idle_parameters({"mab_central", "mab_started", "mab_clock"})     # IV ocrelizumab
+    assert {"mab_ka", "mab_f", "fcrnb_ec50", "car_k_kill", "ifn_k"} <= idle and "mab_cl_inf" not in idle
+    from cartsim.population import typical
+    from cartsim.scenario import Scenario
+
+    def run(**parameters):
+        sc = Scenario.make("ocrelizumab", "ms", 200, parameters=parameters or None)
+        return sc.run(typical(model, sc.disease, sc.course), columns=("b_blood_per_uL", "igg", "mab_conc")).values
+
+    base = run()
+    for n in ("mab_ka", "fcrnb_ec50", "car_k_kill"):
+        assert np.array_equal(run(**{n: 10 * model.table.value(n)}), base), n
+    assert not np.allclose(run(mab_cl_inf=10 * model.table.value("mab_cl_inf")), base)
 
 
 @pytest.fixture(scope="module")

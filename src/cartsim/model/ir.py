@@ -96,6 +96,24 @@ class Model:
     def parameter_index(self, name: str) -> int:
         return self.parameters.index(name)
 
+    def idle_parameters(self, dosed: Iterable[str]) -> frozenset[str]:
+        """Parameters that no equation can feel when doses enter only the states ``dosed``.
+
+        A state that starts at 0, is never dosed and has no inflow that is non-zero while every such state is 0
+        stays 0 for good (a drug's compartments when the drug is not given); a parameter that enters only terms
+        carrying such a state is idle. Conservative: a term sympy cannot reduce to 0 counts as felt."""
+        zero = {s.name for s in self.states if substitute_derived(self, s.initial) == 0} - set(dosed)
+        while True:
+            subs = {sp.Symbol(n): sp.Integer(0) for n in zero}
+            fed = {f.target for f in self.flows if f.target in zero and f.rate.xreplace(subs) != 0}
+            if not fed:
+                break
+            zero -= fed
+        felt: set[str] = set()
+        for e in (*(f.rate for f in self.flows), *(o.expr for o in self.observables), *(s.initial for s in self.states)):
+            felt |= {x.name for x in substitute_derived(self, e.xreplace(subs)).free_symbols}
+        return frozenset(self.parameters) - felt
+
     def rhs(self) -> dict[str, sp.Expr]:
         """d(state)/dt as the sum of flows in and out (derived symbols unexpanded)."""
         out: dict[str, sp.Expr] = {s.name: sp.Integer(0) for s in self.states}

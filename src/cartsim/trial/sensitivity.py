@@ -40,11 +40,13 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+import sympy as sp
 from scipy.stats import norm
 
 from cartsim import endpoints as ep_names
 from cartsim.errors import CartsimInputError
 from cartsim.model import Model, build_model
+from cartsim.model.ir import substitute_derived
 from cartsim.model.parameters import ParameterTable
 from cartsim.outputs.files import atomic_path
 from cartsim.disease import single_course
@@ -425,9 +427,25 @@ def _override_ranges(cfg: TrialConfig) -> dict[str, Mapping]:
     return out
 
 
+def _idle_parameters(model: Model, cfg: TrialConfig) -> frozenset[str]:
+    """Parameters no arm's equations feel: those acting only through states no arm doses, such as a drug's own
+    values when no arm gives the drug (:meth:`Model.idle_parameters`); a state-triggered dose counts as a dose."""
+    dosed: set[str] = set()
+    felt: set[str] = set()
+    for a in range(len(cfg.arm)):
+        sc = cfg.scenario(a)
+        _, doses = sc.patient_inputs(model, typical(model, sc.disease, sc.course))
+        dosed |= {model.state_names[i] for i in np.unique(doses.state)}
+        for t in sc.triggers():
+            dosed.add(t.state)
+            felt |= {t.threshold} | {x.name for x in substitute_derived(model, sp.Symbol(t.amount)).free_symbols}
+    return model.idle_parameters(dosed) - felt
+
+
 def choose_parameters(model: Model, cfg: TrialConfig, names: list[str] | None) -> tuple[tuple[str, ...], dict]:
     """``names`` (checked: model parameters with a value), or every assumed and calibrated parameter the model
-    uses, except covariates, those at 0 in the trial (a range of factors cannot move them) and those the table
+    uses, except covariates, those no arm's equations feel (a drug no arm gives), those at 0 in the trial (a range
+    of factors cannot move them) and those the table
     says have no uncertainty (switches, reference levels, numerical guards, placeholders a disease sets, rules of
     a regimen: ``no_uncertainty``) unless the trial's disease or therapy sets them with a stated range."""
     table = model.table
@@ -446,6 +464,7 @@ def choose_parameters(model: Model, cfg: TrialConfig, names: list[str] | None) -
         return tuple(dict.fromkeys(names)), {}
     chosen, skipped = [], {}
     stated = _override_ranges(cfg)
+    idle = _idle_parameters(model, cfg)
     for n in model.parameters:
         r = table[n]
         if r.kind not in KINDS:
@@ -456,6 +475,8 @@ def choose_parameters(model: Model, cfg: TrialConfig, names: list[str] | None) -
             skipped[n] = "0 in this trial: a range of multiples cannot move it"
         elif r.no_uncertainty.strip() and n not in stated:
             skipped[n] = f"no uncertainty range in the parameter table: {r.no_uncertainty.strip()}"
+        elif n in idle:
+            skipped[n] = "no arm's equations feel it (it acts only through a drug or dose no arm gives)"
         else:
             chosen.append(n)
     return tuple(chosen), skipped
