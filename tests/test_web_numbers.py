@@ -49,6 +49,24 @@ def test_every_panel_of_the_default_comparisons_contains_its_data():
             assert ax.ticks[-1] <= ax.hi and ax.lo < ax.hi
 
 
+def test_no_panel_is_empty_and_each_drug_has_its_own_level():
+    """Regression: CAR-T against efgartigimod drew an 'Anti-CD20 antibody in serum' panel with a flat zero for
+    both arms, and no panel for efgartigimod's own level."""
+    c = compare("sle", "mb-cart19", "efgartigimod", N, DAYS, 0)
+    columns = [a.column for a in c.axes]
+    assert "mab_conc" not in columns and "fcrnb_conc" in columns and "car_blood_per_uL" in columns
+    assert {b.column for a in c.arms for b in a.panels} == set(columns)
+    level = next(b for b in c.arms[1].panels if b.column == "fcrnb_conc")
+    assert max(v for v in level.median if v is not None) > 20                    # ug/mL after each dose
+    # regression: a one-cycle regimen was said to go on 'for as long as treatment continues', and the IgG spread
+    # sat in parentheses inside parentheses
+    summary = " ".join(c.arms[1].summary)
+    assert "(days 0, 7, 14, 21); that is the whole regimen." in summary and "))" not in summary
+    assert "nearly the same in every simulated patient (90% of them at about 39%)." in summary
+    both = compare("ms", "ocrelizumab", "interferon-beta-1a", N, DAYS, 0)
+    assert {a.column for a in both.axes} >= {"mab_conc"} and "car_blood_per_uL" not in {a.column for a in both.axes}
+
+
 # ---- peaks after doses ------------------------------------------------------------------------------
 
 def test_drawn_peak_after_each_antibody_dose_is_the_models():
@@ -235,4 +253,4 @@ def test_screenshots_script_refuses_a_missing_report_before_starting_anything(tm
         mod.main(["--out", str(tmp_path / "shots"), "--report", str(tmp_path / "missing.html")])
     assert err.value.code == 2 and "--report:" in capsys.readouterr().err
     assert not (tmp_path / "shots").exists()
-    assert mod.WIDTHS == (1400, 390) and set(mod.PAGES) == {"default", "ppms"}
+    assert mod.WIDTHS == (1400, 390) and set(mod.PAGES) == {"default", "ppms", "efgartigimod"}

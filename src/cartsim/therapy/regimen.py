@@ -140,6 +140,12 @@ class Regimen:
                 out.append(Dose(day, seg.amount_mg, seg.route, (seg.duration_h or 0.0) / 24, seg.per_kg))
         return sorted(out, key=lambda d: d.day)
 
+    @property
+    def last_day(self) -> float | None:
+        """Day of the regimen's last dose; None when it repeats without end."""
+        *_, (_, _, _, last) = _windows(self.segments)
+        return last
+
     def last_dose_day(self, horizon_days: float) -> float | None:
         doses = self.doses(horizon_days)
         return doses[-1].day if doses else None

@@ -26,7 +26,7 @@ from cartsim.scenario import THERAPIES_UNTREATED, therapy_names
 from cartsim.trial.config import MsCourse
 from cartsim.web import arms as arms_mod
 from cartsim.web import text
-from cartsim.web.arms import Arm, kind_of, lymphoma_reference, panel_axis, panels, simulate_arm
+from cartsim.web.arms import Arm, drawn, kind_of, lymphoma_reference, panel_axis, panels, simulate_arm
 from cartsim.web.schemas import (AnswerOut, ArmOut, Axis, Band, Choice, Comparison, Defaults, DoseOut, Grades,
                                  Limits, Options, PanelInfo, Problem, Proportion, Safety)
 
@@ -59,8 +59,10 @@ def _safety(arm: Arm) -> Safety:
                   infusion_reaction=Proportion(value=irr["value"], ci95=irr.get("ci95")) if irr else None)
 
 
-def arm_out(arm: Arm, lymphoma: Arm | None) -> ArmOut:
-    bands = [Band.model_validate(vars(p) | arm.bands[p.column]) for p in panels() if p.column in arm.bands]
+def arm_out(arm: Arm, lymphoma: Arm | None, shown: list[Arm] | None = None) -> ArmOut:
+    """One arm for the page; panels that none of ``shown`` (default: the arm itself) has values in are left out."""
+    bands = [Band.model_validate(vars(p) | arm.bands[p.column]) for p in panels()
+             if p.column in arm.bands and drawn(p, shown or [arm])]
     return ArmOut(therapy=arm.therapy, kind=arm.kind, description=arm.description, disease=arm.disease, n=arm.n,
                   n_failed=arm.n_failed, days=list(arm.days), panels=bands,
                   doses=[DoseOut(**vars(d)) for d in arm.doses], safety=_safety(arm),
@@ -80,12 +82,11 @@ def compare(disease: str, therapy_a: str, therapy_b: str, patients: int, days: i
     pair = [simulate_arm(disease, t, patients, float(days), seed, ms_course) for t in (therapy_a, therapy_b)]
     lymphoma = {a.therapy: lymphoma_reference(a.therapy, patients, seed) for a in pair}
     drug_known = any(kind_of(t) == "drug" for t in therapy_names())
-    axes = [Axis(column=p.column, **vars(panel_axis(pair, p))) for p in panels()
-            if any(p.column in a.bands for a in pair)]
+    axes = [Axis(column=p.column, **vars(panel_axis(pair, p))) for p in panels() if drawn(p, pair)]
     names = dict.fromkeys(n for a in pair for n in a.endpoints)
     return Comparison(
         disease=disease, disease_name=text.disease_name(disease, ms_course), ms_course=ms_course,
-        patients=patients, days=days, seed=seed, arms=[arm_out(a, lymphoma[a.therapy]) for a in pair], axes=axes,
+        patients=patients, days=days, seed=seed, arms=[arm_out(a, lymphoma[a.therapy], pair) for a in pair], axes=axes,
         endpoint_labels={n: label(n) for n in names}, glossary=text.GLOSSARY,
         summary=text.comparison_summary(pair),
         questions=[AnswerOut(**vars(q)) for q in text.questions(pair, lymphoma, drug_known)],

@@ -55,6 +55,7 @@ PANEL_TITLES: dict[str, tuple[str, bool]] = {
     "car_blood_per_uL": ("CAR-T cells in blood", True),
     "igg": ("Total IgG in serum", False),
     "mab_conc": ("Anti-CD20 antibody in serum", False),
+    "fcrnb_conc": ("FcRn blocker (efgartigimod) in serum", False),
     "cns_plasma_cells": ("Plasma cells in the CNS (relative to baseline)", False),
 }
 CNS_WORDS, PLASMA_WORDS = {"cns", "csf", "intrathecal"}, {"plasma", "pc"}   # a CNS plasma-cell column has one of each
@@ -141,6 +142,12 @@ def panels(model: Model | None = None) -> list[Panel]:
             if c not in PANEL_TITLES and c not in model.state_names
             and CNS_WORDS & set(c.split("_")) and PLASMA_WORDS & set(c.split("_"))]
     return out
+
+
+def drawn(panel: Panel, arms: list[Arm]) -> bool:
+    """Whether any arm has a value above 0 in ``panel`` (a drug level no arm has would be an empty panel)."""
+    return any(v is not None and v > 0 for a in arms if panel.column in a.bands
+               for v in a.bands[panel.column]["p95"])
 
 
 def kind_of(therapy: str) -> str:

@@ -13,6 +13,7 @@ import numpy as np
 
 from cartsim.disease import diseases
 from cartsim.endpoints import CART_DETECTION_LIMIT, REAPPEARANCE_LIMIT
+from cartsim.therapy import antibodies
 from cartsim.web.arms import Arm
 
 MONTH = 365.25 / 12
@@ -126,8 +127,12 @@ def dosing_sentence(arm: Arm) -> str:
         return f"{arm.therapy}: one infusion of CAR-T cells on day {cart[0].day:g}{pre}."
     if other:
         days = ", ".join(f"{d.day:g}" for d in other)
+        regimen = antibodies()[arm.therapy].regimen if arm.therapy in antibodies() else None
+        last = regimen.last_day if regimen is not None else None
+        tail = ("that is the whole regimen" if last is not None and last <= arm.days[-1]
+                else "dosing goes on for as long as treatment continues")
         return (f"{arm.therapy}: {len(other)} dose{'s' if len(other) != 1 else ''} within the {arm.days[-1]:.0f} "
-                f"simulated days (days {days}); dosing goes on for as long as treatment continues.")
+                f"simulated days (days {days}); {tail}.")
     return f"{arm.therapy}: no treatment."
 
 
@@ -184,9 +189,9 @@ def igg_sentence(arm: Arm) -> str | None:
     if x is None or arm.kind == "untreated":
         return None
     lo, hi = _ep(arm, "igg_nadir_fraction", "p05"), _ep(arm, "igg_nadir_fraction", "p95")
-    spread = (f"it varied little between simulated patients (90% of them at {_range_pct(lo, hi)})"
-              if _pct(lo) == _pct(hi) else f"90% of simulated patients {_range_pct(lo, hi)}")
-    return f"{arm.therapy}: total IgG fell to a median low of {_pct(x)} of its starting level ({spread})."
+    spread = (f", nearly the same in every simulated patient (90% of them at {_range_pct(lo, hi)})"
+              if _pct(lo) == _pct(hi) else f" (90% of simulated patients {_range_pct(lo, hi)})")
+    return f"{arm.therapy}: total IgG fell to a median low of {_pct(x)} of its starting level{spread}."
 
 
 def infusion_reaction(arm: Arm) -> dict | None:
