@@ -91,3 +91,16 @@ def test_serum_antibody_observations_are_only_for_anti_cd20_antibodies(model):
     from cartsim.therapy import antibodies
 
     assert antibodies()["efgartigimod"].level == "fcrnb_conc" and antibodies()["interferon-beta-1a"].level is None
+
+
+@pytest.mark.parametrize("disease", ["sle", "ms"])
+def test_autoantibody_and_igg_stay_at_baseline_without_therapy(model, disease):
+    """The model's baseline is its steady state: untreated, the autoantibody and total IgG of the typical patient
+    stay at their starting values for two years."""
+    sc = Scenario.make("untreated", disease, 730)
+    pop = typical(model, sc.disease, sc.course)
+    sol = sc.run(pop, columns=("igg", "autoantibody"), times=np.arange(0.0, 731.0, 30.0))
+    igg, auto = sol.column("igg")[0], sol.column("autoantibody")[0]
+    assert auto[0] > 0 and igg[0] == pytest.approx(model.table.value("igg0"))
+    assert auto == pytest.approx(np.full(auto.size, auto[0]), rel=1e-6)
+    assert igg == pytest.approx(np.full(igg.size, igg[0]), rel=1e-6)
