@@ -444,3 +444,14 @@ def test_short_infusion_approaches_bolus(model):
     # but not more than was given
     total_long = long_.values[0, -1].sum()
     assert bolus.values[0, -1].sum() < total_long < amount
+
+
+def test_a_dose_before_t0_is_refused_not_given_late(model):
+    """The solver starts at t0: a dose before it used to be given at t0 without a word (mrgsolve and NONMEM
+    refuse records before the start)."""
+    pop = typical(model, diseases()["healthy"])
+    doses = _doses(model, [(-1.0, "flu", 25.0, 0.0), (2.0, "flu", 25.0, 0.0)])
+    with pytest.raises(ValueError, match=r"patient 0: a dose at time -1 comes before t0 = 0"):
+        solve(model, pop.params, np.array([0.0, 1.0]), columns=("flu",), doses=doses)
+    unused = _doses(model, [(-1.0, "flu", 0.0, 0.0), (2.0, "flu", 25.0, 0.0)])   # an empty slot is no dose
+    assert solve(model, pop.params, np.array([0.0, 3.0]), columns=("flu",), doses=unused).values[0, -1, 0] > 0

@@ -148,12 +148,12 @@ def test_trigger_rearms_after_falling_below_and_stops_at_max_fires(model):
     assert _relative_error(values, sol.values[0]).max() < MATCH
 
 
-def test_infusions_simultaneous_and_early_boluses(model):
+def test_infusions_simultaneous_and_at_the_start(model):
     disease = Scenario.make("untreated", "healthy").disease
     params = typical(model, disease).params
     doses = (Dose(2.0, "toci_central", 400.0, 0.5), Dose(2.0, "toci_central", 100.0, 0.0),
              Dose(3.0, "toci_central", 50.0, 0.0), Dose(3.0, "toci_central", 25.0, 0.0),
-             Dose(2.25, "il6", 30.0, 2.0), Dose(0.5, "il6", 5.0, 0.0), Dose(1.0, "il6", 7.0, 0.0))
+             Dose(2.25, "il6", 30.0, 2.0), Dose(1.0, "il6", 5.0, 0.0), Dose(1.0, "il6", 7.0, 0.0))
     inputs = replace(export_inputs(model), params=params[0], doses=doses, start=1.0)
     times = np.arange(1.0, 15.25, 0.25)
     engine_doses = Doses(time=np.array([[d.time for d in doses]]),
@@ -164,7 +164,14 @@ def test_infusions_simultaneous_and_early_boluses(model):
     _, values = _roadrunner(text, times - 1.0, model.state_names)
     assert _relative_error(values, sol.values[0]).max() < MATCH
     assert sol.column("toci_central")[0, times == 3.0][0] > 100.0
-    assert sol.column("il6")[0, 0] > 12.0  # the dose before the start is given at the start
+    assert sol.column("il6")[0, 0] > 12.0  # both boluses at the start are in the first output
+
+
+def test_a_dose_before_the_start_is_refused_by_engine_and_export(model):
+    """Regression: a dose before the start was given at the start by both (silently late)."""
+    inputs = replace(export_inputs(model), doses=(Dose(0.5, "il6", 5.0, 0.0),), start=1.0)
+    with pytest.raises(ExportError, match="a dose into il6 on day 0.5 comes before the start"):
+        sbml_document(model, inputs)
 
 
 def test_trigger_on_a_jumping_state_is_refused(model):

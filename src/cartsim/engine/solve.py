@@ -131,6 +131,11 @@ def solve(model: Model, params: np.ndarray, times: np.ndarray, columns: tuple[st
     t0 = float(times[0] if t0 is None else t0)
     if times[0] < t0:
         raise ValueError("output times must not precede t0")
+    early = (doses.amount > 0) & (doses.time < t0)
+    if early.any():     # the solver starts at t0: an earlier dose would be given late, silently
+        i, k = np.argwhere(early)[0]
+        raise ValueError(f"patient {i}: a dose at time {doses.time[i, k]:g} comes before t0 = {t0:g}; "
+                         "start the solve at the first dose or drop the dose")
     names = (*model.state_names, *model.observable_names)
     columns = tuple(columns) if columns is not None else names
     cols = np.array([names.index(c) for c in columns], dtype=np.int64)

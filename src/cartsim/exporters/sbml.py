@@ -174,8 +174,13 @@ def _write_doses(w: _Writer, model: Model, inputs: ExportInputs) -> dict[str, li
     actions: dict[float, dict[str, sp.Expr]] = {}
 
     def at_time(day: float) -> dict[str, sp.Expr]:
-        """The actions on cartsim ``day``; those before the start happen at the start, as in the engine."""
-        return actions.setdefault(max(day - inputs.start, 0.0), {})
+        """The actions on cartsim ``day`` (SBML time ``day - start``)."""
+        return actions.setdefault(day - inputs.start, {})
+
+    early = [d for d in inputs.doses if d.amount > 0 and d.time < inputs.start]
+    if early:                     # as the engine: a dose before the start would be given late, silently
+        raise ExportError(f"a dose into {early[0].state} on day {early[0].time:g} comes before the start "
+                          f"(day {inputs.start:g})")
 
     infusions: dict[str, list[str]] = {}
     for k, d in enumerate(inputs.doses, start=1):
