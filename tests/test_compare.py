@@ -118,4 +118,4 @@ def test_each_drug_level_has_its_own_panel_and_the_autoantibody_is_drawn(tmp_pat
     healthy.write(tmp_path / "h", "csv")
     labels = [ax.get_ylabel() for ax in drawn[1].axes]
     assert "autoantibody\n(% of baseline)" not in labels                       # no autoantibody in health
-    assert labels[1] == "antibody in blood\n(µg/mL)" and len(labels) == 4     # interferon has no level panel
+    assert labels[1] == "anti-CD20 antibody in blood\n(µg/mL)" and len(labels) == 4   # interferon has no level

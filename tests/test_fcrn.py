@@ -104,3 +104,19 @@ def test_autoantibody_and_igg_stay_at_baseline_without_therapy(model, disease):
     assert auto[0] > 0 and igg[0] == pytest.approx(model.table.value("igg0"))
     assert auto == pytest.approx(np.full(auto.size, auto[0]), rel=1e-6)
     assert igg == pytest.approx(np.full(igg.size, igg[0]), rel=1e-6)
+
+
+def test_the_simulate_figure_draws_efgartigimods_own_level(tmp_path, monkeypatch):
+    """Regression: the simulate figure drew only the anti-CD20 antibody's level, so an efgartigimod run showed
+    no drug at all."""
+    import cartsim.outputs.plots as plots
+    from cartsim.simulate import simulate
+
+    drawn = []
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path, **kw: drawn.append(fig))
+    r = simulate("efgartigimod", "sle", days=60)
+    plots.plot_trajectories(r.trajectories, tmp_path / "f.png", title="t")
+    labels = [ax.get_ylabel() for ax in drawn[0].axes]
+    assert "FcRn blocker\n(ug/mL)" in labels and "anti-CD20 antibody\n(ug/mL)" not in labels
+    level = next(ax for ax in drawn[0].axes if ax.get_ylabel() == "FcRn blocker\n(ug/mL)").get_lines()[0]
+    assert max(level.get_ydata()) > 30

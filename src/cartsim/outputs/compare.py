@@ -16,7 +16,7 @@ from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, MultipleLocator  # noqa: E402
 
 from cartsim.endpoints import CART_DETECTION_LIMIT, REAPPEARANCE_LIMIT, REPLETION_LIMIT  # noqa: E402
-from cartsim.outputs.plots import _col, save_figure  # noqa: E402
+from cartsim.outputs.plots import DRUG_LEVELS, _col, save_figure  # noqa: E402
 from cartsim.simulate import SimulationResult  # noqa: E402
 
 FOOTER = "cartsim research simulation, not medical advice"
@@ -25,7 +25,6 @@ DAYS_PER_MONTH = 365.25 / 12
 B_FLOOR = 0.01      # cells/uL: lowest value drawn on the B-cell axis
 CAR_FLOOR = 0.001   # cells/uL
 MAB_FLOOR = 0.01    # ug/mL
-DRUG_LEVELS = {"mab_conc": "antibody", "fcrnb_conc": "FcRn blocker"}   # drug-level panels' names
 PLAIN = FuncFormatter(lambda v, _: f"{v:g}")  # 0.01, 1, 100 rather than 10^-2, 10^0, 10^2
 
 

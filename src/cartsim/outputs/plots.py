@@ -20,6 +20,8 @@ FOOTER = "cartsim research simulation - not medical advice"
 # quantities that observed data can be overlaid on (serum IL-6 is drawn on the IL-6 panel, an antibody's serum
 # level beside the CAR-T cells on the second panel)
 OBSERVED_QUANTITIES = ("b_blood_per_uL", "car_blood_per_uL", "il6", "igg", "mab_conc")
+# serum levels of the drugs given by a regimen (ug/mL), by trajectory column: what the figures call them
+DRUG_LEVELS = {"mab_conc": "anti-CD20 antibody", "fcrnb_conc": "FcRn blocker"}
 
 
 def time_label(df: pd.DataFrame) -> str:
@@ -97,14 +99,16 @@ def plot_trajectories(
     a2.set_yscale("log")
     a2.set_ylabel("CAR-T cells\n(cells/uL)")
     twins2 = [a2]
-    mab = _col(df, "mab_conc")
-    if np.nanmax(mab, initial=0.0) > 0 or (observed is not None and (observed["quantity"] == "mab_conc").any()):
-        m2 = a2.twinx()      # an antibody therapy: its serum level on its own axis
-        m2.plot(day, mab, color="tab:green", label="anti-CD20 antibody, serum (ug/mL)")
-        _overlay(m2, observed, "mab_conc", "tab:green")
-        m2.set_ylabel("antibody\n(ug/mL)")
-        m2.set_ylim(bottom=0)
-        twins2.append(m2)
+    for column, name in DRUG_LEVELS.items():
+        level = _col(df, column)
+        seen = observed is not None and (observed["quantity"] == column).any()
+        if np.nanmax(level, initial=0.0) > 0 or seen:
+            m2 = a2.twinx()      # a drug given by a regimen: its serum level on its own axis
+            m2.plot(day, level, color="tab:green", label=f"{name}, serum (ug/mL)")
+            _overlay(m2, observed, column, "tab:green")
+            m2.set_ylabel(f"{name}\n(ug/mL)")
+            m2.set_ylim(bottom=0)
+            twins2.append(m2)
     _legend(*twins2)
 
     # (3) IL-6 with CRS / ICANS grades on a twin axis
