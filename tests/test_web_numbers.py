@@ -63,6 +63,8 @@ def test_no_panel_is_empty_and_each_drug_has_its_own_level():
     summary = " ".join(c.arms[1].summary)
     assert "(days 0, 7, 14, 21); that is the whole regimen." in summary and "))" not in summary
     assert "nearly the same in every simulated patient (90% of them at about 39%)." in summary
+    # a dose by weight is labelled as prescribed, not as one patient's milligrams (e.g. '807 mg')
+    assert [d.label for d in c.arms[1].doses] == ["efgartigimod 10 mg/kg"] * 4
     both = compare("ms", "ocrelizumab", "interferon-beta-1a", N, DAYS, 0)
     assert {a.column for a in both.axes} >= {"mab_conc"} and "car_blood_per_uL" not in {a.column for a in both.axes}
 

@@ -18,7 +18,7 @@ import pandas as pd
 
 from cartsim.model import Model, State, build_model
 from cartsim.scenario import THERAPIES_UNTREATED
-from cartsim.therapy import products
+from cartsim.therapy import antibodies, products
 from cartsim.trial import cohort
 from cartsim.trial.chunks import Chunk, bands, simulate_chunk
 from cartsim.trial.config import MsCourse, TrialConfig
@@ -162,11 +162,7 @@ def describe(therapy: str) -> str:
         return products()[therapy].description
     if therapy == THERAPIES_UNTREATED:
         return "no treatment: the disease's untreated course"
-    try:
-        from cartsim.therapy.antibodies import antibodies
-        return antibodies()[therapy].description
-    except (ImportError, KeyError, AttributeError):
-        return therapy
+    return antibodies()[therapy].description if therapy in antibodies() else therapy
 
 
 def config(disease: str, therapy: str, n: int, days: float, seed: int, ms_course: str | None = None) -> TrialConfig:
@@ -207,7 +203,10 @@ def _event(therapy: str, day: float, kind: str, parts: list[tuple[State, float, 
     elif kind == "lymphodepletion":
         label = " + ".join(f"{DRUGS.get(s.name, s.name)} {a:g} {s.unit}" for s, a, _ in parts)
     else:
-        label = f"{therapy} {mg:g} mg" if mg is not None else therapy
+        given = [d for d in antibodies()[therapy].regimen.doses(day + 1) if d.day == day] \
+            if therapy in antibodies() else []
+        label = (f"{therapy} {given[0].amount_mg:g} mg/kg" if given and given[0].per_kg   # as prescribed, by weight
+                 else f"{therapy} {mg:g} mg" if mg is not None else therapy)
     return DoseEvent(day, kind, label, max(d for _, _, d in parts), mg)
 
 
