@@ -108,7 +108,7 @@ def test_autoantibody_and_igg_stay_at_baseline_without_therapy(model, disease):
 
 def test_the_simulate_figure_draws_efgartigimods_own_level(tmp_path, monkeypatch):
     """Regression: the simulate figure drew only the anti-CD20 antibody's level, so an efgartigimod run showed
-    no drug at all."""
+    no drug at all, under a flat CAR-T line at the axis floor."""
     import cartsim.outputs.plots as plots
     from cartsim.simulate import simulate
 
@@ -120,3 +120,9 @@ def test_the_simulate_figure_draws_efgartigimods_own_level(tmp_path, monkeypatch
     assert "FcRn blocker\n(ug/mL)" in labels and "anti-CD20 antibody\n(ug/mL)" not in labels
     level = next(ax for ax in drawn[0].axes if ax.get_ylabel() == "FcRn blocker\n(ug/mL)").get_lines()[0]
     assert max(level.get_ydata()) > 30
+    # and no flat CAR-T line at the axis floor where no CAR-T cells were given
+    assert "CAR-T cells\n(cells/uL)" not in labels
+    plots.plot_trajectories(simulate("untreated", "sle", days=30).trajectories, tmp_path / "u.png", title="u")
+    texts = [t.get_text() for t in drawn[1].axes[1].texts]
+    assert texts == ["no CAR-T cells and no drug level in this simulation"]
+    assert not [ln for ln in drawn[1].axes[1].get_lines() if "CAR-T" in ln.get_label()]

@@ -85,31 +85,38 @@ def plot_trajectories(
     a1.set_ylabel("CD19+ B cells\n(cells/uL)")
     _legend(a1)
 
-    # (2) CAR-T in blood
+    # (2) CAR-T in blood, and the serum level of a drug given by a regimen (beside CAR-T cells on a twin axis)
     car = _col(df, "car_blood_per_uL", FLOOR)
-    a2.plot(day, car, color="tab:red", label="CAR-T, blood (cells/uL)")
-    _overlay(a2, observed, "car_blood_per_uL", "tab:red", FLOOR)
-    a2.axhline(0.1, color="grey", ls=":", lw=1, label="qPCR limit (0.1/uL)")
-    if np.isfinite(car).any() and np.nanmax(car) > FLOOR:
+    twins2 = []
+    if np.nanmax(car, initial=0.0) > FLOOR or (observed is not None and
+                                                (observed["quantity"] == "car_blood_per_uL").any()):
+        a2.plot(day, car, color="tab:red", label="CAR-T, blood (cells/uL)")
+        _overlay(a2, observed, "car_blood_per_uL", "tab:red", FLOOR)
+        a2.axhline(0.1, color="grey", ls=":", lw=1, label="qPCR limit (0.1/uL)")
         i = int(np.nanargmax(car))
         a2.plot(day[i], car[i], "v", color="tab:red", ms=7)
         a2.annotate(f"peak {car[i]:.3g}/uL on day {day[i]:.1f}", (day[i], car[i]), xytext=(60, -12),
                     textcoords="offset points", fontsize=9, va="center",
                     arrowprops=dict(arrowstyle="-", color="grey", lw=0.8))
-    a2.set_yscale("log")
-    a2.set_ylabel("CAR-T cells\n(cells/uL)")
-    twins2 = [a2]
+        a2.set_yscale("log")
+        a2.set_ylabel("CAR-T cells\n(cells/uL)")
+        twins2.append(a2)
     for column, name in DRUG_LEVELS.items():
         level = _col(df, column)
         seen = observed is not None and (observed["quantity"] == column).any()
         if np.nanmax(level, initial=0.0) > 0 or seen:
-            m2 = a2.twinx()      # a drug given by a regimen: its serum level on its own axis
+            m2 = a2.twinx() if twins2 else a2     # without CAR-T cells the drug level has the panel to itself
             m2.plot(day, level, color="tab:green", label=f"{name}, serum (ug/mL)")
             _overlay(m2, observed, column, "tab:green")
             m2.set_ylabel(f"{name}\n(ug/mL)")
             m2.set_ylim(bottom=0)
             twins2.append(m2)
-    _legend(*twins2)
+    if twins2:
+        _legend(*twins2)
+    else:      # no flat line at the axis floor: say what the panel would show
+        a2.set_yticks([])
+        a2.text(0.5, 0.5, "no CAR-T cells and no drug level in this simulation", transform=a2.transAxes,
+                ha="center", va="center", color="0.4")
 
     # (3) IL-6 with CRS / ICANS grades on a twin axis
     a3.plot(day, _col(df, "il6_signal", FLOOR), color="tab:orange", label="IL-6 (pg/mL)")
