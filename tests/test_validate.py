@@ -57,7 +57,7 @@ def test_validate_json_contract_and_exit_code(checks):
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 CALIBRATION_SCRIPTS = ("calibrate", "calibrate_toxicity", "calibrate_ms", "calibrate_ocrelizumab", "calibrate_irr",
-                       "calibrate_igg", "calibrate_fcrn")
+                       "calibrate_igg", "calibrate_fcrn", "calibrate_autoimmune")
 
 
 def _script(name: str):

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from cartsim import ms_outcomes
+from cartsim import mg_outcomes, ms_outcomes, nmosd_outcomes
 from cartsim.engine import Solution
 from cartsim.model.parameters import ParameterTable
 from cartsim.population import INFUSION_STREAM, Population
@@ -28,7 +28,7 @@ CART_DETECTION_LIMIT = 0.1    # cells/uL, about the qPCR limit (endpoint diction
 
 COLUMNS = ("b_blood_per_uL", "naive_fraction_blood", "car_blood_per_uL", "il6_signal", "icans_signal",
            "igg", "autoantibody", "toci_central", "cns_plasma_cells", "intrathecal_igg", "relapse_cum", "pira_cum",
-           "gd_active", "autoreactive_level")
+           "gd_active", "autoreactive_level", "attack_cum", "mg_adl", "qmg")
 # Human names of the endpoints, for tables and text people read (names are the endpoint dictionary's).
 LABELS: dict[str, str] = {
     "bcell_baseline_per_uL": "Blood B cells at baseline (cells/uL)",
@@ -45,7 +45,10 @@ LABELS: dict[str, str] = {
     "tocilizumab_given": "Given tocilizumab for CRS",
     "infusion_reaction_any": "Infusion-related reaction to the antibody",
     "igg_nadir_fraction": "Lowest total antibody (IgG) level, share of baseline",
+    "igg_below_4_g_per_L": "Low antibody level (total IgG below 4 g/L) at any time",
+    "autoantibody_fraction_day_90": "Autoantibody level on day 90, share of baseline",
     "autoantibody_fraction_day_180": "Autoantibody level on day 180, share of baseline",
+    "autoantibody_fraction_day_365": "Autoantibody level on day 365, share of baseline",
     "cns_plasma_cell_fraction_day_90": "Plasma cells in the brain and spinal fluid on day 90, share of baseline",
     "intrathecal_igg_fraction_day_180": "Antibody made inside the brain and spinal fluid on day 180, share of baseline",
     "annualized_relapse_rate": "Relapses per patient-year",
@@ -53,6 +56,13 @@ LABELS: dict[str, str] = {
     "cdp12_fraction": "Disability worsening confirmed after 12 weeks",
     "cdp24_fraction": "Disability worsening confirmed after 24 weeks",
     "edss_change": "Change in disability score (EDSS)",
+    "annualized_attack_rate": "NMOSD attacks per patient-year",
+    "first_attack_day": "Day of the first NMOSD attack",
+    "mg_adl_change_week_4": "Change in MG-ADL score (daily-life myasthenia symptoms, 0-24) at week 4",
+    "mg_adl_change_week_12": "Change in MG-ADL score at week 12",
+    "mg_adl_change_week_52": "Change in MG-ADL score at week 52",
+    "mg_adl_responder": "MG-ADL responder (2 or more points better for 4 weeks in a row)",
+    "qmg_responder": "QMG responder (3 or more points better for 4 weeks in a row)",
     "infusions_count": "Number of drug administrations",
     "retreatment_day": "Day of a second CAR-T infusion",
     "autoreactive_return_day": "Day autoreactive B cells come back (10% of baseline)",
@@ -65,6 +75,7 @@ def label(name: str) -> str:
 
 
 AUTOREACTIVE_RETURN = 0.1     # autoreactive memory B cells back to 10% of baseline
+HYPOGAMMA_G_PER_L = 4.0       # total IgG below 4 g/L: hypogammaglobulinaemia (endpoint dictionary)
 MRI_INTERVAL_DAYS = 168.0     # scheduled MRI every 24 weeks unless configured (endpoint dictionary)
 
 
@@ -125,6 +136,25 @@ def ms_events(sol: Solution, table: ParameterTable, population: Population,
     edss0 = population.covariates["edss"].to_numpy(float)
     rngs = [population.event_rng(k) for k in range(len(population))]
     return ms_outcomes.draw(x, edss0, rngs, table.value("ms_raw_probability"), float(t[-1]), mri_interval_days)
+
+
+def nmosd_events(sol: Solution, table: ParameterTable, population: Population) -> dict[str, np.ndarray]:
+    """NMOSD attack and disability endpoints (``cartsim.nmosd_outcomes``), from day 0 to the horizon."""
+    post = sol.times >= 0
+    t = sol.times[post]
+    edss0 = population.covariates["edss"].to_numpy(float)
+    rngs = [population.event_rng(k) for k in range(len(population))]
+    return nmosd_outcomes.draw(t, sol.column("attack_cum")[:, post], edss0, rngs, table.value("nmosd_attack_edss"),
+                               float(t[-1]))
+
+
+def mg_events(sol: Solution, table: ParameterTable, population: Population) -> dict[str, np.ndarray]:
+    """MG-ADL and QMG endpoints at weekly visits (``cartsim.mg_outcomes``), from day 0 to the horizon."""
+    post = sol.times >= 0
+    t = sol.times[post]
+    rngs = [population.event_rng(k) for k in range(len(population))]
+    return mg_outcomes.draw(t, sol.column("mg_adl")[:, post], sol.column("qmg")[:, post], rngs,
+                            table.value("mg_placebo_mean"), table.value("mg_placebo_sd"), float(t[-1]))
 
 
 def infusion_reactions(population: Population, risks: list[float]) -> np.ndarray:
@@ -196,17 +226,24 @@ def compute(sol: Solution, table: ParameterTable, last_dose_day: float | None = 
         out["retreatment_censored"] = np.zeros(b.shape[0], bool)
     igg = sol.column("igg")
     out["igg_nadir_fraction"] = igg[:, post].min(axis=1) / igg[:, 0]
+    out["igg_below_4_g_per_L"] = igg[:, post].min(axis=1) < HYPOGAMMA_G_PER_L
     aab = sol.column("autoantibody")
-    i180 = np.searchsorted(t, 180.0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out["autoantibody_fraction_day_180"] = (aab[:, i180] / aab[:, 0]) if i180 < t.size else \
-            np.full(b.shape[0], np.nan)
+    for day in (90, 180, 365):      # share of the level before any treatment (lymphodepletion included)
+        i = np.searchsorted(t, float(day))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out[f"autoantibody_fraction_day_{day}"] = aab[:, i] / aab[:, 0] if i < t.size else np.full(b.shape[0],
+                                                                                                       np.nan)
     out["autoreactive_return_day"], out["autoreactive_return_censored"] = _after_nadir(
         t, sol.column("autoreactive_level"), AUTOREACTIVE_RETURN)
     out["cns_plasma_cell_fraction_day_90"] = _fraction_on(t, sol.column("cns_plasma_cells"), 90.0)
     out["intrathecal_igg_fraction_day_180"] = _fraction_on(t, sol.column("intrathecal_igg"), 180.0)
     if population is not None and "ms_course" in population.covariates:
         out |= ms_events(sol, table, population, mri_interval_days)
+    if population is not None and "nmosd_attack_rate" in population.parameter_names \
+            and (population.column("nmosd_attack_rate") > 0).any():
+        out |= nmosd_events(sol, table, population)
+    if population is not None and "mg_adl0" in population.parameter_names and (population.column("mg_adl0") > 0).any():
+        out |= mg_events(sol, table, population)
     df = pd.DataFrame(out)
     df = df.astype({c: "boolean" for c in df.columns if df[c].dtype == bool})
     df = df.astype({c: "Int64" for c in ("crs_max_grade", "icans_max_grade")})

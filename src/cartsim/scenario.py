@@ -114,7 +114,9 @@ class Scenario:
         """One line: the therapy and how it is given."""
         text = self.therapy
         if self.product is not None:
-            text = f"{self.product.name} ({self.product.dose}, lymphodepletion {self.product.lymphodepletion})"
+            ld = self.product.lymphodepletion
+            text = (f"{self.product.name} ({self.product.schedule}, "
+                    + ("no lymphodepletion)" if ld == "none" else f"lymphodepletion {ld})"))
             if self.retreat:
                 text += ", re-infused once when autoreactive clones return"
         if self.antibody is not None:
@@ -130,7 +132,8 @@ class Scenario:
 
     def dosing(self) -> list[tuple[float, str]]:
         """Drug administrations over the horizon as (day, label); lymphodepletion is not counted."""
-        out = [(0.0, f"{self.product.name} infusion ({self.product.dose})")] if self.product is not None else []
+        out = ([(d, f"{self.product.name} infusion ({self.product.dose})") for d in self.product.infusion_days]
+               if self.product is not None else [])
         if self.antibody is not None:
             out += [(d.day, f"{self.antibody.name} {d.label()}")
                     for d in self.antibody.doses(self.days)]
@@ -158,7 +161,7 @@ class Scenario:
                for k, v in self.disease.value_provenance(single_course(self.course)).items()}
         if self.product is not None:
             out |= {k: {"source": self.product.source, "set_by": f"product {self.product.name}"}
-                    for k in ("target_cd19", "target_bcma", "costim_expansion", "costim_memory", "car_potency")}
+                    for k in self.product.model_parameters(build_model().table)}
         if self.antibody is not None:
             out |= {k: {**v, "set_by": f"antibody {self.antibody.name}"} for k, v in self.antibody.provenance.items()}
         fitted = dict(self.sources)
@@ -254,8 +257,9 @@ class Scenario:
         if self.retreat:
             population = population.with_parameters(
                 {"car_retreat_dose": np.array([c["car_eff"] + c["car_mem"] for c in cells]) / blood_ul})
-        for state in ("car_eff", "car_mem", "t_endo"):
-            events.append((0.0, state, np.array([c[state] for c in cells]) / blood_ul))
+        for day in self.product.infusion_days:
+            for state in ("car_eff", "car_mem", "t_endo"):
+                events.append((day, state, np.array([c[state] for c in cells]) / blood_ul))
         doses = Doses(
             time=np.tile([e[0] for e in events], (n, 1)).astype(float),
             state=np.tile([model.state_index(e[1]) for e in events], (n, 1)).astype(np.int64),

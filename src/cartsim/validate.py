@@ -17,11 +17,11 @@ import pandas as pd
 import sympy as sp
 import yaml
 
-from cartsim import endpoints
+from cartsim import endpoints, mg_outcomes, nmosd_outcomes
 from cartsim.engine import Solution
 from cartsim.model import Model, build_model
 from cartsim.model.ir import substitute_derived
-from cartsim.population import sample, typical
+from cartsim.population import Population, sample, typical
 from cartsim.scenario import Scenario
 
 POP_N = 200
@@ -285,6 +285,113 @@ def opera_cdp12() -> dict[str, float]:
             for arm, t in (("ocrelizumab", "ocrelizumab"), ("interferon", "interferon-beta-1a"))}
 
 
+# --- NMOSD (N-MOmentum, CT103A) and myasthenia gravis (ADAPT, Descartes-08) ---
+
+N_MOMENTUM_DAYS = 197.0      # the randomised controlled period: up to 197 days
+AUTOIMMUNE_N = 1000          # per arm: attack-free fractions and responder rates need a large cohort
+
+
+def _autoimmune_run(therapy: str, disease: str, days: float, parameters: dict[str, float] | None = None,
+                    n: int = AUTOIMMUNE_N) -> tuple[Solution, Population]:
+    """A seeded population of ``n`` (``parameters``: values a calibration tries)."""
+    model = build_model()
+    sc = Scenario.make(therapy, disease, days, parameters=parameters)
+    pop = sample(model, sc.disease, n, SEED, course=sc.course)
+    times = np.arange(0.0, days + 1e-9, 1.0)
+    cols = ("attack_cum", "autoantibody", "b_blood_per_uL", "mg_adl", "qmg", "il6_signal")
+    return sc.run(pop, columns=cols, times=times), pop
+
+
+def n_momentum_aqp4_igg(parameters: dict[str, float] | None = None) -> dict[str, float]:
+    """Share of inebilizumab patients whose AQP4-IgG fell at least 2-fold by the end of the controlled period."""
+    sol, _ = _autoimmune_run("inebilizumab", "nmosd", N_MOMENTUM_DAYS, parameters)
+    aab = sol.column("autoantibody")
+    return {"pop_fraction_2fold_fall_day_197": float(np.mean(aab[:, -1] <= 0.5 * aab[:, 0]))}
+
+
+def n_momentum_attacks(parameters: dict[str, float] | None = None) -> dict[str, float]:
+    """Attack-free probability by day 197 (expected over patients, no draws) on placebo and inebilizumab, and
+    the hazard ratio under proportional hazards, log S(inebilizumab) / log S(placebo)."""
+    free = {}
+    for arm in ("placebo", "inebilizumab"):
+        sol, _ = _autoimmune_run(arm, "nmosd", N_MOMENTUM_DAYS, parameters)
+        free[arm] = float(nmosd_outcomes.attack_free(sol.times, sol.column("attack_cum"), N_MOMENTUM_DAYS).mean())
+    return {"pop_attack_free_placebo": free["placebo"], "pop_attack_free_inebilizumab": free["inebilizumab"],
+            "pop_hazard_ratio": float(np.log(free["inebilizumab"]) / np.log(free["placebo"]))}
+
+
+def inebilizumab_pk() -> dict[str, float]:
+    """The typical patient's serum level: peak after the second 300 mg dose, and exposure over 26 weeks."""
+    model = build_model()
+    sc = Scenario.make("inebilizumab", "nmosd", 182.0)
+    times = np.arange(0.0, 182.0 + 1e-9, 1 / 24)
+    c = sc.run(typical(model, sc.disease), columns=("mab_conc",), times=times).column("mab_conc")[0]
+    return {"typical_cmax": float(c.max()), "typical_auc_26wk": float(np.trapezoid(c, times))}
+
+
+def inebilizumab_bcells() -> dict[str, float]:
+    """Blood B cells on inebilizumab: below the lower limit of normal at weeks 4 and 28, at most 4/uL at week 28."""
+    sol, _ = _autoimmune_run("inebilizumab", "nmosd", 28 * 7.0, n=POP_N)
+    b = sol.column("b_blood_per_uL")
+    at = lambda week: b[:, np.searchsorted(sol.times, 7.0 * week)]  # noqa: E731
+    return {"pop_fraction_below_lln_week_4": float(np.mean(at(4) < endpoints.REPLETION_LIMIT)),
+            "pop_fraction_below_lln_week_28": float(np.mean(at(28) < endpoints.REPLETION_LIMIT)),
+            "pop_fraction_at_most_4_per_uL_week_28": float(np.mean(at(28) <= 4.0))}
+
+
+CT103A_FOLLOW_UP_DAYS = 167.0     # median follow-up 5.5 months
+
+
+def ct103a_nmosd() -> dict[str, float]:
+    """Eque-cel (CT103A) in AQP4-IgG+ NMOSD: attack-free by the median follow-up, CRS."""
+    model = build_model()
+    sc = Scenario.make("eque-cel", "nmosd", CT103A_FOLLOW_UP_DAYS)
+    pop = sample(model, sc.disease, POP_N, SEED)
+    sol = sc.run(pop, columns=endpoints.COLUMNS)
+    ep = endpoints.compute(sol, model.table, None, pop)
+    post = sol.times >= 0
+    free = nmosd_outcomes.attack_free(sol.times[post], sol.column("attack_cum")[:, post], CT103A_FOLLOW_UP_DAYS)
+    crs = _grades(ep.crs_max_grade)
+    return {"pop_attack_free": float(free.mean()), "pop_crs_any": crs["pop_fraction_any"],
+            "pop_crs_grade3plus": crs["pop_fraction_grade3plus"]}
+
+
+ADAPT_DAYS = 12 * 7.0     # the responder window (a run of 4 weekly visits starting by week 12)
+
+
+def _mg_endpoints(therapy: str, days: float, parameters: dict[str, float] | None = None) -> dict[str, np.ndarray]:
+    """MG endpoints of a seeded population; ``parameters`` may hold ``mg_placebo_mean`` (an outcome value)."""
+    values = dict(parameters or {})
+    table = build_model().table
+    placebo_mean = values.pop("mg_placebo_mean", table.value("mg_placebo_mean"))
+    sol, pop = _autoimmune_run(therapy, "mg", days, values)
+    rngs = [pop.event_rng(k) for k in range(len(pop))]
+    return mg_outcomes.draw(sol.times, sol.column("mg_adl"), sol.column("qmg"), rngs, placebo_mean,
+                            table.value("mg_placebo_sd"), days)
+
+
+def adapt_mg(parameters: dict[str, float] | None = None) -> dict[str, float]:
+    """ADAPT, AChR-antibody positive, cycle 1: MG-ADL and QMG responders with efgartigimod and placebo."""
+    efg, pbo = (_mg_endpoints(t, ADAPT_DAYS, parameters) for t in ("efgartigimod", "placebo"))
+    return {"pop_mg_adl_responders_efgartigimod": float(efg["mg_adl_responder"].mean()),
+            "pop_mg_adl_responders_placebo": float(pbo["mg_adl_responder"].mean()),
+            "pop_qmg_responders_efgartigimod": float(efg["qmg_responder"].mean()),
+            "pop_qmg_responders_placebo": float(pbo["qmg_responder"].mean())}
+
+
+def adapt_anti_achr() -> dict[str, float]:
+    """Largest fall of the anti-AChR antibody over the first efgartigimod cycle, typical patient."""
+    t, sol = _typical_course("efgartigimod", "mg", ADAPT_CYCLE_DAYS, ("autoantibody",))
+    aab = sol.column("autoantibody")[0]
+    return {"typical_anti_achr_max_reduction": float(1 - aab.min() / aab[0])}
+
+
+def descartes08_mg() -> dict[str, float]:
+    """Descartes-08 (six weekly infusions, no lymphodepletion) in MG: MG-ADL change at month 12."""
+    ep = _mg_endpoints("descartes-08", 365.0)
+    return {"pop_mg_adl_change_week_52": float(np.nanmean(ep["mg_adl_change_week_52"]))}
+
+
 CHECKS: dict[str, Callable[[], dict[str, float]]] = {
     "mackensen2022_bcell_reappearance": bcell_reappearance,
     "mackensen2022_naive_return": naive_return,
@@ -310,6 +417,14 @@ CHECKS: dict[str, Callable[[], dict[str, float]]] = {
     "cd19_cart_igg": cd19_cart_igg,
     "cd19_cart_sle_vaccine_titres": sle_vaccine_titres,
     "adapt_efgartigimod_igg": efgartigimod_igg,
+    "inebilizumab_pk": inebilizumab_pk,
+    "inebilizumab_bcells": inebilizumab_bcells,
+    "n_momentum_aqp4_igg": n_momentum_aqp4_igg,
+    "n_momentum_attacks": n_momentum_attacks,
+    "ct103a_nmosd": ct103a_nmosd,
+    "adapt_mg": adapt_mg,
+    "adapt_anti_achr": adapt_anti_achr,
+    "descartes08_mg": descartes08_mg,
 }
 
 
@@ -331,7 +446,11 @@ CALIBRATED = {
     ("ocrelizumab_infusion_reactions", "pop_opera"), ("ocrelizumab_igg", "typical_year_1"),
     ("ocrelizumab_igg", "typical_year_5"), ("cd19_cart_igg", "typical_total_igg_month_9"),
     # bench/calibrate_fcrn.py
-    ("adapt_efgartigimod_igg", "typical_igg_max_reduction")}
+    ("adapt_efgartigimod_igg", "typical_igg_max_reduction"),
+    # bench/calibrate_autoimmune.py
+    ("n_momentum_aqp4_igg", "pop_fraction_2fold_fall_day_197"), ("n_momentum_attacks", "pop_attack_free_placebo"),
+    ("n_momentum_attacks", "pop_hazard_ratio"), ("adapt_mg", "pop_mg_adl_responders_efgartigimod"),
+    ("adapt_mg", "pop_mg_adl_responders_placebo")}
 
 
 def _accept_window(target: dict, metric: str) -> list[float]:

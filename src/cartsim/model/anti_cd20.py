@@ -1,6 +1,7 @@
-"""Anti-CD20 antibodies (ocrelizumab, ofatumumab, rituximab): PK and B-cell depletion.
+"""B-cell depleting antibodies: anti-CD20 (ocrelizumab, ofatumumab, rituximab) and anti-CD19
+(inebilizumab): PK and B-cell depletion.
 
-One structure covers the three antibodies; their values are set per antibody
+One structure covers the four antibodies; their values are set per antibody
 (``cartsim/data/antibodies.toml``), as a product sets CAR-T parameters:
 
 * two-compartment PK (central ``mab_central``, peripheral ``mab_peripheral``, mg) with
@@ -15,9 +16,13 @@ One structure covers the three antibodies; their values are set per antibody
   two-compartment model;
 * clearance and volumes scale with body weight by power laws.
 
-The free serum concentration kills CD20+ B cells (naive, memory, autoreactive,
-and the CD20+ share of marrow precursors; plasmablasts and plasma cells are
-CD20-negative) at ``kmax C^h / (EC50^h + C^h)``, the Emax model of Yu 2022.
+The free serum concentration kills the B-lineage cells that carry the target at
+``kmax C^h / (EC50^h + C^h)``, the Emax model of Yu 2022. CD20 is on naive,
+memory and autoreactive B cells and the CD20+ share of marrow precursors;
+CD19 is on all of these and also on plasmablasts and the CD19+ plasma cells
+(``model/bcells.py``), which is why an anti-CD19 antibody lowers the
+short-lived antibody-secreting cells that an anti-CD20 antibody spares. The
+switch ``mab_target_cd19`` (0: CD20, 1: CD19) is set by the antibody's data.
 Cells in lymphoid tissue and marrow see a fraction of the serum level (the
 antibody biodistribution coefficient), which is why tissue B cells outlast
 blood B cells. Only about 0.1% of the serum level reaches the CSF.
@@ -29,9 +34,11 @@ import sympy as sp
 
 from cartsim.model.ir import ModelBuilder
 
-# CD20+ B-lineage pools: (share of the pool that carries CD20, whether it sits in tissue)
-CD20_POOLS = {"b_pre": ("cd20_pre_share", True), "b_naive_blood": (None, False), "b_naive_tissue": (None, True),
-              "b_mem_blood": (None, False), "b_mem_tissue": (None, True), "b_auto": (None, True)}
+# B-lineage pools an antibody can reach: (share of the pool that carries CD20, whether it sits in blood)
+CD20_POOLS = {"b_pre": ("cd20_pre_share", False), "b_naive_blood": (None, True), "b_naive_tissue": (None, False),
+              "b_mem_blood": (None, True), "b_mem_tissue": (None, False), "b_auto": (None, False)}
+# CD19+ but CD20- pools (plasmablasts and CD19+ plasma cells, in lymphoid tissue and marrow): anti-CD19 only
+CD19_ONLY_POOLS = ("pb", "pb_auto", "pc_cd19")
 
 
 def add(b: ModelBuilder) -> None:
@@ -88,6 +95,10 @@ def add(b: ModelBuilder) -> None:
                        p("mab_kmax") * c_blood**h / ((ec50 / p("mab_tissue_ratio"))**h + c_blood**h), "1/day",
                        "kill rate of each CD20+ B cell in lymphoid tissue and marrow")
     b.observe("mab_csf_conc", p("mab_csf_ratio") * conc, "ug/mL", "anti-CD20 antibody in CSF")
-    for pool, (share, in_tissue) in CD20_POOLS.items():
-        rate = (kill_t if in_tissue else kill) * (p(share) if share else 1)
-        b.flow(pool, None, rate * sp.Symbol(pool), "killed by anti-CD20 antibody")
+    on_cd19 = p("mab_target_cd19")
+    for pool, (share, in_blood) in CD20_POOLS.items():
+        cd20 = p(share) if share else 1
+        rate = (kill if in_blood else kill_t) * (on_cd19 + (1 - on_cd19) * cd20)
+        b.flow(pool, None, rate * sp.Symbol(pool), "killed by the B-cell depleting antibody")
+    for pool in CD19_ONLY_POOLS:
+        b.flow(pool, None, on_cd19 * kill_t * sp.Symbol(pool), "killed by an anti-CD19 antibody")

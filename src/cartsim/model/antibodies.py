@@ -25,8 +25,12 @@ def add(b: ModelBuilder) -> None:
     pb, pba, pca = (sp.Symbol(n) for n in ("pb", "pb_auto", "pc_auto"))
     pc = sp.Symbol("pc") + sp.Symbol("pc_cd19")     # CD19- and CD19+ plasma cells secrete alike
     b.state("igg", "g/L", "total serum IgG", p("igg0"))
-    b.state("autoantibody", "g/L", "pathogenic autoantibody (IgG from autoreactive cells)",
-            (q_pb * pba0 + q_pc * pca0) / k_igg)
+    aab0 = b.derive("autoantibody0", (q_pb * pba0 + q_pc * pca0) / k_igg)
+    aab = b.state("autoantibody", "g/L", "pathogenic autoantibody (IgG from autoreactive cells)", aab0)
+    # the autoantibody relative to its untreated level drives antibody-mediated disease (model/nmosd.py,
+    # model/mg.py); a floor far below any disease's level keeps it defined where there is none (health)
+    b.observe("autoantibody_level", aab / (aab0 + p("autoantibody_floor")), "1",
+              "pathogenic autoantibody relative to its untreated level")
     b.flow(None, "igg", q_pb * (pb + pba) + q_pc * (pc + pca), "secretion")
     # FcRn recycling sets how fast IgG is broken down; a blocker speeds it up (model/fcrn.py)
     k_cat = k_igg * sp.Symbol("igg_catabolism_factor")

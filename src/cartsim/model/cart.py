@@ -10,7 +10,10 @@ Activation is a programme, not a switch: antigen drives the activated share
 ``car_act`` up, and activated cells keep dividing for several days after the
 antigen is gone (Kaech & Ahmed 2001), which is why CAR-T cells peak around day
 9-10 even when targets are cleared within days. Costimulation (CD28 vs 4-1BB)
-scales expansion and memory formation.
+scales expansion and memory formation. A CAR made from mRNA (Descartes-08) is
+expressed for about a week and not passed on when cells divide: such a product
+does not expand (``costim_expansion`` 0) and its cells lose the CAR at
+``car_expression_loss``.
 
 Immunity against the CAR: endogenous T cells that recognise the CAR construct
 (its foreign scFv and junctions) are primed while CAR-T cells are present, at a
@@ -62,6 +65,10 @@ def add(b: ModelBuilder) -> None:
     b.flow("car_mem", None, beta * m, "memory decay")
     b.flow("car_eff", None, ld_kill * e, "killed by residual lymphodepletion")
     b.flow("car_mem", None, ld_kill * m, "killed by residual lymphodepletion")
+    # a CAR encoded by mRNA (Descartes-08) is lost as the mRNA decays and is diluted by division: the cells
+    # leave the CAR-T pools (they become ordinary T cells); zero for a CAR in the genome (viral vectors)
+    b.flow("car_eff", None, b.p("car_expression_loss") * e, "loss of CAR expression (mRNA CAR)")
+    b.flow("car_mem", None, b.p("car_expression_loss") * m, "loss of CAR expression (mRNA CAR)")
 
     anti = b.state("anti_car", "1", "T-cell immunity against the CAR (relative to a fully primed response)",
                    b.p("anti_car0"))

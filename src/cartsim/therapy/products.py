@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import dataclass, replace
 from functools import lru_cache
@@ -42,6 +43,11 @@ class CarTProduct:
     vein_to_vein_days: float
     source: str
     manufacturing_source: str
+    infusions: int = 1                  # infusions of ``dose`` each (Descartes-08: 6)
+    infusion_interval_days: float = 7.0
+    # half-life of CAR expression when the CAR is encoded by mRNA (None: a viral vector puts it in the genome);
+    # an mRNA CAR is not passed on when cells divide, so the product does not expand
+    mrna_expression_halflife_days: float | None = None
 
     def __post_init__(self) -> None:
         if self.target not in TARGETS:
@@ -54,6 +60,26 @@ class CarTProduct:
                 raise CartsimInputError(name, f"must be a fraction, got {v}", "0-1")
         if self.cd4_cd8_ratio <= 0:
             raise CartsimInputError("cd4_cd8_ratio", f"must be positive, got {self.cd4_cd8_ratio}")
+        if not isinstance(self.infusions, int) or self.infusions < 1:
+            raise CartsimInputError("infusions", f"must be a whole number >= 1, got {self.infusions!r}", "1, 2, ...")
+        if not self.infusion_interval_days > 0:
+            raise CartsimInputError("infusion_interval_days", f"must be > 0, got {self.infusion_interval_days}")
+        if self.mrna_expression_halflife_days is not None and not self.mrna_expression_halflife_days > 0:
+            raise CartsimInputError("mrna_expression_halflife_days",
+                                    f"must be > 0 days, got {self.mrna_expression_halflife_days}")
+
+    @property
+    def infusion_days(self) -> tuple[float, ...]:
+        """Days of the CAR-T infusions (the first on day 0)."""
+        return tuple(k * self.infusion_interval_days for k in range(self.infusions))
+
+    @property
+    def schedule(self) -> str:
+        """The dose and how often it is given, as people read it ('1e6 cells/kg', or '52.5e6 cells/kg weekly x6')."""
+        if self.infusions == 1:
+            return str(self.dose)
+        every = "weekly" if self.infusion_interval_days == 7 else f"every {self.infusion_interval_days:g} days"
+        return f"{self.dose} {every} x{self.infusions}"
 
     def with_dose(self, dose: str | CellDose | None) -> "CarTProduct":
         return self if dose is None else replace(self, dose=CellDose.parse(dose, field="--dose"))
@@ -69,12 +95,14 @@ class CarTProduct:
         f8 = 1.0 / (1.0 + self.cd4_cd8_ratio)
         w = table.value("cd4_kill_weight")
         cd28 = self.costimulation == "CD28"
+        mrna = self.mrna_expression_halflife_days
         return {
             "target_cd19": float(self.target == "CD19"),
             "target_bcma": float(self.target == "BCMA"),
-            "costim_expansion": table.value("cd28_expansion_factor") if cd28 else 1.0,
+            "costim_expansion": 0.0 if mrna else table.value("cd28_expansion_factor") if cd28 else 1.0,
             "costim_memory": table.value("cd28_memory_factor") if cd28 else 1.0,
             "car_potency": (f8 + w * (1 - f8)) / (0.5 + 0.5 * w),  # 1 at CD4:CD8 = 1:1
+            "car_expression_loss": math.log(2) / mrna if mrna else 0.0,
         }
 
     def infused_cells(self, weight_kg: float) -> dict[str, float]:

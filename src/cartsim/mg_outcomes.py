@@ -1,0 +1,66 @@
+"""Myasthenia gravis scores at weekly visits, drawn per patient, and the trial endpoints made from them.
+
+The model (``cartsim.model.mg``) gives each patient's expected MG-ADL and QMG
+scores over time. Trials also see patients improve on placebo (expectation,
+regression to the mean from a severe entry score): each patient has a lasting
+non-drug improvement drawn once from their own random stream, Normal with mean
+``mg_placebo_mean`` and SD ``mg_placebo_sd`` MG-ADL points, taken as the same
+share of the QMG score (an assumption). The score seen at a visit is the model
+score less that improvement, rounded to whole points and kept within the scale
+(MG-ADL 0-24, QMG 0-39).
+
+A responder improves by at least 2 MG-ADL points (3 QMG points) at 4 or more
+consecutive weekly visits, starting within the first 12 weeks: the ADAPT
+responder definition (Howard 2021), whose start window (no later than a week
+after the last infusion of a 4-week cycle) is widened so that it applies to
+longer schedules (six weekly CAR-T infusions).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+ADL_MAX, QMG_MAX = 24, 39
+ADL_RESPONSE, QMG_RESPONSE = 2, 3      # points: a meaningful improvement on each scale
+RUN_VISITS = 4                          # consecutive weekly visits
+START_WEEKS = 12                        # the run starts at a visit in weeks 1-12
+
+
+def visit_weeks(horizon: float) -> np.ndarray:
+    return np.arange(0, int(np.floor(horizon / 7.0 + 1e-9)) + 1)
+
+
+def responder(change: np.ndarray, threshold: float) -> bool:
+    """Improvement of ``threshold`` points or more (change <= -threshold) at RUN_VISITS consecutive visits
+    (``change`` from week 0 on), the first of them within weeks 1..START_WEEKS."""
+    better = change <= -threshold
+    for start in range(1, min(START_WEEKS, better.size - RUN_VISITS) + 1):
+        if better[start:start + RUN_VISITS].all():
+            return True
+    return False
+
+
+def draw(times: np.ndarray, adl: np.ndarray, qmg: np.ndarray, rngs: list[np.random.Generator],
+         placebo_mean: float, placebo_sd: float, horizon: float) -> dict[str, np.ndarray]:
+    """Per-patient MG endpoints from the model scores (rows) on ``times`` (from day 0)."""
+    n = adl.shape[0]
+    weeks = visit_weeks(horizon)
+    out = {k: np.full(n, np.nan) for k in ("mg_adl_change_week_4", "mg_adl_change_week_12",
+                                            "mg_adl_change_week_52")}
+    resp_adl, resp_qmg = np.zeros(n, bool), np.zeros(n, bool)
+    for i in range(n):
+        if not (np.all(np.isfinite(adl[i])) and adl[i, 0] > 0):
+            continue
+        improvement = placebo_mean + placebo_sd * rngs[i].standard_normal()
+        a = np.interp(7.0 * weeks, times, adl[i])
+        q = np.interp(7.0 * weeks, times, qmg[i])
+        seen_a = np.clip(np.rint(a - improvement * (weeks > 0)), 0, ADL_MAX)
+        seen_q = np.clip(np.rint(q - improvement * q[0] / a[0] * (weeks > 0)), 0, QMG_MAX)
+        change = seen_a - seen_a[0]
+        for week in (4, 12, 52):
+            if week < weeks.size:
+                out[f"mg_adl_change_week_{week}"][i] = change[week]
+        resp_adl[i] = responder(change, ADL_RESPONSE)
+        resp_qmg[i] = responder(seen_q - seen_q[0], QMG_RESPONSE)
+    out["mg_adl_responder"], out["qmg_responder"] = resp_adl, resp_qmg
+    return out
