@@ -119,3 +119,25 @@ def test_each_drug_level_has_its_own_panel_and_the_autoantibody_is_drawn(tmp_pat
     labels = [ax.get_ylabel() for ax in drawn[1].axes]
     assert "autoantibody\n(% of baseline)" not in labels                       # no autoantibody in health
     assert labels[1] == "anti-CD20 antibody in blood\n(µg/mL)" and len(labels) == 4   # interferon has no level
+
+
+def test_nmosd_and_mg_panels_name_the_drug_class_and_the_disease_antibody(tmp_path, monkeypatch):
+    """Regression: inebilizumab's level was labelled 'anti-CD20 antibody' (it is anti-CD19), the autoantibody
+    panel did not say which antibody (AQP4-IgG, anti-AChR), and a long disease name ran the title off both
+    edges of the figure."""
+    import cartsim.outputs.compare as figure
+
+    drawn = []
+    monkeypatch.setattr(figure, "save_figure", lambda fig, path, svg=False: drawn.append(fig))
+    compare("eque-cel", "inebilizumab", "nmosd", 120).write(tmp_path / "n", "csv")
+    compare("descartes-08", "efgartigimod", "mg", 120).write(tmp_path / "m", "csv")
+    nmosd, mg = ([ax.get_ylabel() for ax in fig.axes] for fig in drawn)
+    assert "anti-CD19 antibody in blood\n(µg/mL)" in nmosd and "AQP4-IgG\n(% of baseline)" in nmosd
+    assert not any("anti-CD20" in label for label in nmosd)
+    assert "anti-AChR antibody\n(% of baseline)" in mg
+    for fig in drawn:
+        title = fig._suptitle.get_text()
+        assert max(len(line) for line in title.splitlines()) <= 110
+        fig.canvas.draw()
+        box = fig._suptitle.get_window_extent()
+        assert box.x0 >= 0 and box.x1 <= fig.bbox.width              # the title fits inside the figure

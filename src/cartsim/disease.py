@@ -83,6 +83,7 @@ class Disease:
     courses: dict[str, Course] = field(default_factory=dict)
     edss_median: float | None = None
     default_course: str | None = None
+    autoantibody: str = "autoantibody"    # what people call the disease's pathogenic antibody (AQP4-IgG)
 
     def course(self, name: str | None) -> Course | None:
         """The course ``name`` (None: the default course, if the disease has courses)."""
@@ -126,5 +127,5 @@ def diseases() -> dict[str, Disease]:
         edss = e.get("edss_median")
         out[name] = Disease(name, e["description"], float(e["female_share"]), float(e["age_median"]),
                             overrides, prov, courses, None if edss is None else float(edss),
-                            e.get("default_course"))
+                            e.get("default_course"), e.get("autoantibody", "autoantibody"))
     return out

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import textwrap
+
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -140,7 +142,11 @@ def plot_comparison(results: Sequence[SimulationResult], path: Path | str, title
                        label=f"lab detection limit ({CART_DETECTION_LIMIT:g}/µL)")
             ax.set_ylabel("CAR-T cells in blood\n(cells/µL)")
         else:
-            ax.set_ylabel(f"{DRUG_LEVELS.get(kind, kind)} in blood\n(µg/mL)")
+            # the drugs' own class where the arms name one (anti-CD19 and anti-CD20 antibodies share a level)
+            classes = sorted({r.scenario.antibody.kind for r, k in zip(results, kinds)
+                              if k == kind and r.scenario.antibody is not None})
+            name = " or ".join(classes) if classes else DRUG_LEVELS.get(kind, kind)
+            ax.set_ylabel(f"{textwrap.fill(name, 22)} in blood\n(µg/mL)")
         _legend(ax)
 
     # (3) total IgG
@@ -155,7 +161,7 @@ def plot_comparison(results: Sequence[SimulationResult], path: Path | str, title
             a = _col(r.trajectories, "autoantibody")
             aa.plot(m, 100 * a / a[0] if a[0] > 0 else np.full(a.size, np.nan), color=c, lw=2, label=lab)
         aa.set_ylim(0, 115)
-        aa.set_ylabel("autoantibody\n(% of baseline)")
+        aa.set_ylabel(f"{results[0].scenario.disease.autoantibody}\n(% of baseline)")
         _legend(aa)
 
     # (4) dosing timeline: one marker per administration, one row per therapy
@@ -187,7 +193,7 @@ def plot_comparison(results: Sequence[SimulationResult], path: Path | str, title
         ax.axvline(0.0, color="k", ls="--", lw=0.8, alpha=0.5)
         ax.grid(alpha=0.25, which="major")
     ab.text(0.0, 1.01, " first treatment", transform=ab.get_xaxis_transform(), fontsize=8, va="bottom")
-    fig.suptitle(title, fontsize=13)
+    fig.suptitle(textwrap.fill(title, 110), fontsize=13)
     fig.text(0.01, 0.005, FOOTER, ha="left", va="bottom", fontsize=8, color="0.4")
     fig.tight_layout(rect=(0, 0.02, 1, 1))
 

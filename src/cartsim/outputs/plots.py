@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import textwrap
+
 from pathlib import Path
 
 import matplotlib
@@ -168,7 +170,7 @@ def plot_trajectories(
     day0 = " infusion" if time_label(df).endswith("infusion") else " first dose"
     a1.text(0.0, 1.02, day0, transform=a1.get_xaxis_transform(), fontsize=8, va="bottom")
     a1.set_xlim(day.min(), day.max())
-    fig.suptitle(title, fontsize=13)
+    fig.suptitle(textwrap.fill(title, 110), fontsize=13)
     fig.text(0.99, 0.005, FOOTER, ha="right", va="bottom", fontsize=7, color="grey")
     fig.tight_layout(rect=(0, 0.015, 1, 1))
 

@@ -78,6 +78,8 @@ def antibodies() -> dict[str, Antibody]:
             if "dose_states" in e:
                 extra = {"dose_states": dict(e["dose_states"]), "first_dose_states": tuple(e.get("first_dose_states", ())),
                          "kind": e["kind"], "level": e.get("level")}
+            if "kind" in e:
+                extra["kind"] = e["kind"]
             if "max_dose_mg" in e:
                 extra["max_dose_mg"] = float(e["max_dose_mg"])
             if "infusion_reactions" in e:

@@ -1,0 +1,150 @@
+"""NMOSD and myasthenia gravis (model/nmosd.py, model/mg.py), the anti-CD19 antibody and the mRNA CAR-T."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from cartsim import endpoints, mg_outcomes, nmosd_outcomes
+from cartsim.errors import CartsimInputError
+from cartsim.exporters.sbml import to_sbml
+from cartsim.model import build_model
+from cartsim.population import sample, typical
+from cartsim.scenario import Scenario
+from cartsim.therapy import products
+
+YEAR = 365.25
+
+
+@pytest.fixture(scope="module")
+def model():
+    return build_model()
+
+
+def _run(model, therapy, disease, days, columns, **kw):
+    sc = Scenario.make(therapy, disease, days, **kw)
+    times = np.arange(0.0, days + 1e-9, 1.0)
+    return times, sc.run(typical(model, sc.disease, sc.course), columns=columns, times=times)
+
+
+@pytest.mark.parametrize("disease", ["nmosd", "mg"])
+def test_untreated_autoantibody_and_disease_activity_stay_at_baseline(model, disease):
+    """Without therapy every new state is at its steady state: the autoantibody equals its baseline, the
+    junction damage is 1, MG-ADL stays at the disease's baseline and the attack intensity is constant."""
+    t, sol = _run(model, "untreated", disease, 2 * YEAR,
+                  ("autoantibody", "autoantibody_level", "mg_junction", "mg_adl", "attack_rate"))
+    for col in ("autoantibody", "mg_junction", "mg_adl", "attack_rate"):
+        v = sol.column(col)[0]
+        assert v == pytest.approx(np.full(v.size, v[0]), rel=1e-9, abs=1e-15), col
+    assert sol.column("autoantibody_level")[0] == pytest.approx(1.0, rel=1e-9)
+    if disease == "mg":
+        assert sol.column("mg_adl")[0, 0] == pytest.approx(9.0)
+
+
+def test_untreated_nmosd_attacks_follow_the_analytic_count(model):
+    """Expected attacks grow linearly: rate * (1 - imax + imax * activity0) * t / 365.25 (antibody at baseline)."""
+    t, sol = _run(model, "untreated", "nmosd", 400.0, ("attack_cum", "ms_b_activity"))
+    tab = model.table
+    imax, act0 = tab.value("nmosd_attack_imax"), sol.column("ms_b_activity")[0, 0]
+    rate = 0.9082 * (1 - imax + imax * act0) / YEAR
+    assert sol.column("attack_cum")[0] == pytest.approx(rate * t, rel=1e-7, abs=1e-12)
+
+
+def test_anti_cd19_antibody_removes_plasmablasts_that_anti_cd20_spares(model):
+    """Plasmablasts and CD19+ plasma cells carry CD19, not CD20: inebilizumab kills them directly, while with
+    ocrelizumab plasmablasts fall only as fast as their supply from memory B cells goes (their own death rate)
+    and the longer-lived CD19+ plasma cells barely move in a week; neither touches CD19- plasma cells."""
+    cols = ("pb", "pc_cd19", "pc")
+    _, ineb = _run(model, "inebilizumab", "nmosd", 14.0, cols)
+    _, ocr = _run(model, "ocrelizumab", "nmosd", 14.0, cols)
+    week = {name: {c: s.column(c)[0, 7] / s.column(c)[0, 0] for c in cols} for name, s in (("ineb", ineb),
+                                                                                           ("ocr", ocr))}
+    assert week["ineb"]["pb"] < 0.01 and week["ineb"]["pc_cd19"] < 0.01
+    assert 0.1 < week["ocr"]["pb"] < 0.5
+    assert week["ocr"]["pc_cd19"] > 0.99
+    assert week["ineb"]["pc"] > 0.99 and week["ocr"]["pc"] > 0.99
+
+
+def test_a_zero_dose_of_an_mrna_car_t_changes_nothing(model):
+    """Descartes-08 at 0 cells/kg (no lymphodepletion) gives the untreated course (to solver round-off: the
+    empty infusions still restart the integrator)."""
+    cols = ("b_blood_per_uL", "igg", "autoantibody", "mg_adl", "car_blood_per_uL")
+    _, none = _run(model, "untreated", "mg", 120.0, cols)
+    _, zero = _run(model, "descartes-08", "mg", 120.0, cols, dose="0 cells/kg")
+    assert zero.values == pytest.approx(none.values, rel=1e-9, abs=1e-12)
+
+
+def test_an_mrna_car_does_not_expand_and_is_lost_at_its_expression_halflife(model):
+    """Descartes-08: six weekly infusions, each peak no higher than the first (no expansion), and after the last
+    infusion CAR-T cells fall at least as fast as CAR expression decays (half-life 2.5 days)."""
+    p = products()["descartes-08"]
+    assert p.infusion_days == (0.0, 7.0, 14.0, 21.0, 28.0, 35.0)
+    sc = Scenario.make("descartes-08", "mg", 70.0)
+    assert [d for d, _ in sc.dosing()] == list(p.infusion_days)
+    times = np.arange(0.0, 70.0 + 1e-9, 0.25)
+    car = sc.run(typical(model, sc.disease), columns=("car_blood_per_uL",), times=times).column("car_blood_per_uL")[0]
+    peaks = [car[(times >= d) & (times < d + 7)].max() for d in p.infusion_days]
+    assert max(peaks) <= peaks[0] * 1.05
+    i, j = np.searchsorted(times, [40.0, 45.0])
+    assert math.log(car[i] / car[j]) / 5.0 >= math.log(2) / 2.5
+
+
+def test_efgartigimod_improves_mg_adl_after_the_antibody_falls(model):
+    """The junction lags the antibody: MG-ADL is lowest after the anti-AChR antibody's lowest point, and the
+    improvement is mg_antibody_share of the junction's recovery."""
+    t, sol = _run(model, "efgartigimod", "mg", 84.0, ("autoantibody_level", "mg_junction", "mg_adl"))
+    aab, junction, adl = (sol.column(c)[0] for c in ("autoantibody_level", "mg_junction", "mg_adl"))
+    assert t[np.argmin(adl)] > t[np.argmin(aab)]
+    share = model.table.value("mg_antibody_share")
+    assert adl == pytest.approx(9.0 * (1 - share * (1 - junction)), rel=1e-12)
+
+
+def test_responder_needs_four_consecutive_improved_visits_starting_by_week_12():
+    ok = np.array([0, -1, -2, -2, -3, -2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])
+    gap = np.array([0, -2, -2, -2, 0, -2, -2, -2, 0, 0, 0, 0, 0, 0, 0, 0])
+    late = np.zeros(20)
+    late[13:18] = -3
+    assert mg_outcomes.responder(ok, 2)
+    assert not mg_outcomes.responder(gap, 2)
+    assert not mg_outcomes.responder(late, 2)
+    assert not mg_outcomes.responder(ok, 3)
+
+
+def test_every_nmosd_attack_leaves_a_step_when_its_probability_is_one():
+    times = np.arange(0.0, 366.0)
+    cum = np.tile(times * 5.0 / 365.0, (3, 1))            # 5 expected attacks a year
+    rngs = [np.random.default_rng(k) for k in range(3)]
+    out = nmosd_outcomes.draw(times, cum, np.array([2.0, 5.5, 9.5]), rngs, 1.0, 365.0)
+    counts = out["annualized_attack_rate"] * 365.0 / YEAR
+    steps = [1.0 * min(c, 4) + 0.5 * max(c - 4, 0) for c in counts]     # 1.0 up to EDSS 5.5, then 0.5
+    assert out["edss_change"][0] == pytest.approx(min(steps[0], 9.5 - 2.0))
+    assert out["edss_change"][2] == 0.0                                    # already at the top of the scale
+    assert not out["first_attack_censored"][counts > 0].any()
+
+
+def test_nmosd_and_mg_endpoints_apply_only_to_their_disease(model):
+    for disease, present, absent in (("nmosd", "annualized_attack_rate", "mg_adl_responder"),
+                                     ("mg", "mg_adl_responder", "annualized_attack_rate")):
+        sc = Scenario.make("placebo", disease, 120.0)
+        pop = sample(model, sc.disease, 20, 7)
+        ep = endpoints.compute(sc.run(pop, columns=endpoints.COLUMNS), model.table, None, pop)
+        assert present in ep and absent not in ep
+        assert not ep.igg_below_4_g_per_L.astype(bool).any()        # placebo: IgG stays normal
+
+
+def test_product_schedule_errors_name_the_field():
+    p = products()["descartes-08"]
+    from dataclasses import replace
+    with pytest.raises(CartsimInputError, match="infusions"):
+        replace(p, infusions=0)
+    with pytest.raises(CartsimInputError, match="mrna_expression_halflife_days"):
+        replace(p, mrna_expression_halflife_days=-1.0)
+
+
+def test_sbml_export_has_the_new_components(model):
+    text = to_sbml(model)
+    for sid in ("attack_cum", "mg_junction", "nmosd_attack_imax", "mg_antibody_share", "car_expression_loss",
+                "mab_target_cd19"):
+        assert f'id="{sid}"' in text, sid
