@@ -4,7 +4,8 @@ phone widths, in headless Chromium, for looking at what people see.
     python scripts/screenshots.py [--out out/screenshots] [--report out/kysa7/report.html]
 
 Starts ``cartsim serve`` on a free loopback port, waits until it answers, takes the page at 1400 and 390 px wide
-(the default comparison, ``ms_course=ppms`` and MB-CART19.1 against efgartigimod in lupus) and, with ``--report``, the report at the same widths; then stops
+(the default comparison, ``ms_course=ppms``, MB-CART19.1 against efgartigimod in lupus, eque-cel against
+inebilizumab in NMOSD and Descartes-08 against efgartigimod in myasthenia gravis) and, with ``--report``, the report at the same widths; then stops
 the server. Nothing is fetched from other hosts: the page and the report load only their own files.
 """
 
@@ -23,7 +24,9 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 WIDTHS = (1400, 390)
 PAGES = {"default": "", "ppms": "?ms_course=ppms",                   # name -> query of the comparison page
-         "efgartigimod": "?disease=sle&therapy_a=mb-cart19&therapy_b=efgartigimod&days=365"}
+         "efgartigimod": "?disease=sle&therapy_a=mb-cart19&therapy_b=efgartigimod&days=365",
+         "nmosd": "?disease=nmosd&therapy_a=eque-cel&therapy_b=inebilizumab&days=730",
+         "mg": "?disease=mg&therapy_a=descartes-08&therapy_b=efgartigimod&days=365"}
 READY_S = 600.0      # the first start on a fresh cache compiles the model
 
 

@@ -108,7 +108,7 @@ def test_each_drug_level_has_its_own_panel_and_the_autoantibody_is_drawn(tmp_pat
     c.write(tmp_path, "csv")
     labels = [ax.get_ylabel() for ax in drawn[0].axes]
     assert labels[1:5] == ["CAR-T cells in blood\n(cells/µL)", "FcRn blocker in blood\n(µg/mL)",
-                           "total IgG\n(g/L)", "autoantibody\n(% of baseline)"]
+                           "total IgG\n(g/L)", "anti-dsDNA antibody\n(% of baseline)"]
     level = drawn[0].axes[2].get_lines()[0].get_ydata()
     assert max(level) > 30                                       # efgartigimod's own level, ug/mL
     auto = {ln.get_label(): ln.get_ydata() for ln in drawn[0].axes[4].get_lines()}

@@ -51,7 +51,7 @@ def client():
     ("days=29", "days", "must be from 30 to 60, got 29", "from 30 to 60"),
     ("patients=many", "patients", "must be a whole number, got 'many'", "from 1 to 6"),
     ("therapy_a=aspirin", "therapy_a", "unknown therapy_a 'aspirin'", "untreated"),
-    ("disease=flu", "disease", "unknown disease 'flu'", "lbcl, ms, sle"),
+    ("disease=flu", "disease", "unknown disease 'flu'", "lbcl, mg, ms, nmosd, sle"),
     ("disease=sle&ms_course=rrms", "ms_course", "applies only when disease = 'ms'", None),
 ])
 def test_bad_requests_name_the_field_and_what_is_allowed(client, query, field, detail, allowed):
@@ -310,4 +310,41 @@ def test_page_says_bands_are_between_patients_not_what_is_unknown(server, browse
     note = page.inner_text("#spread-note")
     assert "patients differ" in note and "not yet known about the biology" in note and "--uncertainty" in note
     assert page.locator("#spread-note").bounding_box()["width"] <= 390
+    page.close()
+
+
+def test_nmosd_and_mg_pages_speak_of_their_disease(server, browser):
+    """Regression (NMOSD and MG pages): the MS course selector showed for every disease (a flex label ignored
+    'hidden'); the antibody panel of eque-cel against inebilizumab was titled 'Anti-CD20 antibody' (inebilizumab
+    is anti-CD19); a median IgG low of 0.3% read '0%'; the safety caption explained lymphoma rows that were not
+    there; and the questions asked about MS and Ocrevus whatever the disease."""
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    _ready(page, server + "/?disease=nmosd&therapy_a=eque-cel&therapy_b=inebilizumab&days=365")
+    assert not page.is_visible("#course-label")
+    assert "aquaporin-4" in page.inner_text("#disease-about")
+    titles = page.eval_on_selector_all("#charts h3", "(hs) => hs.map((h) => h.textContent)")
+    assert any(t.startswith("Anti-CD19 antibody in serum") for t in titles) and not any("CD20" in t for t in titles)
+    assert any(t.startswith("AQP4-IgG") for t in titles) and any(t.startswith("NMOSD attacks") for t in titles)
+    questions = page.inner_text("#questions")
+    assert "Is CAR-T therapy for NMOSD available?" in questions and "Will it replace Uplizna (inebilizumab)?" in questions
+    assert " MS" not in questions and "Ocrevus" not in questions
+    assert "lymphoma rows" not in page.inner_text("#safety")
+    endpoints = page.inner_text("#endpoints")
+    igg = next(line for line in endpoints.splitlines() if line.startswith("Lowest total antibody"))
+    assert "<1%" in igg and "\t0%" not in igg
+    page.goto(server + "/?disease=mg&therapy_a=descartes-08&therapy_b=efgartigimod&days=365")
+    page.wait_for_selector('body[data-state="ready"]', timeout=60_000)
+    assert "MG-ADL" in page.inner_text("#disease-about")
+    assert "MG-ADL responders" in page.inner_text("#arm-summaries")
+    assert "descartes-08 is given as 6 infusions" in page.inner_text("#summary")
+    assert "6 infusions of CAR-T cells (days 0, 7, 14, 21, 28, 35), without lymphodepleting chemotherapy" in \
+        page.inner_text("#arm-summaries")           # not 'one infusion' (a multi-dose mRNA CAR-T)
+    # a detection limit below the axis is not drawn on its bottom line (B cells stay far above 1/uL here)
+    b_axis = page.evaluate("fetch('/api/compare?disease=mg&therapy_a=descartes-08&therapy_b=efgartigimod"
+                           "&days=365').then((r) => r.json())")
+    lo = next(a["lo"] for a in b_axis["axes"] if a["column"] == "b_blood_per_uL")
+    assert lo > 1 and "detection limit 1/µL" not in page.inner_text("#chart-b_blood_per_uL")
+    page.goto(server + "/")
+    page.wait_for_selector('body[data-state="ready"]', timeout=60_000)
+    assert page.is_visible("#course-label")                  # MS keeps its course selector
     page.close()

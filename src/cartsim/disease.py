@@ -84,6 +84,14 @@ class Disease:
     edss_median: float | None = None
     default_course: str | None = None
     autoantibody: str = "autoantibody"    # what people call the disease's pathogenic antibody (AQP4-IgG)
+    short: str = ""            # the disease's name in a sentence ('MS', 'NMOSD'); its key where not set
+    about: str = ""            # the disease in plain language, for the web page
+    standard: str | None = None    # the antibody treatment people take today, as they know it ('Ocrevus (ocrelizumab)')
+
+    @property
+    def names_autoantibody(self) -> bool:
+        """Whether the disease is known by a measured autoantibody (AQP4-IgG, anti-AChR, anti-dsDNA)."""
+        return self.autoantibody != "autoantibody"
 
     def course(self, name: str | None) -> Course | None:
         """The course ``name`` (None: the default course, if the disease has courses)."""
@@ -127,5 +135,6 @@ def diseases() -> dict[str, Disease]:
         edss = e.get("edss_median")
         out[name] = Disease(name, e["description"], float(e["female_share"]), float(e["age_median"]),
                             overrides, prov, courses, None if edss is None else float(edss),
-                            e.get("default_course"), e.get("autoantibody", "autoantibody"))
+                            e.get("default_course"), e.get("autoantibody", "autoantibody"), e.get("short", name),
+                            e.get("about", ""), e.get("standard"))
     return out

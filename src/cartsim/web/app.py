@@ -26,7 +26,7 @@ from cartsim.scenario import THERAPIES_UNTREATED, therapy_names
 from cartsim.trial.config import MsCourse
 from cartsim.web import arms as arms_mod
 from cartsim.web import text
-from cartsim.web.arms import Arm, drawn, kind_of, lymphoma_reference, panel_axis, panels, simulate_arm
+from cartsim.web.arms import Arm, drawn, kind_of, lymphoma_reference, panel_axis, panel_title, panels, simulate_arm
 from cartsim.web.schemas import (AnswerOut, ArmOut, Axis, Band, Choice, Comparison, Defaults, DoseOut, Grades,
                                  Limits, Options, PanelInfo, Problem, Proportion, Safety)
 
@@ -61,7 +61,8 @@ def _safety(arm: Arm) -> Safety:
 
 def arm_out(arm: Arm, lymphoma: Arm | None, shown: list[Arm] | None = None) -> ArmOut:
     """One arm for the page; panels that none of ``shown`` (default: the arm itself) has values in are left out."""
-    bands = [Band.model_validate(vars(p) | arm.bands[p.column]) for p in panels()
+    bands = [Band.model_validate(vars(p) | {"title": panel_title(p, shown or [arm])} | arm.bands[p.column])
+             for p in panels()
              if p.column in arm.bands and drawn(p, shown or [arm])]
     return ArmOut(therapy=arm.therapy, kind=arm.kind, description=arm.description, disease=arm.disease, n=arm.n,
                   n_failed=arm.n_failed, days=list(arm.days), panels=bands,
@@ -192,7 +193,8 @@ def create_app(limits: Limits | None = None, warm_up: bool = True) -> FastAPI:
     @app.get("/api/options", response_model=Options, summary="Diseases, therapies, panels, defaults and limits")
     def options() -> Options:
         return Options(
-            diseases=[Choice(name=d, description=diseases()[d].description) for d in disease_names],
+            diseases=[Choice(name=d, description=diseases()[d].description, about=diseases()[d].about or None)
+                      for d in disease_names],
             therapies=[Choice(name=t, description=arms_mod.describe(t), kind=kind_of(t)) for t in therapies],
             ms_courses=courses, ms_course_note=None if arms_mod.ms_course_matters() else COURSE_NOTE,
             panels=[PanelInfo(**vars(p)) for p in panels()],

@@ -16,6 +16,7 @@ from typing import get_args
 import numpy as np
 import pandas as pd
 
+from cartsim.disease import diseases
 from cartsim.model import Model, State, build_model
 from cartsim.scenario import THERAPIES_UNTREATED
 from cartsim.therapy import antibodies, products
@@ -56,8 +57,12 @@ PANEL_TITLES: dict[str, tuple[str, bool]] = {
     "igg": ("Total IgG in serum", False),
     "mab_conc": ("Anti-CD20 antibody in serum", False),
     "fcrnb_conc": ("FcRn blocker (efgartigimod) in serum", False),
+    "autoantibody_level": ("Autoantibody, share of the untreated level", False),
+    "attack_cum": ("NMOSD attacks expected since day 0 (per patient)", False),
+    "mg_adl": ("MG-ADL score: myasthenia symptoms in daily life, 0 none to 24 worst", False),
     "cns_plasma_cells": ("Plasma cells in the CNS (relative to baseline)", False),
 }
+AUTOANTIBODY = "autoantibody_level"   # drawn for diseases known by a measured autoantibody (AQP4-IgG, anti-AChR)
 CNS_WORDS, PLASMA_WORDS = {"cns", "csf", "intrathecal"}, {"plasma", "pc"}   # a CNS plasma-cell column has one of each
 
 
@@ -145,9 +150,26 @@ def panels(model: Model | None = None) -> list[Panel]:
 
 
 def drawn(panel: Panel, arms: list[Arm]) -> bool:
-    """Whether any arm has a value above 0 in ``panel`` (a drug level no arm has would be an empty panel)."""
+    """Whether any arm has a value above 0 in ``panel`` (a drug level no arm has would be an empty panel); the
+    autoantibody only in a disease known by one (in MS the model's autoantibody is no measured quantity)."""
+    if panel.column == AUTOANTIBODY and not all(diseases()[a.disease].names_autoantibody for a in arms):
+        return False
     return any(v is not None and v > 0 for a in arms if panel.column in a.bands
                for v in a.bands[panel.column]["p95"])
+
+
+def panel_title(panel: Panel, arms: list[Arm]) -> str:
+    """The panel's title for the ``arms`` shown together: the antibody drugs' class (anti-CD20, anti-CD19) and the
+    disease's autoantibody by name."""
+    if panel.column == "mab_conc":
+        kinds = sorted({antibodies()[a.therapy].kind for a in arms if a.therapy in antibodies()
+                        and antibodies()[a.therapy].level == "mab_conc"})
+        if kinds:
+            text = " or ".join(kinds)
+            return f"{text[:1].upper()}{text[1:]} in serum"
+    if panel.column == AUTOANTIBODY:
+        return f"{diseases()[arms[0].disease].autoantibody}, share of the untreated level"
+    return panel.title
 
 
 def kind_of(therapy: str) -> str:

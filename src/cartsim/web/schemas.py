@@ -29,6 +29,7 @@ class Choice(BaseModel):
     name: str
     description: str
     kind: str | None = None          # therapies: car-t | drug | untreated
+    about: str | None = None         # diseases: the disease in plain language
 
 
 class PanelInfo(BaseModel):

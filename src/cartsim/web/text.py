@@ -24,6 +24,7 @@ MODEL_SCOPE = ("The model simulates blood and tissue B cells, plasma cells, anti
                "cytokine release behind CRS and ICANS. It does not simulate infections, prolonged low blood "
                "counts, long-term effects of chemotherapy, or secondary cancers.")
 MS_OUTCOMES = ("annualized_relapse_rate", "gd_lesions_per_scan", "cdp12_fraction", "cdp24_fraction", "edss_change")
+DISEASE_OUTCOMES = ("annualized_attack_rate", "mg_adl_responder")     # NMOSD and myasthenia gravis
 MS_COURSE_NAMES = {"rrms": "relapsing-remitting multiple sclerosis",
                    "spms": "secondary progressive multiple sclerosis",
                    "ppms": "primary progressive multiple sclerosis"}
@@ -48,7 +49,10 @@ class Answer:
 # ---- numbers into words -------------------------------------------------------------------------
 
 def _pct(x: float | None) -> str:
-    return "n/a" if x is None else f"{100 * x:.0f}%"
+    """A share in whole percent; one that rounds to 0% but is not 0 reads '<1%' (not none)."""
+    if x is None:
+        return "n/a"
+    return "<1%" if 0 < x < 0.005 else f"{100 * x:.0f}%"
 
 
 def _num(x: float) -> str:
@@ -124,7 +128,11 @@ def dosing_sentence(arm: Arm) -> str:
     if cart:
         pre = (f" after lymphodepleting chemotherapy on days {ld[0].day:g} to {ld[-1].day:g}" if len(ld) > 1 else
                f" after lymphodepleting chemotherapy on day {ld[0].day:g}" if ld else "")
-        return f"{arm.therapy}: one infusion of CAR-T cells on day {cart[0].day:g}{pre}."
+        if len(cart) == 1:
+            return f"{arm.therapy}: one infusion of CAR-T cells on day {cart[0].day:g}{pre}."
+        days = ", ".join(f"{d.day:g}" for d in cart)
+        return (f"{arm.therapy}: {len(cart)} infusions of CAR-T cells (days {days})"
+                + (pre if pre else ", without lymphodepleting chemotherapy") + ".")
     if other:
         days = ", ".join(f"{d.day:g}" for d in other)
         regimen = antibodies()[arm.therapy].regimen if arm.therapy in antibodies() else None
@@ -227,7 +235,7 @@ def safety_sentence(arm: Arm, lymphoma: Arm | None) -> str | None:
 def arm_summary(arm: Arm, lymphoma: Arm | None) -> list[str]:
     """What the simulation shows for one arm, one sentence per topic."""
     out = [dosing_sentence(arm), bcell_sentence(arm), cart_sentence(arm), igg_sentence(arm),
-           safety_sentence(arm, lymphoma)]
+           autoantibody_sentence(arm), mg_sentence(arm), safety_sentence(arm, lymphoma)]
     if arm.n_failed:
         out.append(f"{arm.therapy}: the simulation of {arm.n_failed} of {arm.n} patients failed; they are left out.")
     return [s for s in out if s]
@@ -242,12 +250,50 @@ def comparison_summary(arms: list[Arm]) -> list[str]:
     drug = next((x for x in arms if x.kind == "drug"), None)
     if cart is not None and drug is not None:
         k = sum(d.kind == "dose" for d in drug.doses)
-        out.append(f"{cart.therapy} is one infusion; {drug.therapy} needed {k} dose{'s' if k != 1 else ''} "
-                   f"in the same {drug.days[-1]:.0f} days.")
-    relapses = relapse_sentence(arms)
-    if relapses:
-        out.append(relapses)
+        c = sum(d.kind == "car-t" for d in cart.doses)
+        out.append(f"{cart.therapy} is {'one infusion' if c == 1 else f'given as {c} infusions'}; {drug.therapy} needed "
+                   f"{k} dose{'s' if k != 1 else ''} in the same {drug.days[-1]:.0f} days.")
+    for sentence in (relapse_sentence(arms), attack_sentence(arms)):
+        if sentence:
+            out.append(sentence)
     return out
+
+
+def attack_sentence(arms: list[Arm]) -> str | None:
+    """NMOSD attacks in each arm: the counted rate and the share of patients free of attacks."""
+    parts = []
+    for x in arms:
+        rate, first = _ep(x, "annualized_attack_rate", "value"), x.endpoints.get("first_attack_day", {})
+        if rate is None or not isinstance(first.get("n_censored"), int):
+            return None
+        free = first["n_censored"] / max(1, _n_ok(x))
+        parts.append(f"{_num(rate)} with {x.therapy} ({_pct(free)} of patients had none)")
+    return f"NMOSD attacks per patient-year counted in the simulation: {' and '.join(parts)}."
+
+
+def autoantibody_sentence(arm: Arm) -> str | None:
+    """The disease's measured autoantibody (AQP4-IgG, anti-AChR, anti-dsDNA) late in the simulation."""
+    d = diseases().get(arm.disease)
+    if d is None or not d.names_autoantibody or arm.kind == "untreated":
+        return None
+    for day in (365, 180, 90):
+        x = _ep(arm, f"autoantibody_fraction_day_{day}", "median")
+        if x is not None:
+            return f"{arm.therapy}: {d.autoantibody} on day {day} was a median {_pct(x)} of its starting level."
+    return None
+
+
+def mg_sentence(arm: Arm) -> str | None:
+    """Myasthenia gravis: MG-ADL responders and the change of the score."""
+    resp = _ep(arm, "mg_adl_responder", "value")
+    if resp is None:
+        return None
+    text = (f"{arm.therapy}: {_pct(resp)} of simulated patients were MG-ADL responders (2 points or more better "
+            f"for 4 weeks in a row, on a 0-24 scale of symptoms in daily life)")
+    change = _ep(arm, "mg_adl_change_week_12", "mean")
+    if change is not None:
+        text += f"; the score changed by {change:+.1f} points on average by week 12"
+    return text + "."
 
 
 def relapse_sentence(arms: list[Arm]) -> str | None:
@@ -277,20 +323,20 @@ def _reappearance_median(arm: Arm) -> float | None:
     return float(np.median(_col(arm, "bcell_reappearance_day")[back])) if back.any() else None
 
 
-def _available(cart: Arm | None) -> str:
-    text = ("No, not as a treatment. CAR T-cell therapy for multiple sclerosis is investigational: it is given only "
-            "within clinical trials, and whether it works and is safe enough for MS is not yet known. The CD19 "
+def _available(cart: Arm | None, short: str = "MS", name: str = "multiple sclerosis") -> str:
+    text = (f"No, not as a treatment. CAR T-cell therapy for {name} is investigational: it is given only "
+            f"within clinical trials, and whether it works and is safe enough for {short} is not yet known. The "
             "CAR-T products in use outside trials are approved for blood cancers.")
     if cart is not None:
         text += f" {cart.therapy} is simulated here as {cart.description}."
     return text
 
 
-def _cure(arm: Arm | None) -> str:
+def _cure(arm: Arm | None, short: str = "MS") -> str:
     text = "Nobody knows, and this simulation cannot tell."
-    if arm is None or not any(n in arm.endpoints for n in MS_OUTCOMES):
-        text += (" This version of the model does not simulate relapses, MRI lesions or disability, only the "
-                 "immune cells and antibodies behind them.")
+    if arm is None or not any(n in arm.endpoints for n in (*MS_OUTCOMES, *DISEASE_OUTCOMES)):
+        text += (" The model simulates the disease's course only for MS, NMOSD and myasthenia gravis; here it "
+                 "shows the immune cells and antibodies behind it.")
     if arm is not None:
         reap = _reappearance_median(arm)
         if reap is not None:
@@ -302,8 +348,14 @@ def _cure(arm: Arm | None) -> str:
         arr = _ep(arm, "annualized_relapse_rate", "value")
         if isinstance(arr, (int, float)):
             text += f" The model's relapse rate in this arm was {_num(arr)} per patient-year (a model output)."
-    text += (" Whether a reset stops MS for good is what the trials are testing; so far few people with MS have "
-             "been treated, and follow-up is short.")
+        aar = _ep(arm, "annualized_attack_rate", "value")
+        if isinstance(aar, (int, float)):
+            text += f" The model's NMOSD attack rate in this arm was {_num(aar)} per patient-year (a model output)."
+        resp = _ep(arm, "mg_adl_responder", "value")
+        if isinstance(resp, (int, float)):
+            text += f" In the model {_pct(resp)} of patients were MG-ADL responders (a model output)."
+    text += (f" Whether a reset stops {short} for good is what the trials are testing; so far few people with "
+             f"{short} have been treated, and follow-up is short.")
     return text
 
 
@@ -329,23 +381,33 @@ def _safer(cart: Arm | None, lymphoma: Arm | None) -> str:
     return text + " " + MODEL_SCOPE + " Rare harms need far more treated patients than trials have had so far."
 
 
-def _replace(cart: Arm | None, drug: Arm | None, drug_known: bool) -> str:
+def _replace(cart: Arm | None, drug: Arm | None, drug_known: bool, short: str = "MS") -> str:
     text = "Nobody knows yet."
     if not drug_known:
         return text + " Anti-CD20 antibodies such as ocrelizumab (Ocrevus) are not yet part of this model version."
     if cart is None or drug is None:
-        return text + " Choose a CAR-T therapy and an antibody such as ocrelizumab to see them side by side."
+        return text + " Choose a CAR-T therapy and one of today's antibody treatments to see them side by side."
     k = sum(d.kind == "dose" for d in drug.doses)
-    text += (f" In this simulation {drug.therapy} kept B cells low with {k} dose{'s' if k != 1 else ''} in "
+    low = _ep(drug, "bcell_nadir_per_uL", "median")
+    did = ("kept B cells low with" if low is not None and low < REAPPEARANCE_LIMIT else "was given")
+    text += (f" In this simulation {drug.therapy} {did} {k} dose{'s' if k != 1 else ''} in "
              f"{drug.days[-1]:.0f} days, and would need further doses for as long as treatment continues; "
-             f"{cart.therapy} was one infusion after lymphodepleting chemotherapy")
+             f"{cart.therapy} was {_infusions_text(cart)}")
     reap = _reappearance_median(cart)
     text += (f", after which B cells came back in a median of {_about_months(reap)}." if reap is not None else ".")
-    return text + (" Whether one infusion controls MS as well as years of antibody treatment, and whether its risks "
+    return text + (f" Whether CAR-T controls {short} as well as years of antibody treatment, and whether its risks "
                    "are worth it, needs trials that compare them directly; none has reported results.")
 
 
-def _last(cart: Arm | None, drug: Arm | None) -> str:
+def _infusions_text(cart: Arm) -> str:
+    """'one infusion after lymphodepleting chemotherapy', or '6 infusions without chemotherapy'."""
+    n = sum(d.kind == "car-t" for d in cart.doses)
+    ld = any(d.kind == "lymphodepletion" for d in cart.doses)
+    return (("one infusion" if n == 1 else f"{n} infusions")
+            + (" after lymphodepleting chemotherapy" if ld else " without lymphodepleting chemotherapy"))
+
+
+def _last(cart: Arm | None, drug: Arm | None, short: str = "MS") -> str:
     parts = []
     if cart is not None:
         pers, cens = _col(cart, "cart_persistence_day"), _flag(cart, "cart_persistence_censored")
@@ -356,8 +418,8 @@ def _last(cart: Arm | None, drug: Arm | None) -> str:
         s += (f", and B cells were absent for a median of {_about_months(reap)} before new, naive B cells came back."
               if reap is not None else ".")
         parts.append(s + " How long the disease stays quiet after B cells return is not known: early reports in "
-                     "lupus describe remissions that continued after B cells came back; for MS, follow-up is too "
-                     "short to say.")
+                     f"lupus describe remissions that continued after B cells came back; for {short}, follow-up is "
+                     "too short to say.")
     if drug is not None:
         weeks = _ep(drug, "bcell_repletion_after_last_dose_week", "median")
         s = f"With {drug.therapy} the effect lasts as long as the doses continue"
@@ -367,13 +429,18 @@ def _last(cart: Arm | None, drug: Arm | None) -> str:
 
 
 def questions(arms: list[Arm], lymphoma: dict[str, Arm | None], drug_known: bool) -> list[Answer]:
-    """The questions people ask, answered from these simulations where the model can, and honestly where not."""
+    """The questions people ask about the disease on the page, answered from these simulations where the model can,
+    and honestly where not."""
     cart = next((a for a in arms if a.kind == "car-t"), None)
     drug = next((a for a in arms if a.kind == "drug"), None)
+    d = diseases().get(arms[0].disease) if arms else None
+    short = d.short if d is not None else "MS"
+    name = disease_name(arms[0].disease, arms[0].ms_course) if arms and short != "MS" else "multiple sclerosis"
+    standard = d.standard if d is not None and d.standard else "the antibody treatments used today"
     return [
-        Answer("available", "Is CAR-T therapy for MS available?", _available(cart)),
-        Answer("cure", "Can it cure MS?", _cure(cart)),
+        Answer("available", f"Is CAR-T therapy for {short} available?", _available(cart, short, name)),
+        Answer("cure", f"Can it cure {short}?", _cure(cart, short)),
         Answer("safety", "Is it safer than in cancer?", _safer(cart, lymphoma.get(cart.therapy) if cart else None)),
-        Answer("replace", "Will it replace Ocrevus (ocrelizumab)?", _replace(cart, drug, drug_known)),
-        Answer("duration", "How long would it last?", _last(cart, drug)),
+        Answer("replace", f"Will it replace {standard}?", _replace(cart, drug, drug_known, short)),
+        Answer("duration", "How long would it last?", _last(cart, drug, short)),
     ]

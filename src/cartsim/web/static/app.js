@@ -55,7 +55,8 @@ const plural = (k, word) => `${k} ${word}${k === 1 ? "" : "s"}`;
 const withoutName = (s, name) =>
   (s.startsWith(`${name}: `) ? s[name.length + 2].toUpperCase() + s.slice(name.length + 3) : s);
 const unit = (u) => u.replace(/\bu(L|g)\b/g, "µ$1");
-const pct = (x) => (x === null || x === undefined ? "–" : `${Math.round(100 * x)}%`);
+// a share that rounds to 0% but is not 0 reads "<1%" (a median IgG of 0.3% is not none)
+const pct = (x) => (x === null || x === undefined ? "–" : x > 0 && x < 0.005 ? "<1%" : `${Math.round(100 * x)}%`);
 
 class ApiError extends Error {}
 
@@ -83,6 +84,8 @@ function currentParams() {
 }
 
 function showCourse() {
+  const chosen = options.diseases.find((c) => c.name === $("disease").value);
+  $("disease-about").textContent = (chosen && chosen.about) || "";
   const show = $("disease").value === "ms" && options.ms_courses.length > 0;
   $("course-label").hidden = !show;
   $("course-note").hidden = !show || !options.ms_course_note;
@@ -201,11 +204,14 @@ function renderCharts(arms, axes) {
   const columns = [...new Set(arms.flatMap((a) => a.panels.map((p) => p.column)))];
   const charts = columns.map((column) => {
     const panel = arms.flatMap((a) => a.panels).find((p) => p.column === column);
+    // arms may title a panel differently (an anti-CD20 and an anti-CD19 antibody share one level): name both
+    const title = [...new Set(arms.flatMap((a) => a.panels).filter((p) => p.column === column).map((p) => p.title))]
+      .join(" / ");
     const axis = axes.find((a) => a.column === column);
     const y = yScale(axis);
     const Y = (v) => T + (1 - y.map(y.clamp(v))) * (H - T - B);
     const plot = svg("svg", { viewBox: `0 0 ${W} ${H}`, width: W, height: H, role: "img",
-                              "aria-label": `${panel.title} over time`, "data-column": column,
+                              "aria-label": `${title} over time`, "data-column": column,
                               "data-y-lo": axis.lo, "data-y-hi": axis.hi, "data-plot-top": T,
                               "data-plot-bottom": H - B });
     for (const t of y.ticks) {
@@ -221,7 +227,8 @@ function renderCharts(arms, axes) {
                 svg("line", { class: "axis", x1: L, x2: L, y1: T, y2: H - B }),
                 svg("line", { x1: X(0), x2: X(0), y1: T, y2: H - B, stroke: "#9aa1ad", "stroke-dasharray": "3 3" }));
     const ref = REFERENCE_LINES[column];
-    if (ref && y.map(y.clamp(ref[0])) <= 1) {
+    const at = ref ? y.map(ref[0]) : NaN;   // a limit outside the axis is not drawn (not on its bottom line)
+    if (ref && at >= 0 && at <= 1) {
       plot.append(svg("line", { x1: L, x2: W - R, y1: Y(ref[0]), y2: Y(ref[0]), stroke: "#777",
                                 "stroke-dasharray": "6 4" }),
                   svg("text", { x: W - R - 2, y: Y(ref[0]) - 4, "text-anchor": "end", class: "ref" }, ref[1]));
@@ -241,7 +248,7 @@ function renderCharts(arms, axes) {
                                 "data-therapy": arm.therapy }, svg("title", {}, `${arm.therapy}: median`)));
     });
     return el("figure", { class: "chart", id: `chart-${column}` },
-              el("h3", {}, panel.title + (UNITLESS.has(panel.unit) ? "" : ` (${unit(panel.unit)})`) +
+              el("h3", {}, title + (UNITLESS.has(panel.unit) ? "" : ` (${unit(panel.unit)})`) +
                  (panel.log ? ", log scale" : "")), plot);
   });
   $("charts").style.gridTemplateColumns = chartWidth() * 2 < $("charts").clientWidth ? "1fr 1fr" : "1fr";
@@ -334,9 +341,11 @@ function renderSafety(arms, glossary) {
     [...tr.children].forEach((td, k) => td.setAttribute("data-label", columns[k]));
     return tr;
   });
+  // the lymphoma rows are explained only where there are some (a BCMA product has no lymphoma to compare with)
   const key = el("p", { class: "caption" }, "Bar colours: grade 0 (none) to grade 4, left to right. " +
-    "The lymphoma rows simulate the same CAR-T product in large B-cell lymphoma for the first days after " +
-    "infusion, where CRS and ICANS occur. Infusion reactions: share of simulated patients with at least one " +
+    (rows.length > arms.length ? "The lymphoma rows simulate the same CAR-T product in large B-cell lymphoma " +
+      "for the first days after infusion, where CRS and ICANS occur. " : "") +
+    "Infusion reactions: share of simulated patients with at least one " +
     "reaction to an antibody infusion; not applicable where the model has no data for the therapy.");
   $("safety").replaceChildren(el("p", { id: "glossary", class: "glossary" }, glossary),
     el("div", { class: "scroll" }, el("table", { id: "safety-table" }, el("thead", {}, head),
