@@ -100,7 +100,10 @@ def test_default_parameters_are_assumed_and_calibrated_ones_the_trial_can_move()
     # a drug no arm gives: its own values act only through its empty compartments (Model.idle_parameters)
     for n in ("ifn_k", "ifn_ec50", "fcrnb_ec50", "fcrnb_halflife"):
         assert n not in names and skipped[n].startswith("no arm's equations feel it"), n
-    assert "mab_ec50" in names and "car_k_kill" in names and len(names) == 70
+    # acting only through a parameter that is 0 in MS: another disease's values, the tumour's (Model.idle_parameters)
+    for n in ("nmosd_attack_imax", "mg_antibody_share", "tumour_growth"):
+        assert n not in names and skipped[n].startswith("no arm's equations feel it"), n
+    assert "mab_ec50" in names and "car_k_kill" in names and len(names) == 67
     opera, skipped = choose_parameters(model, load_config(EXAMPLES / "opera.toml"), None)
     assert "ifn_ec50" in opera and "mab_ec50" in opera
     assert "car_k_kill" not in opera and skipped["car_k_kill"].startswith("no arm's equations feel it")
@@ -123,6 +126,18 @@ def test_idle_parameters_are_those_the_solution_does_not_depend_on():
     for n in ("mab_ka", "fcrnb_ec50", "car_k_kill"):
         assert np.array_equal(run(**{n: 10 * model.table.value(n)}), base), n
     assert not np.allclose(run(mab_cl_inf=10 * model.table.value("mab_cl_inf")), base)
+    # idle through a zero parameter: NMOSD's and MG's values in MS (their rate and baseline score are 0 there)
+    zero = {n for n in model.parameters if model.table[n].value == 0}
+    idle = model.idle_parameters({"mab_central", "mab_started", "mab_clock"}, zero)
+    assert {"nmosd_attack_imax", "mg_antibody_share"} <= idle and "mab_cl_inf" not in idle
+
+    def attacks(**parameters):
+        sc = Scenario.make("ocrelizumab", "ms", 200, parameters=parameters or None)
+        return sc.run(typical(model, sc.disease, sc.course), columns=("attack_cum", "mg_adl", "igg")).values
+
+    base = attacks()
+    for n in ("nmosd_attack_imax", "mg_antibody_share"):
+        assert np.array_equal(attacks(**{n: 0.1 * model.table.value(n)}), base), n
 
 
 @pytest.fixture(scope="module")

@@ -96,22 +96,25 @@ class Model:
     def parameter_index(self, name: str) -> int:
         return self.parameters.index(name)
 
-    def idle_parameters(self, dosed: Iterable[str]) -> frozenset[str]:
-        """Parameters that no equation can feel when doses enter only the states ``dosed``.
+    def idle_parameters(self, dosed: Iterable[str], zero_parameters: Iterable[str] = ()) -> frozenset[str]:
+        """Parameters that no equation can feel when doses enter only the states ``dosed`` and the parameters
+        ``zero_parameters`` are 0 (a disease's rates outside that disease).
 
         A state that starts at 0, is never dosed and has no inflow that is non-zero while every such state is 0
         stays 0 for good (a drug's compartments when the drug is not given); a parameter that enters only terms
-        carrying such a state is idle. Conservative: a term sympy cannot reduce to 0 counts as felt."""
-        zero = {s.name for s in self.states if substitute_derived(self, s.initial) == 0} - set(dosed)
+        carrying such a state, or a zero parameter as a factor, is idle. Conservative: a term sympy cannot reduce
+        to 0 counts as felt, and a term that a zero parameter would make undefined keeps all its symbols."""
+        zero_p = {sp.Symbol(n): sp.Integer(0) for n in zero_parameters}
+        zero = {s.name for s in self.states if substitute_derived(self, s.initial).xreplace(zero_p) == 0} - set(dosed)
         while True:
             subs = {sp.Symbol(n): sp.Integer(0) for n in zero}
-            fed = {f.target for f in self.flows if f.target in zero and f.rate.xreplace(subs) != 0}
+            fed = {f.target for f in self.flows if f.target in zero and _zeroed(f.rate, subs, zero_p) != 0}
             if not fed:
                 break
             zero -= fed
         felt: set[str] = set()
         for e in (*(f.rate for f in self.flows), *(o.expr for o in self.observables), *(s.initial for s in self.states)):
-            felt |= {x.name for x in substitute_derived(self, e.xreplace(subs)).free_symbols}
+            felt |= {x.name for x in substitute_derived(self, _zeroed(e, subs, zero_p)).free_symbols}
         return frozenset(self.parameters) - felt
 
     def rhs(self) -> dict[str, sp.Expr]:
@@ -230,6 +233,16 @@ class ModelBuilder:
             table=self.table,
             constants=tuple(self._constants.values()),
         )
+
+
+def _zeroed(expr: sp.Expr, states: Mapping[sp.Symbol, sp.Expr], parameters: Mapping[sp.Symbol, sp.Expr]) -> sp.Expr:
+    """``expr`` with the zero states and zero parameters set to 0; where zero parameters would make it undefined
+    (a division by one), only the states."""
+    out = expr.xreplace(states)
+    if not parameters:
+        return out
+    with_p = out.xreplace(parameters)
+    return out if with_p.has(sp.zoo, sp.nan, sp.oo, -sp.oo) else with_p
 
 
 def _check_symbols(expr: sp.Expr, known: Iterable[str], where: str) -> None:

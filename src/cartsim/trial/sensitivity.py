@@ -429,17 +429,21 @@ def _override_ranges(cfg: TrialConfig) -> dict[str, Mapping]:
 
 def _idle_parameters(model: Model, cfg: TrialConfig) -> frozenset[str]:
     """Parameters no arm's equations feel: those acting only through states no arm doses, such as a drug's own
-    values when no arm gives the drug (:meth:`Model.idle_parameters`); a state-triggered dose counts as a dose."""
+    values when no arm gives the drug, or only through a parameter that is 0 in every arm, such as a disease's
+    rates outside it (:meth:`Model.idle_parameters`); a state-triggered dose counts as a dose."""
     dosed: set[str] = set()
     felt: set[str] = set()
+    nonzero: set[str] = set()
     for a in range(len(cfg.arm)):
         sc = cfg.scenario(a)
+        values = sc.parameter_values(model.table)
+        nonzero |= {n for n in model.parameters if values.get(n, model.table[n].value or 0.0) != 0}
         _, doses = sc.patient_inputs(model, typical(model, sc.disease, sc.course))
         dosed |= {model.state_names[i] for i in np.unique(doses.state)}
         for t in sc.triggers():
             dosed.add(t.state)
             felt |= {t.threshold} | {x.name for x in substitute_derived(model, sp.Symbol(t.amount)).free_symbols}
-    return model.idle_parameters(dosed) - felt
+    return model.idle_parameters(dosed, set(model.parameters) - nonzero) - felt
 
 
 def choose_parameters(model: Model, cfg: TrialConfig, names: list[str] | None) -> tuple[tuple[str, ...], dict]:
