@@ -107,7 +107,9 @@ def test_dose_events_at_shifted_times(model):
 
 
 @pytest.mark.parametrize("therapy, disease, days", [("untreated", "healthy", 60), ("mb-cart19", "sle", 120),
-                                                    ("ocrelizumab", "ms", 200), ("ofatumumab", "ms", 60)])
+                                                    ("ocrelizumab", "ms", 200), ("ofatumumab", "ms", 60),
+                                                    ("inebilizumab", "nmosd", 120), ("descartes-08", "mg", 90),
+                                                    ("efgartigimod", "mg", 90)])
 def test_roadrunner_reproduces_cartsim(model, therapy, disease, days):
     scenario = Scenario.make(therapy, disease, days)
     rel, fires, _ = _compare_scenario(model, scenario, typical(model, scenario.disease))
