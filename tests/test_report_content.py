@@ -162,6 +162,14 @@ therapy = "ocrelizumab"
 """
 
 
+def test_durability_range_is_for_cd19_car_t_arms_only():
+    """Regression: a BCMA CAR-T arm (Descartes-08 in MG, eque-cel) was re-run across reset half-lives and the report
+    tabulated 'n/a' at every half-life: BCMA CAR-T leaves autoreactive memory B cells, so there is no reset."""
+    bcma = DURABLE.replace('therapy = "kyv-101"', 'therapy = "eque-cel"')
+    assert durability.car_t_arms(parse_config(DURABLE)) == [0]
+    assert durability.car_t_arms(parse_config(bcma)) == []
+
+
 def test_durability_horizon_is_its_own_field_with_clear_errors():
     assert parse_config(DURABLE).durability.horizon_years == 10.0
     assert parse_config(DURABLE + "\n[durability]\nhorizon_years = 4\n").durability.horizon_years == 4.0
@@ -360,3 +368,25 @@ def test_report_fits_the_screen(page_html, browser, width):
     assert m["widest_math"] <= m["W"] - 16             # long equations wrap
     assert m["per_row"] <= (1 if width < 800 else 3)
     assert math.isfinite(m["widest_math"])
+
+
+def test_report_draws_the_disease_course_where_it_has_one(tmp_path, page_html):
+    """Regression: the report of a myasthenia gravis trial drew B cells, CAR-T cells and IgG only, not the
+    anti-AChR antibody or the MG-ADL score its endpoints come from; an MS report gets neither panel."""
+    from cartsim.trial.run import execute, prepare
+
+    mg = (ROOT / "examples" / "descartes08-mg.toml").read_text().replace("n = 15", "n = 2")
+    execute(prepare(parse_config(mg), tmp_path / "mg", validation=False))
+    html = (tmp_path / "mg" / "report.html").read_text()
+    assert "anti-AChR antibody, share of the untreated level" in html and "MG-ADL score (0 none" in html
+    assert "NMOSD attacks expected" not in html
+    ms = page_html.read_text()
+    assert "MG-ADL score (0 none" not in ms and "share of the untreated level" not in ms
+    from cartsim.outputs import report as rep
+    from cartsim.trial.run import _bands, prepare as plan_of
+    plan = plan_of(parse_config(mg), tmp_path / "mg2", validation=False)
+    data = rep.ReportData(summary={}, patients=pd.DataFrame(), bands=_bands(plan), band_patients=2,
+                          scenarios=tuple((a.name, plan.config.scenario(i)) for i, a in enumerate(plan.config.arm)))
+    for col, title, log in rep._disease_panels(data):
+        fig = rep.trajectory_figure(data, col, title, log)
+        assert fig.axes[0].get_ylim()[0] == 0, col        # a share or a score starts at 0, not at its lowest value

@@ -49,6 +49,11 @@ COVARIATE_NOTE = ("Covariates are recorded per patient in patients.parquet. The 
 TRAJECTORY_PANELS = (("b_blood_per_uL", "CD19+ B cells in blood (cells/uL)", True),
                      ("car_blood_per_uL", "CAR-T cells in blood (cells/uL)", True),
                      ("igg", "Total antibody (IgG) in serum (g/L)", False))
+# panels of a disease's own course, drawn where some arm has values (the autoantibody: where the disease is known
+# by one, AQP4-IgG or anti-AChR; "{autoantibody}" is the disease's name for it)
+DISEASE_PANELS = (("autoantibody_level", "{autoantibody}, share of the untreated level", False),
+                  ("attack_cum", "NMOSD attacks expected since day 0 (per patient)", False),
+                  ("mg_adl", "MG-ADL score (0 none to 24 worst; model mean)", False))
 # the assay limit below which a count is undetectable, and reference lines: (value, label)
 DETECTION_LIMITS = {"b_blood_per_uL": (REAPPEARANCE_LIMIT, "flow cytometry"),
                     "car_blood_per_uL": (CART_DETECTION_LIMIT, "qPCR")}
@@ -225,6 +230,8 @@ def trajectory_figure(data: ReportData, col: str, title: str, log: bool) -> plt.
         ax.fill_between(day, lo, hi, color=line.get_color(), alpha=0.2, lw=0)
     if log:
         ax.set_yscale("log")
+    else:       # levels, shares and scores are never negative: start at 0, so a fall is not drawn larger than it is
+        ax.set_ylim(bottom=0)
     if limit is not None:
         top = max(10 * limit, ax.get_ylim()[1] if ax.has_data() else 10 * limit)
         ax.set_ylim(limit / 4, top)
@@ -247,8 +254,24 @@ def trajectory_figure(data: ReportData, col: str, title: str, log: bool) -> plt.
     return fig
 
 
+def _disease_panels(data: ReportData) -> list[tuple[str, str, bool]]:
+    """The disease panels (:data:`DISEASE_PANELS`) this trial's arms have values in."""
+    disease = data.scenarios[0][1].disease if data.scenarios else None
+    out = []
+    for col, title, log in DISEASE_PANELS:
+        if not all(f"{col}_p95" in b for b in data.bands.values()):
+            continue
+        if not any(np.nanmax(b[f"{col}_p95"].to_numpy(float), initial=0.0) > 0 for b in data.bands.values()):
+            continue
+        if col == "autoantibody_level" and (disease is None or not disease.names_autoantibody):
+            continue
+        out.append((col, title.format(autoantibody=disease.autoantibody if disease else "autoantibody"), log))
+    return out
+
+
 def trajectories(data: ReportData) -> Section:
-    figures = [_figure(trajectory_figure(data, col, title, log), title) for col, title, log in TRAJECTORY_PANELS]
+    figures = [_figure(trajectory_figure(data, col, title, log), title)
+               for col, title, log in (*TRAJECTORY_PANELS, *_disease_panels(data))]
     text = Markup(f"<p>Median (line) and 90% band (5th–95th percentile, shaded) over the first "
                   f"{data.band_patients} patients of each arm (failed simulations left out). Counts below the "
                   f"assay's detection limit (B cells {REAPPEARANCE_LIMIT:g}/uL, CAR-T cells "
@@ -589,7 +612,8 @@ def durability(data: ReportData) -> Section:
         "other columns are drawn events over the whole horizon.</p>")
     if table is None or table.empty:
         return Section("durability", "How long the reset lasts", text + Markup(
-            "<p>Not run: the trial has no CAR-T arm, or the range was not asked for.</p>"))
+            "<p>Not run: the trial has no CD19 CAR-T arm (a BCMA CAR-T removes plasma cells but not the "
+            "autoreactive memory B cells, so it makes no reset), or the range was not asked for.</p>"))
     late = f"relapses / patient-year, year 5 to {horizon:g}" if horizon is not None else "relapses, later years"
     cols = [("arm", "arm", str), ("reset_halflife_years", "reset half-life (years)", lambda v: f"{v:g}"),
             ("n", "patients", lambda v: f"{int(v)}"),

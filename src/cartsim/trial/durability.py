@@ -42,7 +42,10 @@ def _with_halflife(cfg: TrialConfig, arm: int, years: float, horizon_days: float
 
 
 def car_t_arms(cfg: TrialConfig) -> list[int]:
-    return [i for i in range(len(cfg.arm)) if cfg.scenario(i).product is not None]
+    """The arms whose CAR-T product can reset autoreactive B cells: CD19 products, which remove the autoreactive
+    memory B cells (a BCMA product removes plasma cells and leaves them, so there is no reset to outlast)."""
+    return [i for i in range(len(cfg.arm))
+            if (p := cfg.scenario(i).product) is not None and p.target == "CD19"]
 
 
 def output_times(start: float, horizon: float) -> np.ndarray:

@@ -47,7 +47,7 @@ CHUNK_SIZE = 256
 ROW_GROUP = 65_536               # rows per row group of the assembled files (chunks are far smaller)
 REPORT_PATIENTS = 200            # patients per arm behind the report's trajectory bands
 DURABILITY_PATIENTS = 100        # patients per CAR-T arm and reset half-life in the report's durability range
-REPORT_COLUMNS = ("b_blood_per_uL", "car_blood_per_uL", "igg")
+REPORT_COLUMNS = ("b_blood_per_uL", "car_blood_per_uL", "igg", "autoantibody_level", "attack_cum", "mg_adl")
 MANIFEST = "manifest.json"
 ROLES_KEY = b"cartsim.roles"
 
