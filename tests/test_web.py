@@ -344,6 +344,8 @@ def test_nmosd_and_mg_pages_speak_of_their_disease(server, browser):
                            "&days=365').then((r) => r.json())")
     lo = next(a["lo"] for a in b_axis["axes"] if a["column"] == "b_blood_per_uL")
     assert lo > 1 and "detection limit 1/µL" not in page.inner_text("#chart-b_blood_per_uL")
+    ticks = page.text_content("#chart-car_blood_per_uL svg")    # the axis reaches 1e-4 cells/uL here
+    assert "0.0001" in ticks and "e-" not in ticks               # decimals people read, not '1e-4'
     page.goto(server + "/")
     page.wait_for_selector('body[data-state="ready"]', timeout=60_000)
     assert page.is_visible("#course-label")                  # MS keeps its course selector

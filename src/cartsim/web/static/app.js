@@ -33,7 +33,9 @@ function svg(tag, attrs = {}, ...children) {
 function fmt(x) {
   if (x === null || x === undefined || Number.isNaN(x)) return "–";
   const a = Math.abs(x);
-  if (a !== 0 && a < 1e-3) return x.toExponential(0);
+  // small tick values as decimals people read ("0.0001", not "1e-4"); exponents only below a millionth
+  if (a !== 0 && a < 1e-6) return x.toExponential(0);
+  if (a !== 0 && a < 1e-3) return String(Number(x.toPrecision(2)).toFixed(Math.ceil(-Math.log10(a)) + 1)).replace(/0+$/, "");
   if (a >= 100) return Math.round(x).toLocaleString("en-US");
   return String(Number(x.toPrecision(3)));
 }
