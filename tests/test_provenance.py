@@ -22,9 +22,9 @@ from cartsim.trial.sensitivity import ranges
 def test_every_assumed_and_calibrated_value_has_a_range_around_it():
     table = load_table()
     uncertain = [r for r in table if r.kind in ("assumed", "calibrated")]
-    assert len(uncertain) == 96
+    assert len(uncertain) == 106
     ranged = [r for r in uncertain if r.uncertainty is not None]
-    assert len(ranged) == 81
+    assert len(ranged) == 86
     for r in ranged:
         u = r.uncertainty
         assert u.distribution in DISTRIBUTIONS and u.low < r.value < u.high and u.reason.strip(), r.name
@@ -33,8 +33,9 @@ def test_every_assumed_and_calibrated_value_has_a_range_around_it():
     # the rest are placeholders, switches and numerical guards, each saying so; none is calibrated
     bare = {r.name for r in uncertain if r.uncertainty is None}
     assert all(table[n].no_uncertainty.strip() and table[n].kind == "assumed" for n in bare)
-    assert {"auto_share", "car_presence_eps", "costim_expansion", "ms_relapse_rate", "target_cd19"} <= bare
-    assert len(bare) == 15
+    assert {"auto_share", "car_presence_eps", "costim_expansion", "ms_relapse_rate", "target_cd19",
+            "nmosd_attack_rate", "mg_adl0", "car_expression_loss", "autoantibody_floor"} <= bare
+    assert len(bare) == 20
     assert not [r.name for r in table if r.kind in ("literature", "derived") and r.uncertainty is not None]
 
 
@@ -178,7 +179,7 @@ def test_no_source_is_quoted_from_memory():
 def test_every_literature_and_calibrated_value_cites_a_reference():
     table = load_table()
     cited = [r for r in table if r.kind in ("literature", "calibrated")]
-    assert len(cited) == 61 and all(r.reference and all(c.strip() for c in r.reference) for r in cited)
+    assert len(cited) == 66 and all(r.reference and all(c.strip() for c in r.reference) for r in cited)
     assert not [r.name for r in table if r.kind == "derived" and r.reference]
     # calibrated values cite their calibration target's paper, as the targets do
     assert table["ms_relapse_imax"].reference == ("Hauser SL et al. N Engl J Med 2017;376:221-234",)
@@ -226,7 +227,7 @@ def test_parameters_json_carries_references():
     rows = {r["name"]: r for r in json.loads(CliRunner().invoke(app, ["parameters", "--json"]).output)}
     assert rows["mab_csf_ratio"]["reference"] == ["Rubenstein JL et al. Blood 2003;101:466"]
     assert all(isinstance(r["reference"], list) for r in rows.values())
-    assert sum(bool(r["reference"]) for n, r in rows.items() if "[" not in n) == 61
+    assert sum(bool(r["reference"]) for n, r in rows.items() if "[" not in n) == 67
 
 
 def test_values_a_disease_sets_carry_their_own_ranges():

@@ -54,6 +54,7 @@ _BASE = {"g": libsbml.UNIT_KIND_GRAM, "L": libsbml.UNIT_KIND_LITRE, "m": libsbml
          "s": libsbml.UNIT_KIND_SECOND, "mol": libsbml.UNIT_KIND_MOLE}
 _NAMED: dict[str, list[UnitTerm]] = {
     "grade": [],
+    "points": [],          # a clinical score (MG-ADL, QMG): dimensionless
     "cell": [(libsbml.UNIT_KIND_ITEM, 1, 0, 1.0)],
     "cells": [(libsbml.UNIT_KIND_ITEM, 1, 0, 1.0)],
     "h": [(libsbml.UNIT_KIND_SECOND, 1, 0, 3600.0)],
