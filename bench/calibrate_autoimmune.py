@@ -39,14 +39,16 @@ TARGETS = {("n_momentum_aqp4_igg", "pop_fraction_2fold_fall_day_197"): 0.371,
            ("adapt_mg", "pop_mg_adl_responders_placebo"): 0.297,
            ("adapt_mg", "pop_mg_adl_responders_efgartigimod"): 0.677}
 FITTED_CHECKS = set(TARGETS)      # labelled calibrated in cartsim validate
-# fitted value, its check, bracket, whether the search runs on the log of the value
-FITS: tuple[tuple[str, Callable[[dict], dict], tuple[str, str], tuple[float, float], bool], ...] = (
-    ("pc_auto_death", n_momentum_aqp4_igg, ("n_momentum_aqp4_igg", "pop_fraction_2fold_fall_day_197"),
+# fitted value, its disease, its check, bracket, whether the search runs on the log of the value
+FITS: tuple[tuple[str, str, Callable[[dict], dict], tuple[str, str], tuple[float, float], bool], ...] = (
+    ("pc_auto_death", "nmosd", n_momentum_aqp4_igg, ("n_momentum_aqp4_igg", "pop_fraction_2fold_fall_day_197"),
      (2e-4, 1e-2), True),
-    ("nmosd_attack_rate", n_momentum_attacks, ("n_momentum_attacks", "pop_attack_free_placebo"), (0.1, 5.0), True),
-    ("nmosd_attack_imax", n_momentum_attacks, ("n_momentum_attacks", "pop_hazard_ratio"), (0.0, 1.0), False),
-    ("mg_placebo_mean", adapt_mg, ("adapt_mg", "pop_mg_adl_responders_placebo"), (-2.0, 4.0), False),
-    ("mg_antibody_share", adapt_mg, ("adapt_mg", "pop_mg_adl_responders_efgartigimod"), (0.05, 1.0), False),
+    ("nmosd_attack_rate", "nmosd", n_momentum_attacks, ("n_momentum_attacks", "pop_attack_free_placebo"),
+     (0.1, 5.0), True),
+    ("nmosd_attack_imax", "nmosd", n_momentum_attacks, ("n_momentum_attacks", "pop_hazard_ratio"), (0.0, 1.0),
+     False),
+    ("mg_placebo_mean", "mg", adapt_mg, ("adapt_mg", "pop_mg_adl_responders_placebo"), (-2.0, 4.0), False),
+    ("mg_antibody_share", "mg", adapt_mg, ("adapt_mg", "pop_mg_adl_responders_efgartigimod"), (0.05, 1.0), False),
 )
 
 
@@ -55,22 +57,24 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path(__file__).with_name("calibration_autoimmune.json"))
     args = ap.parse_args()
     fitted: dict[str, float] = {}
+    disease_of: dict[str, str] = {}
     trace: list[dict] = []
     predicted: dict[str, float] = {}
-    for name, check, key, bracket, log in FITS:
+    for name, disease, check, key, bracket, log in FITS:
         observed = TARGETS[key]
+        earlier = {k: v for k, v in fitted.items() if disease_of[k] == disease}   # this disease's fits only
 
         def gap(x: float) -> float:
             value = math.exp(x) if log else x
-            got = check({**fitted, name: value})[key[1]]
+            got = check({**earlier, name: value})[key[1]]
             trace.append({name: value, key[1]: got})
             print(f"{name} {value:10.5f}: {key[1]} {got:.4f} (observed {observed})", flush=True)
             return got - observed
 
         lo, hi = (math.log(b) for b in bracket) if log else bracket
         root = brentq(gap, lo, hi, xtol=1e-4)
-        fitted[name] = float(f"{math.exp(root) if log else root:.4g}")
-        predicted[key[1]] = round(check(fitted)[key[1]], 4)
+        fitted[name], disease_of[name] = float(f"{math.exp(root) if log else root:.4g}"), disease
+        predicted[key[1]] = round(check({**earlier, name: fitted[name]})[key[1]], 4)
         print(f"-> {name} = {fitted[name]} ({key[1]} {predicted[key[1]]})", flush=True)
     doc = {"fitted": fitted, "targets": [list(k) for k in TARGETS], "observed": {k[1]: v for k, v in TARGETS.items()},
            "predicted": predicted, "method": "brentq in the order above (log scale for rates), xtol 1e-4, "
