@@ -214,7 +214,8 @@ def test_trajectories_and_report_from_cli(tmp_path):
     html = (out / "report.html").read_text()
     assert "not medical advice" in html and "investigational" in html
     trajectories = html[html.index('<section id="trajectories">'):html.index('<section id="events">')]
-    assert trajectories.count("data:image/png;base64") == 3          # one image per trajectory panel
+    # one image per trajectory panel: B cells, CAR-T cells, IgG and, lupus being known by it, anti-dsDNA
+    assert trajectories.count("data:image/png;base64") == 4 and "anti-dsDNA antibody, share of" in trajectories
     r = runner.invoke(app, ["trial", str(cfg), "--out", str(out), "--times", "0,90"])   # times without saving
     assert r.exit_code == 2 and "--times" in r.output
 

@@ -17,66 +17,24 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from cartsim import endpoint_dictionary as dictionary
 from cartsim import mg_outcomes, ms_outcomes, nmosd_outcomes
+from cartsim.ms_outcomes import MRI_INTERVAL_WEEKS
 from cartsim.engine import Solution
 from cartsim.model.parameters import ParameterTable
 from cartsim.population import INFUSION_STREAM, Population
 
-REAPPEARANCE_LIMIT = 1.0      # cells/uL, flow-cytometry detection limit (endpoint dictionary)
-REPLETION_LIMIT = 80.0        # cells/uL, lower limit of normal (endpoint dictionary)
-CART_DETECTION_LIMIT = 0.1    # cells/uL, about the qPCR limit (endpoint dictionary)
+REAPPEARANCE_LIMIT = dictionary.B_DETECTION.value       # cells/uL, flow-cytometry detection limit
+REPLETION_LIMIT = dictionary.B_LOWER_NORMAL.value        # cells/uL, lower limit of normal
+CART_DETECTION_LIMIT = dictionary.CART_DETECTION.value   # cells/uL, about the qPCR limit
+label = dictionary.label                                 # the human name of an endpoint
 
 COLUMNS = ("b_blood_per_uL", "naive_fraction_blood", "car_blood_per_uL", "il6_signal", "icans_signal",
            "igg", "autoantibody", "toci_central", "cns_plasma_cells", "intrathecal_igg", "relapse_cum", "pira_cum",
            "gd_active", "autoreactive_level", "attack_cum", "mg_adl", "qmg")
-# Human names of the endpoints, for tables and text people read (names are the endpoint dictionary's).
-LABELS: dict[str, str] = {
-    "bcell_baseline_per_uL": "Blood B cells at baseline (cells/uL)",
-    "bcell_nadir_per_uL": "Lowest blood B-cell count (cells/uL)",
-    "bcell_reappearance_day": "Day B cells reappear in blood (1 cell/uL)",
-    "bcell_repletion_day": "Day B cells are back to normal (80 cells/uL or baseline)",
-    "bcell_repletion_after_last_dose_week": "Weeks from the last dose until B cells are back to normal",
-    "naive_fraction_at_reappearance": "Share of naive (new) B cells when they reappear",
-    "cart_peak_per_uL": "Peak CAR-T cells in blood (cells/uL)",
-    "cart_tmax_day": "Day of the CAR-T peak",
-    "cart_persistence_day": "Last day CAR-T cells are detectable in blood",
-    "crs_max_grade": "Cytokine release syndrome (CRS), worst grade",
-    "icans_max_grade": "Neurotoxicity (ICANS), worst grade",
-    "tocilizumab_given": "Given tocilizumab for CRS",
-    "infusion_reaction_any": "Infusion-related reaction to the antibody",
-    "igg_nadir_fraction": "Lowest total antibody (IgG) level, share of baseline",
-    "igg_below_4_g_per_L": "Low antibody level (total IgG below 4 g/L) at any time",
-    "autoantibody_fraction_day_90": "Autoantibody level on day 90, share of baseline",
-    "autoantibody_fraction_day_180": "Autoantibody level on day 180, share of baseline",
-    "autoantibody_fraction_day_365": "Autoantibody level on day 365, share of baseline",
-    "cns_plasma_cell_fraction_day_90": "Plasma cells in the brain and spinal fluid on day 90, share of baseline",
-    "intrathecal_igg_fraction_day_180": "Antibody made inside the brain and spinal fluid on day 180, share of baseline",
-    "annualized_relapse_rate": "Relapses per patient-year",
-    "gd_lesions_per_scan": "Active (gadolinium-enhancing) MRI lesions per scan",
-    "cdp12_fraction": "Disability worsening confirmed after 12 weeks",
-    "cdp24_fraction": "Disability worsening confirmed after 24 weeks",
-    "edss_change": "Change in disability score (EDSS)",
-    "annualized_attack_rate": "NMOSD attacks per patient-year",
-    "first_attack_day": "Day of the first NMOSD attack",
-    "mg_adl_change_week_4": "Change in MG-ADL score (daily-life myasthenia symptoms, 0-24) at week 4",
-    "mg_adl_change_week_12": "Change in MG-ADL score at week 12",
-    "mg_adl_change_week_52": "Change in MG-ADL score at week 52",
-    "mg_adl_responder": "MG-ADL responder (2 or more points better for 4 weeks in a row)",
-    "qmg_responder": "QMG responder (3 or more points better for 4 weeks in a row)",
-    "infusions_count": "Number of drug administrations",
-    "retreatment_day": "Day of a second CAR-T infusion",
-    "autoreactive_return_day": "Day autoreactive B cells come back (10% of baseline)",
-}
-
-
-def label(name: str) -> str:
-    """The human name of endpoint ``name`` (the name itself, with spaces, for one without a label)."""
-    return LABELS.get(name, name.replace("_", " "))
-
-
-AUTOREACTIVE_RETURN = 0.1     # autoreactive memory B cells back to 10% of baseline
-HYPOGAMMA_G_PER_L = 4.0       # total IgG below 4 g/L: hypogammaglobulinaemia (endpoint dictionary)
-MRI_INTERVAL_DAYS = 168.0     # scheduled MRI every 24 weeks unless configured (endpoint dictionary)
+AUTOREACTIVE_RETURN = dictionary.AUTOREACTIVE_RETURN.value   # autoreactive memory B cells back to 10% of baseline
+HYPOGAMMA_G_PER_L = dictionary.HYPOGAMMA.value               # total IgG below 4 g/L: hypogammaglobulinaemia
+MRI_INTERVAL_DAYS = 7.0 * MRI_INTERVAL_WEEKS                 # scheduled MRI every 24 weeks unless configured
 
 
 def _after_nadir(times: np.ndarray, b: np.ndarray, limit: np.ndarray | float,

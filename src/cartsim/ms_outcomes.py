@@ -28,6 +28,7 @@ import numpy as np
 
 YEAR = 365.25
 VISIT_DAYS = 84.0          # clinical visits every 12 weeks
+MRI_INTERVAL_WEEKS = 24.0  # scheduled MRI scans, as in OPERA, unless a trial sets trial.mri_interval_weeks
 EDSS_MAX = 9.5
 
 

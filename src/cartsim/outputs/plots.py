@@ -15,6 +15,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
 
+from cartsim.endpoint_dictionary import B_DETECTION, B_LOWER_NORMAL, CART_DETECTION  # noqa: E402
 from cartsim.outputs.files import atomic_path  # noqa: E402
 
 FLOOR = 1e-3  # display floor so log axes never see zeros
@@ -81,8 +82,9 @@ def plot_trajectories(
     a1.plot(day, _col(df, "b_blood_per_uL", FLOOR), color="tab:blue", label="B cells, blood (cells/uL)")
     a1.plot(day, _col(df, "b_tissue", FLOOR), color="tab:purple", label="B cells, lymphoid tissue (cells/uL-eq)")
     _overlay(a1, observed, "b_blood_per_uL", "tab:blue", FLOOR)
-    a1.axhline(1.0, color="grey", ls=":", lw=1, label="detection limit (1/uL)")
-    a1.axhline(80.0, color="tab:green", ls=":", lw=1, label="LLN (80/uL)")
+    a1.axhline(B_DETECTION.value, color="grey", ls=":", lw=1, label=f"detection limit ({B_DETECTION.value:g}/uL)")
+    a1.axhline(B_LOWER_NORMAL.value, color="tab:green", ls=":", lw=1,
+               label=f"lower limit of normal ({B_LOWER_NORMAL.value:g}/uL)")
     a1.set_yscale("log")
     a1.set_ylabel("CD19+ B cells\n(cells/uL)")
     _legend(a1)
@@ -94,7 +96,8 @@ def plot_trajectories(
                                                 (observed["quantity"] == "car_blood_per_uL").any()):
         a2.plot(day, car, color="tab:red", label="CAR-T, blood (cells/uL)")
         _overlay(a2, observed, "car_blood_per_uL", "tab:red", FLOOR)
-        a2.axhline(0.1, color="grey", ls=":", lw=1, label="qPCR limit (0.1/uL)")
+        a2.axhline(CART_DETECTION.value, color="grey", ls=":", lw=1,
+                   label=f"{CART_DETECTION.assay} limit ({CART_DETECTION.value:g}/uL)")
         i = int(np.nanargmax(car))
         a2.plot(day[i], car[i], "v", color="tab:red", ms=7)
         a2.annotate(f"peak {car[i]:.3g}/uL on day {day[i]:.1f}", (day[i], car[i]), xytext=(60, -12),

@@ -35,6 +35,7 @@ from cartsim.outputs.plots import FOOTER  # noqa: E402
 from cartsim.outputs.validation import Validation  # noqa: E402
 from cartsim.scenario import Scenario  # noqa: E402
 from cartsim.trial.stats import kaplan_meier, mean_interval, wilson  # noqa: E402
+from cartsim import endpoint_dictionary as dictionary  # noqa: E402
 from cartsim.trial.summary import censoring  # noqa: E402
 from cartsim.validate import POP_N, targets  # noqa: E402
 
@@ -55,9 +56,9 @@ DISEASE_PANELS = (("autoantibody_level", "{autoantibody}, share of the untreated
                   ("attack_cum", "NMOSD attacks expected since day 0 (per patient)", False),
                   ("mg_adl", "MG-ADL score (0 none to 24 worst; model mean)", False))
 # the assay limit below which a count is undetectable, and reference lines: (value, label)
-DETECTION_LIMITS = {"b_blood_per_uL": (REAPPEARANCE_LIMIT, "flow cytometry"),
-                    "car_blood_per_uL": (CART_DETECTION_LIMIT, "qPCR")}
-REFERENCE_LINES = {"b_blood_per_uL": ((REPLETION_LIMIT, "lower limit of normal"),)}
+DETECTION_LIMITS = {x.quantity: (x.value, x.assay) for x in (dictionary.B_DETECTION, dictionary.CART_DETECTION)}
+REFERENCE_LINES = {dictionary.B_LOWER_NORMAL.quantity: ((dictionary.B_LOWER_NORMAL.value,
+                                                         dictionary.B_LOWER_NORMAL.meaning),)}
 PANEL_SIZE = (5.0, 3.7)      # inches: one panel per image, laid out at most three to a row
 
 

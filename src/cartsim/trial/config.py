@@ -15,6 +15,8 @@ from typing import Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from cartsim.disease import CourseMix, Courses, diseases
+from cartsim.endpoint_dictionary import KINDS
+from cartsim.ms_outcomes import MRI_INTERVAL_WEEKS
 from cartsim.errors import CartsimInputError
 from cartsim.scenario import THERAPIES_UNTREATED, Scenario, therapy_names
 from cartsim.therapy import products
@@ -37,7 +39,7 @@ class TrialSection(_Strict):
     primary_endpoint: str | None = None                 # a name from the endpoint dictionary
     alpha: float = 0.05                                 # two-sided significance level of the primary test
     comparison: tuple[str, str] | None = None           # two arm names; default: the first two arms
-    mri_interval_weeks: float = Field(default=24.0, gt=0)   # scheduled MRI scans (MS disease activity)
+    mri_interval_weeks: float = Field(default=MRI_INTERVAL_WEEKS, gt=0)   # scheduled MRI scans (MS disease activity)
 
     @field_validator("alpha")
     @classmethod
@@ -290,8 +292,6 @@ def _relabel(err: CartsimInputError, field: str, where: str) -> CartsimInputErro
 
 def _check_analysis(cfg: TrialConfig, source: str, text: str) -> None:
     """``trial.primary_endpoint`` names an endpoint of the dictionary; ``trial.comparison`` two arms."""
-    from cartsim.trial.summary import KINDS   # summary imports this module
-
     at = lambda *loc: _where(source, text, loc)  # noqa: E731
     ep = cfg.trial.primary_endpoint
     if ep is not None and ep not in KINDS:

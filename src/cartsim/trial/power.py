@@ -32,7 +32,8 @@ from cartsim.trial import cohort, hypothesis, stats, uncertainty
 from cartsim.trial.chunks import Chunk, ChunkResult, simulate_chunk
 from cartsim.trial.config import TrialConfig
 from cartsim.trial.run import _progress, executor
-from cartsim.trial.summary import KINDS, Kind, _finite, censoring
+from cartsim.endpoint_dictionary import KINDS, Kind
+from cartsim.trial.summary import _finite, censoring
 
 REPLICATE_STREAM = 0x706F776572     # "power": keeps replicate seeds apart from other uses of the trial seed
 MEMORY_PER_CALL = 512 * 2**20       # bytes of solver output (and its copy) per compiled call

@@ -55,8 +55,9 @@ from cartsim.trial import cohort as trial_cohort
 from cartsim.trial.chunks import Chunk, simulate_chunk
 from cartsim.trial.config import TrialConfig
 from cartsim.trial.durability import YEAR, car_t_arms
-from cartsim.trial.summary import CENSORED, kind_of
-from cartsim.trial.summary import KINDS as ENDPOINT_KINDS
+from cartsim.endpoint_dictionary import CENSORING_COLUMNS
+from cartsim.endpoint_dictionary import KINDS as ENDPOINT_KINDS
+from cartsim.trial.summary import kind_of
 
 METHODS = ("sobol", "morris")
 OUTCOMES = ("typical", "mean")
@@ -333,7 +334,7 @@ def simulate_rows(cfg: TrialConfig, chunk: DesignChunk, solver: dict | None = No
 
 def _outputs(df: pd.DataFrame, rows: int, m: int, long: bool) -> dict[str, np.ndarray]:
     """Each endpoint's value per design row (see the module's docstring) from the patients of all rows."""
-    names = [c for c in df.columns if c != "status" and not c.endswith(CENSORED)]
+    names = [c for c in df.columns if c != "status" and c not in CENSORING_COLUMNS]
     out: dict[str, np.ndarray] = {}
     for name in names:
         if long and name not in DURABILITY_ENDPOINTS:

@@ -18,71 +18,29 @@ patients have no endpoint values and are left out of every endpoint's statistics
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from cartsim import __version__
 from cartsim.trial import stats
+from cartsim import endpoint_dictionary as dictionary
+from cartsim.endpoint_dictionary import CENSORING_COLUMNS, KINDS, Kind
 from cartsim.trial.config import TrialConfig
 
-Kind = Literal["continuous", "count", "time_to_event", "ordinal", "binary", "rate"]
-
-# Every endpoint of the endpoint dictionary, and the model's extra ones, with their kind.
-KINDS: dict[str, Kind] = {
-    "bcell_baseline_per_uL": "continuous",
-    "bcell_nadir_per_uL": "continuous",
-    "bcell_reappearance_day": "time_to_event",
-    "bcell_repletion_day": "time_to_event",
-    "bcell_repletion_after_last_dose_week": "time_to_event",
-    "naive_fraction_at_reappearance": "continuous",
-    "cart_peak_per_uL": "continuous",
-    "cart_tmax_day": "continuous",
-    "cart_persistence_day": "time_to_event",
-    "crs_max_grade": "ordinal",
-    "icans_max_grade": "ordinal",
-    "tocilizumab_given": "binary",
-    "infusion_reaction_any": "binary",
-    "igg_nadir_fraction": "continuous",
-    "igg_below_4_g_per_L": "binary",
-    "autoantibody_fraction_day_90": "continuous",
-    "autoantibody_fraction_day_180": "continuous",
-    "autoantibody_fraction_day_365": "continuous",
-    "cns_plasma_cell_fraction_day_90": "continuous",
-    "intrathecal_igg_fraction_day_180": "continuous",
-    "annualized_relapse_rate": "rate",
-    "gd_lesions_per_scan": "rate",
-    "cdp12_fraction": "binary",
-    "cdp24_fraction": "binary",
-    "edss_change": "continuous",
-    "annualized_attack_rate": "rate",
-    "first_attack_day": "time_to_event",
-    "mg_adl_change_week_4": "continuous",
-    "mg_adl_change_week_12": "continuous",
-    "mg_adl_change_week_52": "continuous",
-    "mg_adl_responder": "binary",
-    "qmg_responder": "binary",
-    "infusions_count": "count",
-    "retreatment_day": "time_to_event",
-    "autoreactive_return_day": "time_to_event",
-}
-CENSORED = "_censored"
 GRADES = range(5)
 
 
 def censoring(name: str, columns: list[str]) -> str | None:
-    """The censoring flag of time-to-event column ``name`` (``x_day`` -> ``x_censored``), if any."""
-    for candidate in (name + CENSORED, name.rsplit("_", 1)[0] + CENSORED):
-        if candidate in columns:
-            return candidate
-    return None
+    """The censoring column of time-to-event endpoint ``name`` (endpoint dictionary), if the table has it."""
+    flag = dictionary.censoring(name)
+    return flag if flag in columns else None
 
 
-def kind_of(name: str, columns: list[str]) -> Kind:
-    """The kind of endpoint ``name``; one not in :data:`KINDS` is a time to event if it has a
-    censoring column, else continuous."""
-    return KINDS.get(name, "time_to_event" if censoring(name, columns) else "continuous")
+def kind_of(name: str, columns: list[str] | None = None) -> Kind:
+    """The kind of endpoint ``name`` (endpoint dictionary); a column not in it is continuous."""
+    return KINDS.get(name, "continuous")
 
 
 def time_to_event(time: np.ndarray, censored: np.ndarray) -> dict:
@@ -139,7 +97,7 @@ def endpoint(df: pd.DataFrame, name: str, kind: Kind) -> dict:
 def summarize_arm(cfg: TrialConfig, arm: int, rows: pd.DataFrame, endpoints: list[str]) -> dict:
     """The summary of arm ``arm`` from its rows of the patients table (``status`` and ``endpoints``)."""
     spec = cfg.arm[arm]
-    names = [e for e in endpoints if not e.endswith(CENSORED)]
+    names = [e for e in endpoints if e not in CENSORING_COLUMNS]
     res = _results(rows, names, endpoints)
     out = {"name": spec.name, "therapy": spec.therapy, "n": res["n"], "n_failed": res["n_failed"],
            "seed": cfg.trial.seed}

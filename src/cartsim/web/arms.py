@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from cartsim.disease import diseases
+from cartsim.endpoint_dictionary import limits_of
 from cartsim.model import Model, State, build_model
 from cartsim.scenario import THERAPIES_UNTREATED
 from cartsim.therapy import antibodies, products
@@ -48,6 +49,7 @@ class Panel:
     title: str
     unit: str
     log: bool
+    references: tuple[dict, ...] = ()      # reference lines: {value, label}, from the endpoint dictionary's limits
 
 
 # Known panels, in page order; a panel shows only when the model has its column.
@@ -142,7 +144,8 @@ def panels(model: Model | None = None) -> list[Panel]:
     model = model or build_model()
     meta = {s.name: (s.unit, s.description) for s in model.states}
     meta |= {o.name: (o.unit, o.description) for o in model.observables}
-    out = [Panel(c, title, meta[c][0], log) for c, (title, log) in PANEL_TITLES.items() if c in meta]
+    out = [Panel(c, title, meta[c][0], log, tuple({"value": x.value, "label": x.text} for x in limits_of(c)))
+           for c, (title, log) in PANEL_TITLES.items() if c in meta]
     out += [Panel(c, desc[:1].upper() + desc[1:], unit, True) for c, (unit, desc) in meta.items()
             if c not in PANEL_TITLES and c not in model.state_names
             and CNS_WORDS & set(c.split("_")) and PLASMA_WORDS & set(c.split("_"))]

@@ -32,11 +32,17 @@ class Choice(BaseModel):
     about: str | None = None         # diseases: the disease in plain language
 
 
+class Reference(BaseModel):
+    value: float
+    label: str                       # e.g. the flow-cytometry detection limit (endpoint dictionary)
+
+
 class PanelInfo(BaseModel):
     column: str
     title: str
     unit: str
     log: bool
+    references: list[Reference] = []  # reference lines on the axis (assay limits, lower limit of normal)
 
 
 class Defaults(BaseModel):

@@ -4,8 +4,6 @@
 const SVG_NS = "http://www.w3.org/2000/svg";
 const COLORS = ["#1f6fb4", "#d95f02"];
 const GRADE_COLORS = ["#e6e9ee", "#f6c343", "#f08c2e", "#d9482b", "#8e1b12"];
-const REFERENCE_LINES = { b_blood_per_uL: [1, "detection limit 1/µL"],
-                          car_blood_per_uL: [0.1, "detection limit 0.1/µL"] };
 const MONTH = 365.25 / 12;
 const UNITLESS = new Set(["1", "", "fraction", "dimensionless"]);
 const FIELDS = ["disease", "ms_course", "therapy_a", "therapy_b", "patients", "days", "seed"];
@@ -228,12 +226,14 @@ function renderCharts(arms, axes) {
                 svg("line", { class: "axis", x1: L, x2: W - R, y1: H - B, y2: H - B }),
                 svg("line", { class: "axis", x1: L, x2: L, y1: T, y2: H - B }),
                 svg("line", { x1: X(0), x2: X(0), y1: T, y2: H - B, stroke: "#9aa1ad", "stroke-dasharray": "3 3" }));
-    const ref = REFERENCE_LINES[column];
-    const at = ref ? y.map(ref[0]) : NaN;   // a limit outside the axis is not drawn (not on its bottom line)
-    if (ref && at >= 0 && at <= 1) {
-      plot.append(svg("line", { x1: L, x2: W - R, y1: Y(ref[0]), y2: Y(ref[0]), stroke: "#777",
+    // reference lines (assay limits, lower limit of normal: the API's, from the endpoint dictionary); one outside
+    // the axis is not drawn (not on its bottom line)
+    for (const ref of panel.references || []) {
+      const at = y.map(ref.value);
+      if (!(at >= 0 && at <= 1)) continue;
+      plot.append(svg("line", { x1: L, x2: W - R, y1: Y(ref.value), y2: Y(ref.value), stroke: "#777",
                                 "stroke-dasharray": "6 4" }),
-                  svg("text", { x: W - R - 2, y: Y(ref[0]) - 4, "text-anchor": "end", class: "ref" }, ref[1]));
+                  svg("text", { x: W - R - 2, y: Y(ref.value) - 4, "text-anchor": "end", class: "ref" }, ref.label));
     }
     arms.forEach((arm, i) => {
       const band = arm.panels.find((p) => p.column === column);
