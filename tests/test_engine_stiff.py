@@ -226,7 +226,16 @@ def test_sparse_lu_solves_like_dense(seed):
     s(a, x)
     np.testing.assert_allclose(x, np.linalg.solve(M, b), rtol=1e-10, atol=1e-12)
     factor_ops, solve_ops = operations(lu_plan)
-    assert solve_ops == len(lu_plan.entries) and factor_ops >= 0
+    below = sum(1 for i, j in lu_plan.entries if i > j)      # each sub-diagonal entry is divided at least once
+    assert solve_ops == len(lu_plan.entries) and below <= factor_ops <= (n - 1) * n * (n + 1) // 3
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 12])
+def test_sparse_lu_operation_count_of_a_dense_matrix_is_the_textbook_one(n):
+    """A full pattern has no sparsity to use: n(n^2 - 1)/3 multiply-adds to factor (Golub and Van Loan), and
+    n^2 entries to solve with."""
+    lu_plan = plan(n, [(i, j) for i in range(n) for j in range(n) if i != j])
+    assert operations(lu_plan) == ((n - 1) * n * (n + 1) // 3, n * n)
 
 
 def test_model_lu_has_little_fill(model):
