@@ -148,3 +148,21 @@ def test_sbml_export_has_the_new_components(model):
     for sid in ("attack_cum", "mg_junction", "nmosd_attack_imax", "mg_antibody_share", "car_expression_loss",
                 "mab_target_cd19"):
         assert f'id="{sid}"' in text, sid
+
+
+def test_the_simulate_figure_names_inebilizumab_and_the_disease_antibody(tmp_path, monkeypatch):
+    """Regression: `cartsim simulate --therapy inebilizumab --disease nmosd` labelled the drug 'anti-CD20 antibody'
+    and the autoantibody 'autoantibody' instead of AQP4-IgG."""
+    from typer.testing import CliRunner
+
+    import cartsim.outputs.plots as plots
+    from cartsim.cli import app
+
+    drawn = []
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path, **kw: drawn.append(fig))
+    r = CliRunner().invoke(app, ["simulate", "--therapy", "inebilizumab", "--disease", "nmosd", "--days", "60",
+                                 "--out", str(tmp_path / "s")])
+    assert r.exit_code == 0, r.output
+    labels = [ax.get_ylabel() for ax in drawn[0].axes]
+    assert "anti-CD19 antibody\n(ug/mL)" in labels and "AQP4-IgG\n(% of baseline)" in labels
+    assert not any("anti-CD20" in label for label in labels)

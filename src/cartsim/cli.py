@@ -92,8 +92,11 @@ def simulate(
         (tmp / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
         table = build_model().table
         thresholds = {f"crs_il6_grade{g}": table.value(f"crs_il6_grade{g}") for g in range(1, 5)}
+        ab = result.scenario.antibody
         plot_trajectories(result.trajectories, tmp / "figure.png",
-                          f"{therapy} in {disease}: typical patient", thresholds, observed=points)
+                          f"{therapy} in {disease}: typical patient", thresholds, observed=points,
+                          drug_names={ab.level: ab.kind} if ab is not None and ab.level else None,
+                          autoantibody=result.scenario.disease.autoantibody)
         for f in tmp.iterdir():
             os.replace(f, out / f.name)
     finally:

@@ -62,13 +62,17 @@ def _overlay(ax: Axes, observed: pd.DataFrame | None, quantity: str, color: str,
 
 def plot_trajectories(
     df: pd.DataFrame, path: Path, title: str, thresholds: dict[str, float] | None = None,
-    observed: pd.DataFrame | None = None,
+    observed: pd.DataFrame | None = None, drug_names: dict[str, str] | None = None,
+    autoantibody: str = "autoantibody",
 ) -> None:
     """Plot B cells, CAR-T, IL-6/CRS/ICANS and IgG/autoantibody vs day; write PNG atomically.
 
     ``observed`` (columns day, quantity, value) adds observations of the quantities in
-    :data:`OBSERVED_QUANTITIES` to their panel.
+    :data:`OBSERVED_QUANTITIES` to their panel. ``drug_names``: the name of a drug level's column where the drug
+    given says it better than :data:`DRUG_LEVELS` (inebilizumab's is an anti-CD19 antibody); ``autoantibody``:
+    the disease's name for its autoantibody (AQP4-IgG).
     """
+    levels = DRUG_LEVELS | (drug_names or {})
     path = Path(path)
     if observed is not None:
         other = sorted(set(observed["quantity"]) - set(OBSERVED_QUANTITIES))
@@ -106,7 +110,7 @@ def plot_trajectories(
         a2.set_yscale("log")
         a2.set_ylabel("CAR-T cells\n(cells/uL)")
         twins2.append(a2)
-    for column, name in DRUG_LEVELS.items():
+    for column, name in levels.items():
         level = _col(df, column)
         seen = observed is not None and (observed["quantity"] == column).any()
         if np.nanmax(level, initial=0.0) > 0 or seen:
@@ -160,8 +164,8 @@ def plot_trajectories(
     base = float(aab[0]) if len(aab) else 0.0  # first sample = pre-treatment, as in endpoints.py
     if np.isfinite(base) and base > 0:
         g4 = a4.twinx()
-        g4.plot(day, 100.0 * aab / base, color="tab:pink", ls="--", label="autoantibody (% of baseline)")
-        g4.set_ylabel("autoantibody\n(% of baseline)")
+        g4.plot(day, 100.0 * aab / base, color="tab:pink", ls="--", label=f"{autoantibody} (% of baseline)")
+        g4.set_ylabel(f"{autoantibody}\n(% of baseline)")
         g4.set_ylim(bottom=0)
         twins.append(g4)
     _legend(*twins, loc="upper right")
