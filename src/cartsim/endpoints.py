@@ -84,35 +84,35 @@ def _fraction_on(t: np.ndarray, values: np.ndarray, day: float) -> np.ndarray:
         return np.array([np.interp(day, t, v) for v in values]) / values[:, i0]
 
 
+def _from_day0(sol: Solution, population: Population, *columns: str
+               ) -> tuple[np.ndarray, list[np.ndarray], list[np.random.Generator]]:
+    """The output times from day 0 on, ``columns`` over them, and each patient's clinical-event stream."""
+    post = sol.times >= 0
+    return (sol.times[post], [sol.column(c)[:, post] for c in columns],
+            [population.event_rng(k) for k in range(len(population))])
+
+
 def ms_events(sol: Solution, table: ParameterTable, population: Population,
               mri_interval_days: float = MRI_INTERVAL_DAYS) -> dict[str, np.ndarray]:
     """Relapse, MRI and disability endpoints (``cartsim.ms_outcomes``), from day 0 to the horizon."""
-    post = sol.times >= 0
-    t = sol.times[post]
-    x = ms_outcomes.Intensities(t, sol.column("relapse_cum")[:, post], sol.column("pira_cum")[:, post],
-                                sol.column("gd_active")[:, post])
+    t, (relapses, pira, gd), rngs = _from_day0(sol, population, "relapse_cum", "pira_cum", "gd_active")
+    x = ms_outcomes.Intensities(t, relapses, pira, gd)
     edss0 = population.covariates["edss"].to_numpy(float)
-    rngs = [population.event_rng(k) for k in range(len(population))]
     return ms_outcomes.draw(x, edss0, rngs, table.value("ms_raw_probability"), float(t[-1]), mri_interval_days)
 
 
 def nmosd_events(sol: Solution, table: ParameterTable, population: Population) -> dict[str, np.ndarray]:
     """NMOSD attack and disability endpoints (``cartsim.nmosd_outcomes``), from day 0 to the horizon."""
-    post = sol.times >= 0
-    t = sol.times[post]
+    t, (attacks,), rngs = _from_day0(sol, population, "attack_cum")
     edss0 = population.covariates["edss"].to_numpy(float)
-    rngs = [population.event_rng(k) for k in range(len(population))]
-    return nmosd_outcomes.draw(t, sol.column("attack_cum")[:, post], edss0, rngs, table.value("nmosd_attack_edss"),
-                               float(t[-1]))
+    return nmosd_outcomes.draw(t, attacks, edss0, rngs, table.value("nmosd_attack_edss"), float(t[-1]))
 
 
 def mg_events(sol: Solution, table: ParameterTable, population: Population) -> dict[str, np.ndarray]:
     """MG-ADL and QMG endpoints at weekly visits (``cartsim.mg_outcomes``), from day 0 to the horizon."""
-    post = sol.times >= 0
-    t = sol.times[post]
-    rngs = [population.event_rng(k) for k in range(len(population))]
-    return mg_outcomes.draw(t, sol.column("mg_adl")[:, post], sol.column("qmg")[:, post], rngs,
-                            table.value("mg_placebo_mean"), table.value("mg_placebo_sd"), float(t[-1]))
+    t, (adl, qmg), rngs = _from_day0(sol, population, "mg_adl", "qmg")
+    return mg_outcomes.draw(t, adl, qmg, rngs, table.value("mg_placebo_mean"), table.value("mg_placebo_sd"),
+                            float(t[-1]))
 
 
 def infusion_reactions(population: Population, risks: list[float]) -> np.ndarray:

@@ -19,6 +19,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, MultipleLocator  # noqa
 
 from cartsim.endpoints import CART_DETECTION_LIMIT, REAPPEARANCE_LIMIT, REPLETION_LIMIT  # noqa: E402
 from cartsim.outputs.plots import DRUG_LEVELS, _col, save_figure  # noqa: E402
+from cartsim.therapy.antibodies import drug_class  # noqa: E402
 from cartsim.simulate import SimulationResult  # noqa: E402
 
 FOOTER = "cartsim research simulation, not medical advice"
@@ -143,9 +144,7 @@ def plot_comparison(results: Sequence[SimulationResult], path: Path | str, title
             ax.set_ylabel("CAR-T cells in blood\n(cells/µL)")
         else:
             # the drugs' own class where the arms name one (anti-CD19 and anti-CD20 antibodies share a level)
-            classes = sorted({r.scenario.antibody.kind for r, k in zip(results, kinds)
-                              if k == kind and r.scenario.antibody is not None})
-            name = " or ".join(classes) if classes else DRUG_LEVELS.get(kind, kind)
+            name = drug_class(kind, (r.scenario.antibody for r in results)) or DRUG_LEVELS.get(kind, kind)
             ax.set_ylabel(f"{textwrap.fill(name, 22)} in blood\n(µg/mL)")
         _legend(ax)
 

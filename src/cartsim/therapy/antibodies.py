@@ -5,6 +5,7 @@ MS immunomodulators (``cartsim/data/immunomodulators.toml``) and the FcRn blocke
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from importlib import resources
@@ -61,6 +62,13 @@ class Antibody:
         first, later = self.infusion_reactions
         n = sum(d.route == "IV" for d in self.doses(horizon_days))
         return [first] + [later] * (n - 1) if n else []
+
+
+def drug_class(level: str, drugs: Iterable[Antibody | None]) -> str | None:
+    """What the drugs whose serum level is ``level`` are, for a panel's title ('anti-CD19 antibody', or 'anti-CD19
+    antibody or anti-CD20 antibody' where two classes share the level); None where none of them has it."""
+    kinds = sorted({d.kind for d in drugs if d is not None and d.level == level})
+    return " or ".join(kinds) or None
 
 
 @lru_cache(maxsize=1)

@@ -21,6 +21,7 @@ from cartsim.endpoint_dictionary import limits_of
 from cartsim.model import Model, State, build_model
 from cartsim.scenario import THERAPIES_UNTREATED
 from cartsim.therapy import antibodies, products
+from cartsim.therapy.antibodies import drug_class
 from cartsim.trial import cohort
 from cartsim.trial.chunks import Chunk, bands, simulate_chunk
 from cartsim.trial.config import MsCourse, TrialConfig
@@ -165,10 +166,8 @@ def panel_title(panel: Panel, arms: list[Arm]) -> str:
     """The panel's title for the ``arms`` shown together: the antibody drugs' class (anti-CD20, anti-CD19) and the
     disease's autoantibody by name."""
     if panel.column == "mab_conc":
-        kinds = sorted({antibodies()[a.therapy].kind for a in arms if a.therapy in antibodies()
-                        and antibodies()[a.therapy].level == "mab_conc"})
-        if kinds:
-            text = " or ".join(kinds)
+        text = drug_class(panel.column, (antibodies().get(a.therapy) for a in arms))
+        if text:
             return f"{text[:1].upper()}{text[1:]} in serum"
     if panel.column == AUTOANTIBODY:
         return f"{diseases()[arms[0].disease].autoantibody}, share of the untreated level"
