@@ -342,3 +342,29 @@ def test_failed_patient_is_recorded_not_dropped(tmp_path, monkeypatch):
     assert [(a["n"], a["n_failed"]) for a in s["arms"]] == [(6, 1), (6, 1)]
     assert s["arms"][0]["endpoints"]["bcell_nadir_per_uL"]["n"] == 5
     assert "Failed simulations" in (out / "report.html").read_text()
+
+
+def test_summary_json_is_checked_against_its_schema(tmp_path):
+    """summary.json follows the typed contract (cartsim/trial/summary_schema.py): every endpoint entry matches
+    its kind's model, and a field outside the contract is refused rather than written."""
+    import pydantic
+
+    from cartsim.trial.summary_schema import TrialSummary, checked
+
+    cfg = tmp_path / "t.toml"
+    cfg.write_text(config(n=4))
+    out = tmp_path / "s"
+    assert runner.invoke(app, ["trial", str(cfg), "--out", str(out), "--no-validation"]).exit_code == 0
+    doc = json.loads((out / "summary.json").read_text())
+    model = TrialSummary.model_validate(doc)
+    kinds = {e.kind for arm in model.arms for e in arm.endpoints.values()}
+    assert kinds >= {"continuous", "time_to_event", "ordinal", "binary"}
+    bad = json.loads(json.dumps(doc))
+    bad["arms"][0]["endpoints"]["crs_max_grade"]["fraction_any"] = "most"
+    with pytest.raises(pydantic.ValidationError):
+        checked(bad)
+    extra = json.loads(json.dumps(doc))
+    extra["arms"][0]["endpoints"]["igg_nadir_fraction"]["mode"] = 0.5
+    with pytest.raises(pydantic.ValidationError):
+        checked(extra)
+    assert "TimeToEvent" in json.dumps(TrialSummary.model_json_schema())

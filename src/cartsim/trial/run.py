@@ -40,7 +40,7 @@ from cartsim.therapy import lymphodepletion_regimens
 from cartsim.trial.chunks import Chunk, ChunkResult, plan, simulate_chunk, trajectory_bands
 from cartsim.trial.config import TrialConfig
 from cartsim.trial.durability import car_t_arms, durability_range
-from cartsim.trial import uncertainty
+from cartsim.trial import summary_schema, uncertainty
 from cartsim.trial.summary import _finite, censoring, summarize_arm, summary_document
 
 CHUNK_SIZE = 256
@@ -426,7 +426,7 @@ def write_summary(p: TrialPlan) -> dict:
         table = pq.read_table(p.out / uncertainty.TABLE_FILE).to_pandas()
         summary = _finite(uncertainty.add_to_summary(summary, p.sets, table))
     with atomic_path(p.out / "summary.json") as tmp:
-        tmp.write_text(json.dumps(summary, indent=2))
+        tmp.write_text(json.dumps(summary_schema.checked(summary), indent=2))
     return summary
 
 

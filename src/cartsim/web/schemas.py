@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import BaseModel, Field
+
+from cartsim.trial.summary_schema import Endpoint
 
 
 class Limits(BaseModel):
@@ -126,7 +128,7 @@ class ArmOut(BaseModel):
     doses: list[DoseOut]
     safety: Safety
     lymphoma: Safety | None = Field(description="the same CAR-T product in large B-cell lymphoma")
-    endpoints: dict[str, dict[str, Any]] = Field(description="summary.json's entry for each endpoint")
+    endpoints: dict[str, Endpoint] = Field(description="summary.json's entry for each endpoint")
     summary: list[str]
 
 
