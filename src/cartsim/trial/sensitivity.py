@@ -339,7 +339,7 @@ def _outputs(df: pd.DataFrame, rows: int, m: int, long: bool) -> dict[str, np.nd
     for name in names:
         if long and name not in DURABILITY_ENDPOINTS:
             continue
-        kind = kind_of(name, list(df.columns))
+        kind = kind_of(name)
         v = df[name].to_numpy(float, na_value=np.nan)
         parts = {"any": v >= 1, "grade2plus": v >= 2} if kind == "ordinal" else {"": v}
         for suffix, x in parts.items():

@@ -38,7 +38,7 @@ def censoring(name: str, columns: list[str]) -> str | None:
     return flag if flag in columns else None
 
 
-def kind_of(name: str, columns: list[str] | None = None) -> Kind:
+def kind_of(name: str) -> Kind:
     """The kind of endpoint ``name`` (endpoint dictionary); a column not in it is continuous."""
     return KINDS.get(name, "continuous")
 
@@ -115,7 +115,7 @@ def _results(rows: pd.DataFrame, names: list[str], endpoints: list[str]) -> dict
     """Patients, failures and endpoint statistics of ``rows`` (failed patients left out of the statistics)."""
     ok = rows[rows["status"] == "ok"]
     return {"n": len(rows), "n_failed": int(len(rows) - len(ok)),
-            "endpoints": {e: endpoint(ok, e, kind_of(e, endpoints)) for e in names}}
+            "endpoints": {e: endpoint(ok, e, kind_of(e)) for e in names}}
 
 
 def summary_document(cfg: TrialConfig, arms: list[dict]) -> dict:

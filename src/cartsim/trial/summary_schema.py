@@ -37,32 +37,29 @@ class _Endpoint(_Strict):
     parameter_uncertainty: dict[str, SetInterval] | None = None
 
 
-class Described(_Endpoint):
+class _Stats(_Endpoint):
+    """The statistics over the patients with a value (``cartsim.trial.stats.describe``)."""
+
+    mean: Number
+    sd: Number
+    median: Number
+    p05: Number
+    p25: Number
+    p75: Number
+    p95: Number
+    n: int
+
+
+class Described(_Stats):
     """continuous and count: the statistics over the patients with a value."""
 
     kind: Literal["continuous", "count"]
-    mean: Number
-    sd: Number
-    median: Number
-    p05: Number
-    p25: Number
-    p75: Number
-    p95: Number
-    n: int
 
 
-class TimeToEvent(_Endpoint):
+class TimeToEvent(_Stats):
     """time to event: the statistics over observed events, the counts, and the Kaplan-Meier median."""
 
     kind: Literal["time_to_event"]
-    mean: Number
-    sd: Number
-    median: Number
-    p05: Number
-    p25: Number
-    p75: Number
-    p95: Number
-    n: int
     n_events: int
     n_censored: int
     km_median: Number
