@@ -344,7 +344,7 @@ def benchmark(args: argparse.Namespace) -> tuple[list[Method], dict]:
     for solver in SOLVERS:   # every solver of the engine, in this process, one after the other
         runs = [_cartsim(model, scenario, population, times, solver=solver) for _ in range(args.repeat)]
         timed[solver] = runs[0][0], float(np.median([s for _, s in runs]))
-    _cartsim(model, scenario, _head(population, 8), times, simd=False)   # compiles the one-patient kernel
+    _cartsim(model, scenario, _head(population, 8), times, simd=False)   # compiles the one-lane driver
     runs = [_cartsim(model, scenario, population, times, simd=False) for _ in range(args.repeat)]
     no_simd = runs[0][0], float(np.median([s for _, s in runs]))
     sol, seconds = timed[DEFAULT_SOLVER]

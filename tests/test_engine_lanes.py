@@ -1,4 +1,4 @@
-"""The SIMD lanes of the Rosenbrock solver give the one-patient kernel's numbers, bit for bit."""
+"""The driver gives a patient the same numbers, bit for bit, with four SIMD lanes or one, and whoever shares them."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def _same(a, b) -> None:
     ("ocrelizumab", "ms", 6),      # repeated antibody infusions
 ])
 @pytest.mark.parametrize("solver", ["rodas5p", "rodas4"])
-def test_lanes_match_one_patient_kernel(model, therapy, disease, n, solver):
+def test_four_lanes_match_one_lane(model, therapy, disease, n, solver):
     sc = Scenario.make(therapy, disease, 400)
     pop = sample(model, sc.disease, n, seed=5)
     times = np.arange(0.0, 401.0, 2.0)
@@ -119,8 +119,8 @@ def _with_exp(t, y, q, dy):
     dy[0] = math.exp(-q[0] * y[0]) + max(0, y[1])
 
 
-def test_what_cannot_be_vectorised_is_named_and_falls_back():
+def test_what_cannot_be_vectorised_is_named():
     assert "for i in range(3)" in translatable(_with_loop)
     assert translatable(_with_exp) is None
-    assert translatable(len) is not None   # no Python source: the scalar kernel is used
+    assert translatable(len) is not None   # no Python source: compile.compiled refuses such a model
 

@@ -23,7 +23,7 @@ from cartsim.model.parameters import ParameterRecord, ParameterTable
 from cartsim.population import typical
 from cartsim.scenario import Scenario
 
-ROSENBROCK = tuple(TABLEAUS)
+ROSENBROCK = tuple(name for name, tab in TABLEAUS.items() if not tab.explicit)
 
 
 @pytest.fixture(scope="module")
@@ -36,30 +36,25 @@ def model():
 # --------------------------------------------------------------------------------------
 
 RATES = {"k10": 0.7, "k12": 1.3, "k21": 0.4, "k23": 2.0, "k32": 900.0, "k30": 300.0, "r": 1.5, "cap": 2.0}
+NONSTIFF = {**RATES, "k32": 0.9, "k30": 0.3}   # every eigenvalue of order 1/day: for the explicit method
 G0 = 0.1
 
 
-def _rate_matrix() -> np.ndarray:
-    k = RATES
+def _rate_matrix(rates: dict[str, float] = RATES) -> np.ndarray:
+    k = rates
     return np.array([[-k["k10"] - k["k12"], k["k21"], 0.0],
                      [k["k12"], -k["k21"] - k["k23"], k["k32"]],
                      [0.0, k["k23"], -k["k32"] - k["k30"]]])
 
 
-@pytest.fixture(scope="module")
-def linear():
-    """x1 <-> x2 <-> x3 with elimination from x1 and x3 (eigenvalues about -0.6, -2.9 and -1200 per day), and,
-    uncoupled, logistic growth of g (nonlinear: order conditions that a linear problem does not check).
-
-    The initial state has no component along the fast mode: fixed steps cannot resolve an initial layer of
-    width 1/1200 day, and in it the dense output is only as good as the step (the adaptive solver shortens it)."""
-    A = _rate_matrix()
+def _chain_model(rates: dict[str, float]):
+    A = _rate_matrix(rates)
     lam, vec = np.linalg.eig(A)
     slow = np.argsort(np.abs(lam))[:2]
     y0 = np.real(vec[:, slow] @ np.array([1.0, 0.5]))
     y0 *= np.sign(y0[0])
     table = ParameterTable([ParameterRecord(n, v, "1/day", "test", "assumed", "test case", "rate")
-                            for n, v in RATES.items()])
+                            for n, v in rates.items()])
     b = ModelBuilder(table)
     x1, x2, x3 = (b.state(n, "mg", n, float(v)) for n, v in zip(("x1", "x2", "x3"), y0))
     b.flow("x1", None, b.p("k10") * x1, "elimination")
@@ -73,11 +68,27 @@ def linear():
     b.flow(None, "g", b.p("r") * g, "growth")
     b.flow("g", None, b.p("r") * g**2 / b.p("cap"), "crowding")
     m = b.build()
-    return m, A, y0, np.array([[RATES[n] for n in m.parameters]])
+    return m, A, y0, np.array([[rates[n] for n in m.parameters]])
+
+
+@pytest.fixture(scope="module")
+def linear():
+    """x1 <-> x2 <-> x3 with elimination from x1 and x3 (eigenvalues about -0.6, -2.9 and -1200 per day), and,
+    uncoupled, logistic growth of g (nonlinear: order conditions that a linear problem does not check).
+
+    The initial state has no component along the fast mode: fixed steps cannot resolve an initial layer of
+    width 1/1200 day, and in it the dense output is only as good as the step (the adaptive solver shortens it)."""
+    return _chain_model(RATES)
+
+
+@pytest.fixture(scope="module")
+def nonstiff():
+    """The same system with slow rates only (eigenvalues about -0.3 to -4 per day)."""
+    return _chain_model(NONSTIFF)
 
 
 def _exact(A: np.ndarray, y0: np.ndarray, times: np.ndarray) -> np.ndarray:
-    chain = np.array([scipy.linalg.expm(A * t) @ y0 for t in times])
+    chain = np.array([scipy.linalg.expm(A * t) @ y0 for t in times])   # A carries the problem's rates
     r, cap = RATES["r"], RATES["cap"]
     return np.column_stack([chain, cap / (1 + (cap / G0 - 1) * np.exp(-r * times))])
 
@@ -89,17 +100,18 @@ def _fixed_steps(lin, solver: str, h: float, times: np.ndarray):
                  first_step=h, max_step=h)
 
 
-@pytest.mark.parametrize("solver", ROSENBROCK)
-def test_order_of_convergence_with_fixed_steps(linear, solver):
-    _, A, y0, _ = linear
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_order_of_convergence_with_fixed_steps(linear, nonstiff, solver):
     tab = TABLEAUS[solver]
+    problem = nonstiff if tab.explicit else linear   # fixed steps of an explicit method on the fast mode blow up
+    _, A, y0, _ = problem
     t_end = 4.0
     errors, dense_errors = [], []
     for h in (0.4, 0.2, 0.1, 0.05):
         ends = h * np.arange(round(t_end / h) + 1)
         mid = ends[:-1] + h / 2            # halfway through every step: the dense output
         times = np.union1d(ends, mid)
-        sol = _fixed_steps(linear, solver, h, times)
+        sol = _fixed_steps(problem, solver, h, times)
         assert sol.status.tolist() == [0]
         assert sol.steps[0] == round(t_end / h) and sol.rejected[0] == 0
         err = np.abs(sol.values[0] - _exact(A, y0, times))
@@ -387,3 +399,26 @@ def test_unknown_solver_is_rejected(model):
     pop = typical(model, diseases()["healthy"])
     with pytest.raises(ValueError, match="unknown solver"):
         solve(model, pop.params, np.array([0.0, 1.0]), solver="euler")
+
+
+# --------------------------------------------------------------------------------------
+# the method and the step-size controller are data the one driver reads
+# --------------------------------------------------------------------------------------
+
+def test_method_and_controller_are_data(linear):
+    from cartsim.engine.compile import module_source
+    from cartsim.engine.controllers import PREDICTIVE, Controller
+
+    m, _, _, params = linear
+    times = np.linspace(0.0, 8.0, 17)
+    by_name = solve(m, params, times, solver="rodas5p", rtol=1e-8, atol=1e-12)
+    by_object = solve(m, params, times, solver=TABLEAUS["rodas5p"], controller=PREDICTIVE, rtol=1e-8, atol=1e-12)
+    assert np.array_equal(by_name.values, by_object.values) and by_name.steps[0] == by_object.steps[0]
+    # a controller that may at most double the step needs more steps for the same tolerance, and stays accurate
+    slow = solve(m, params, times, solver="rodas5p", controller=Controller(facmax=2.0), rtol=1e-8, atol=1e-12)
+    assert slow.steps[0] > by_name.steps[0]
+    np.testing.assert_allclose(slow.values, by_name.values, rtol=1e-5, atol=1e-9)
+    with pytest.raises(ValueError, match="facmin"):
+        Controller(facmin=2.0)
+    with pytest.raises(ValueError, match="lanes must be one of"):
+        module_source(m, lanes=3)

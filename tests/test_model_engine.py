@@ -241,7 +241,7 @@ def test_engine_matches_radau_reference(model, reference_case):
 
 
 def test_observation_at_dose_time_includes_the_dose(model, reference_case):
-    """Doses come before observations recorded at the same time (kernel.py; as in mrgsolve)."""
+    """Doses come before observations recorded at the same time (engine/events.py; as in mrgsolve)."""
     sc, doses, times, ref, sol = reference_case
     bad = []
     for t_dose in np.unique(doses.time):

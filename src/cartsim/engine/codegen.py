@@ -21,7 +21,7 @@ from cartsim.model.ir import Model
 
 # Every generated function only reads and writes the arrays it is given, so it is compiled without numba's
 # reference counting (``_nrt=False``): with it, each call atomically increments and decrements the reference
-# counts of its array arguments, which cost about a tenth of the solve time (see kernel.py). Division by zero
+# counts of its array arguments, which cost about a tenth of the solve time (see events.py). Division by zero
 # gives inf or NaN as in NumPy (``error_model='numpy'``), not an exception that would stop the whole batch: a
 # parameter of 0 where a limit is meant (a CSF/serum ratio of 0 puts an EC50 at infinity) gives that limit, and a
 # non-finite state fails that patient alone, with its reason.

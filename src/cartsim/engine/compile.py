@@ -1,7 +1,8 @@
 """Compile a model once and cache it on disk, keyed by the model's definition.
 
-The generated model code and the solver kernels are written together as one
-module in the cache directory and imported from there, so numba's on-disk
+The generated model code, the lane width, the event helpers (``events.py``)
+and the driver (``driver.py``) are written together as one module in the cache
+directory and imported from there, so numba's on-disk
 cache (``cache=True``) serves every later process, worker or cluster node that
 sees the same directory: nothing is pickled and nothing is recompiled.
 
@@ -38,7 +39,8 @@ def cache_dir() -> Path:
     return Path(platformdirs.user_cache_dir("cartsim"))
 
 
-KERNELS = ("kernel.py", "rosenbrock.py", "rosenbrock_lanes.py")            # appended to the model code, in this order
+SOLVER_FILES = ("events.py", "driver.py")   # appended to the model code, in this order
+LANE_WIDTHS = (1, 4)                        # patients per vector: 4 doubles fill an AVX2 register (8 ran no faster)
 _GENERATOR = ("codegen.py", "hoist.py", "jacobian.py", "sparse_lu.py")  # their source keys the model-code cache
 
 
@@ -68,13 +70,16 @@ def model_code(model: Model) -> str:
     return code
 
 
-def module_source(model: Model) -> str:
-    parts = [model_code(model)]
-    for name in KERNELS:
-        parts.append(f"\n# ---- solver kernel (cartsim/engine/{name}) ----\n" + _engine_text(name))
-    # the kernels import the vector code generator: its source keys the compiled module too
-    lanes = hashlib.sha256(_engine_text("lanes.py").encode()).hexdigest()[:16]
-    parts.append(f"\n# cartsim/engine/lanes.py {lanes}\n")
+def module_source(model: Model, lanes: int = 4) -> str:
+    """The compiled module's source: the model code, ``LANES``, then the solver files."""
+    if lanes not in LANE_WIDTHS:
+        raise ValueError(f"lanes must be one of {LANE_WIDTHS}, got {lanes!r}")
+    parts = [model_code(model), f"\nLANES = {lanes}  # patients per vector in the driver\n"]
+    for name in SOLVER_FILES:
+        parts.append(f"\n# ---- cartsim/engine/{name} ----\n" + _engine_text(name))
+    # the driver imports the vector code generator: its source keys the compiled module too
+    digest = hashlib.sha256(_engine_text("lanes.py").encode()).hexdigest()[:16]
+    parts.append(f"\n# cartsim/engine/lanes.py {digest}\n")
     return "".join(parts)
 
 
@@ -96,17 +101,21 @@ def _load(key: str, source: str) -> ModuleType:
     return module
 
 
-_BY_MODEL: dict[int, tuple[Model, ModuleType]] = {}
+_BY_MODEL: dict[tuple[int, int], tuple[Model, ModuleType]] = {}
 
 
-def compiled(model: Model) -> ModuleType:
-    """The compiled module for ``model`` (generated and compiled on first use, then kept per model object:
-    assembling the source, even from the cache, takes a tenth of a second, which would dominate small batches)."""
-    hit = _BY_MODEL.get(id(model))
+def compiled(model: Model, lanes: int = 4) -> ModuleType:
+    """The compiled module for ``model`` with ``lanes`` patients per vector (generated and compiled on first use,
+    then kept per model object: assembling the source, even from the cache, takes a tenth of a second, which
+    would dominate small batches)."""
+    hit = _BY_MODEL.get((id(model), lanes))
     if hit is not None and hit[0] is model:
         return hit[1]
-    source = module_source(model)
+    source = module_source(model, lanes)
     key = hashlib.sha256((ENGINE_VERSION + source).encode()).hexdigest()[:16]
     module = _load(key, source)
-    _BY_MODEL[id(model)] = (model, module)
+    if module.UNTRANSLATABLE is not None:   # the generated code used a construct the vector printer lacks
+        raise RuntimeError(f"cartsim cannot compile this model: {module.UNTRANSLATABLE} "
+                           "(cartsim.engine.lanes translates the generated code to vector instructions)")
+    _BY_MODEL[(id(model), lanes)] = (model, module)
     return module

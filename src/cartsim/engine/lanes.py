@@ -205,7 +205,7 @@ def _definition(fn: Any) -> ast.FunctionDef:
 
 
 def translatable(fn: Any, drop: tuple[str, ...] = ("t",)) -> str | None:
-    """None if :func:`vectorize` can translate ``fn``, else what it cannot (then the scalar kernel is used)."""
+    """None if :func:`vectorize` can translate ``fn``, else what it cannot (``compile.compiled`` then refuses the model)."""
     try:
         definition = _definition(fn)
     except (OSError, TypeError) as exc:   # no source to read
@@ -313,7 +313,7 @@ def lane_loops(width: int) -> tuple[Any, Any, Any]:
     @intrinsic(prefer_literal=False)
     def axpy(typingctx: Any, out: Any, a: Any, x: Any, offset: Any) -> Any:
         """``out[v] += a * x[offset + v]`` for every vector ``v`` of ``out``, in the lanes where ``a`` is not 0
-        (``a``: ``(width,)``; as the scalar kernels' ``if a != 0.0: out[i] += a * x[i]``)."""
+        (``a``: ``(width,)``; as scalar code's ``if a != 0.0: out[i] += a * x[i]``)."""
         def codegen(context: Any, builder: ir.IRBuilder, sig: Any, args: Any) -> Any:
             po, n = _vectors(context, builder, sig.args[0], args[0], width)
             pa, _ = _vectors(context, builder, sig.args[1], args[1], width)

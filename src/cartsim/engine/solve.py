@@ -1,10 +1,12 @@
 """The engine's entry point: solve a batch of patients in one compiled call.
 
 The engine knows states, parameters, doses and triggers by index only; it has
-no biology in it. Solvers (``solver=``): ``"rodas5p"`` (the default) and
-``"rodas4"``, linearly implicit Rosenbrock methods with the analytic Jacobian
-(``rosenbrock.py``), and ``"dp5"``, the explicit Dormand-Prince 5(4) method
-(``kernel.py``), which the model's stiffness limits to small steps.
+no biology in it. Methods (``solver=``, :mod:`cartsim.engine.tableaus`):
+``"rodas5p"`` (the default) and ``"rodas4"``, linearly implicit Rosenbrock
+methods with the analytic Jacobian, and ``"dp5"``, the explicit Dormand-Prince
+5(4) method, which the model's stiffness limits to small steps. Every method
+runs in the one driver (``driver.py``), with the step-size controller of
+:mod:`cartsim.engine.controllers`.
 """
 
 from __future__ import annotations
@@ -13,11 +15,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from cartsim.engine.arrays import Actions, Control, Method, Output, Triggers
 from cartsim.engine.compile import compiled
-from cartsim.engine.tableaus import TABLEAUS
+from cartsim.engine.controllers import Controller, default_controller
+from cartsim.engine.tableaus import TABLEAUS, Tableau
 from cartsim.model.ir import Model
 
-SOLVERS = (*TABLEAUS, "dp5")
+SOLVERS = tuple(TABLEAUS)
 DEFAULT_SOLVER = "rodas5p"
 
 STATUS_TEXT = {0: "ok", 1: "maximum number of steps reached", 2: "step size underflow",
@@ -107,19 +111,22 @@ def full_parameters(model: Model, params: np.ndarray) -> np.ndarray:
 def solve(model: Model, params: np.ndarray, times: np.ndarray, columns: tuple[str, ...] | None = None,
           doses: Doses | None = None, triggers: tuple[Trigger, ...] = (), t0: float | None = None,
           rtol: float = 1e-6, atol: float = 1e-8, max_steps: int = 200_000,
-          solver: str = DEFAULT_SOLVER, first_step: float = 0.0, max_step: float = np.inf,
-          simd: bool = True) -> Solution:
+          solver: str | Tableau = DEFAULT_SOLVER, first_step: float = 0.0, max_step: float = np.inf,
+          simd: bool = True, controller: Controller | None = None) -> Solution:
     """Solve every row of ``params`` (free parameters in table order) in one call.
 
-    ``solver`` is one of :data:`SOLVERS`; ``first_step`` (days; 0: chosen from the initial derivatives) and
-    ``max_step`` bound the step size, ``max_steps`` the attempted steps per patient (then status 1). With
-    ``simd`` the Rosenbrock solvers advance several patients at once in the lanes of vector instructions
-    (``rosenbrock_lanes.py``); the numbers are bit-identical to ``simd=False``, which solves one at a time."""
-    if solver not in SOLVERS:
+    ``solver`` is one of :data:`SOLVERS` or a :class:`~cartsim.engine.tableaus.Tableau`; ``controller`` the
+    step-size controller (default: the method's); ``first_step`` (days; 0: chosen from the initial derivatives)
+    and ``max_step`` bound the step size, ``max_steps`` the attempted steps per patient (then status 1). With
+    ``simd`` each thread advances four patients at once in the lanes of vector instructions; the numbers are
+    bit-identical to ``simd=False``, which advances one at a time."""
+    if isinstance(solver, str) and solver not in SOLVERS:
         raise ValueError(f"unknown solver {solver!r}; choose one of {', '.join(SOLVERS)}")
+    method = TABLEAUS[solver] if isinstance(solver, str) else solver
+    ctl = controller if controller is not None else default_controller(method)
     if not (first_step >= 0.0 and max_step > 0.0):
         raise ValueError("first_step must be >= 0 and max_step > 0")
-    mod = compiled(model)
+    mod = compiled(model, 4 if simd else 1)
     params = np.ascontiguousarray(np.atleast_2d(params), dtype=np.float64)
     n = params.shape[0]
     if params.shape[1] != len(model.parameters):
@@ -151,19 +158,16 @@ def solve(model: Model, params: np.ndarray, times: np.ndarray, columns: tuple[st
     status = np.zeros(n, dtype=np.int64)
     stats = np.zeros((n, 4), dtype=np.int64)   # steps, rejected, right-hand sides, Jacobians
     atol_v = np.full(len(model.states), float(atol))
-    args = (params, *act, trig_obs, trig_thr, trig_state, trig_amt, t0, times, cols,
-            float(rtol), atol_v, int(max_steps), float(first_step), float(max_step), out, fires, status, stats)
     import numba  # not at module level: importing cartsim should not import numba
 
-    workers = numba.get_num_threads()   # each takes patients one at a time as it frees up (kernel.py)
-    if solver == "dp5":
-        mod.solve_batch(*args, workers)
-    else:
-        tab = TABLEAUS[solver]
-        lanes = simd and mod.SIMD_UNSUPPORTED is None   # else a model function has no vector translation
-        batch = mod.solve_batch_rosenbrock_lanes if lanes else mod.solve_batch_rosenbrock
-        batch(*args, tab.A, tab.C, tab.H, tab.gamma, tab.expo, workers)
+    workers = numba.get_num_threads()   # each takes patients one at a time as it frees up
+    mod.solve_batch(params, t0, Actions(*act), Triggers(trig_obs, trig_thr, trig_state, trig_amt),
+                    Method(method.A, method.C, method.H, np.ascontiguousarray(method.E.reshape(1, -1)),
+                           float(method.gamma), float(method.expo), bool(method.explicit), method.error_stage),
+                    Control(float(rtol), atol_v, int(max_steps), float(first_step), float(max_step),
+                            float(ctl.safety), float(ctl.facmin), float(ctl.facmax), bool(ctl.predictive)),
+                    Output(times, cols, out, fires, status, stats), workers)
     failures = {int(i): STATUS_TEXT.get(int(status[i]), "unknown") for i in np.flatnonzero(status)}
     return Solution(times, columns, out, fires, status, stats[:, 0].copy(), failures,
                     rejected=stats[:, 1].copy(), rhs_evals=stats[:, 2].copy(), jac_evals=stats[:, 3].copy(),
-                    solver=solver)
+                    solver=method.name)

@@ -1,34 +1,46 @@
-"""Coefficients of the Rosenbrock methods in the transformed form used by the kernel (``rosenbrock.py``).
+"""The integration methods, as data: coefficients in the one form the driver (``driver.py``) steps with.
 
-``A`` has ``s + 1`` rows: row ``i < s`` gives stage ``i``'s argument ``y + sum_j A[i, j] k_j``, row ``s`` the
-new solution. ``C`` (``s`` x ``s``) couples earlier stages into stage ``i``'s right-hand side as
-``sum_j C[i, j] / h * k_j``. ``H`` gives the dense output vectors ``d_l = sum_j H[l, j] k_j``. The methods are
-stiffly accurate, so the last stage is the error estimate.
+Every method is written in the transformed form of Hairer & Wanner, Solving ODEs II (2nd ed., 1996), section
+IV.7. With ``W = I / (h gamma) - J`` (``J`` the analytic Jacobian at the step's start),
 
-* **Rodas4**: Hairer & Wanner, Solving ODEs II (2nd ed., 1996), section VI.4, order 4(3), L-stable, with a
-  dense output of order 3; coefficients (full double precision) as in their Fortran code RODAS (``rodas.f``,
-  ``RODAS4`` with ``METH = 1``) and in OrdinaryDiffEq.jl's ``Rodas4Tableau``.
+    W k_i = f(y + sum_{j<i} A[i, j] k_j) + sum_{j<i} C[i, j] / h * k_j,   i = 1..s,
+    y_new = y + sum_j A[s, j] k_j,   error estimate sum_j E[j] k_j,
+    y(t + theta h) = (1 - theta) y + theta y_new + sum_j theta (1 - theta) sum_l theta^l H[l, j] k_j.
+
+An explicit Runge-Kutta method is the case ``J = 0``, ``gamma = 1``: then ``k_i = h f(...)`` and ``C`` is zero
+(``explicit``: the driver skips the Jacobian and the factorisation and scales by ``h`` instead).
+
+* **Rodas4**: Hairer & Wanner, section VI.4, order 4(3), L-stable, with a dense output of order 3; coefficients
+  (full double precision) as in their Fortran code RODAS (``rodas.f``, ``RODAS4`` with ``METH = 1``) and in
+  OrdinaryDiffEq.jl's ``Rodas4Tableau``. Stiffly accurate: the last stage is the error estimate.
 * **Rodas5P**: Steinebach, Construction of Rosenbrock-Wanner method Rodas5P and numerical benchmarks within
   the Julia Differential Equations package, BIT Numer Math 2023;63:27; order 5(4), L-stable, dense output of
   order 4; coefficients as in OrdinaryDiffEq.jl's ``Rodas5PTableau``.
+* **DP5**: Dormand & Prince, J Comput Appl Math 1980;6:19, order 5(4), explicit, with Shampine's dense output of
+  order 4 (Math Comp 1986;46:135), as in ``scipy.integrate.RK45``; its seventh stage is ``f(y_new)``, which the
+  error estimate uses. The model's stiffness caps its step size: it is an alternative for checking, not for
+  populations.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 
 
 @dataclass(frozen=True)
-class RosenbrockTableau:
+class Tableau:
     name: str
-    A: np.ndarray        # (s + 1, s)
+    A: np.ndarray        # (s + 1, s): stage arguments, then the new solution
     C: np.ndarray        # (s, s)
     H: np.ndarray        # (dense vectors, s)
+    E: np.ndarray        # (s,): the error estimate's weights
     gamma: float
     order: int           # of the solution
     error_order: int     # of the embedded solution: the step-size exponent is 1 / (error_order + 1)
+    explicit: bool = False
 
     @property
     def stages(self) -> int:
@@ -38,6 +50,12 @@ class RosenbrockTableau:
     def expo(self) -> float:
         return 1.0 / (self.error_order + 1)
 
+    @property
+    def error_stage(self) -> int:
+        """The stage that is the error estimate (a stiffly accurate method's last), or -1."""
+        nonzero = np.flatnonzero(self.E)
+        return int(nonzero[0]) if nonzero.size == 1 and self.E[nonzero[0]] == 1.0 else -1
+
 
 def _lower(rows: list[list[float]], s: int) -> np.ndarray:
     out = np.zeros((len(rows), s))
@@ -46,7 +64,14 @@ def _lower(rows: list[list[float]], s: int) -> np.ndarray:
     return out
 
 
-def _rodas4() -> RosenbrockTableau:
+def _last(s: int) -> np.ndarray:
+    """Error weights of a stiffly accurate method: the last stage."""
+    e = np.zeros(s)
+    e[-1] = 1.0
+    return e
+
+
+def _rodas4() -> Tableau:
     a5 = [1.221224509226641, 6.019134481288629, 12.53708332932087, -0.6878860361058950]
     A = _lower([[], [1.544000000000000],
                 [0.9466785280815826, 0.2557011698983284],
@@ -61,10 +86,10 @@ def _rodas4() -> RosenbrockTableau:
     H = _lower([[10.12623508344586, -7.487995877610167, -34.80091861555747, -7.992771707568823, 1.025137723295662],
                 [-0.6762803392801253, 6.087714651680015, 16.43084320892478, 24.76722511418386, -6.594389125716872]],
                6)
-    return RosenbrockTableau("rodas4", A, C, H, 0.25, 4, 3)
+    return Tableau("rodas4", A, C, H, _last(6), 0.25, 4, 3)
 
 
-def _rodas5p() -> RosenbrockTableau:
+def _rodas5p() -> Tableau:
     a6 = [-7.502846399306121, 2.561846144803919, -11.627539656261098, -0.18268767659942256, 0.030198172008377946]
     A = _lower([[], [3.0],
                 [2.849394379747939, 0.45842242204463923],
@@ -87,7 +112,34 @@ def _rodas5p() -> RosenbrockTableau:
                  20.176138334709044, 15.98066361424651, -6.789040303419874, -6.710236069923372],
                 [11.419903575922262, 2.8879645146136994, 72.92137995996029, 80.12511834622643,
                  -52.072871366152654, -59.78993625266729, -0.15582684282751913, 4.883087185713722]], 8)
-    return RosenbrockTableau("rodas5p", A, C, H, 0.21193756319429014, 5, 4)
+    return Tableau("rodas5p", A, C, H, _last(8), 0.21193756319429014, 5, 4)
 
 
-TABLEAUS: dict[str, RosenbrockTableau] = {t.name: t for t in (_rodas4(), _rodas5p())}
+def _dp5() -> Tableau:
+    F = Fraction
+    a = [[], [F(1, 5)], [F(3, 40), F(9, 40)], [F(44, 45), F(-56, 15), F(32, 9)],
+         [F(19372, 6561), F(-25360, 2187), F(64448, 6561), F(-212, 729)],
+         [F(9017, 3168), F(-355, 33), F(46732, 5247), F(49, 176), F(-5103, 18656)]]
+    b = [F(35, 384), F(0), F(500, 1113), F(125, 192), F(-2187, 6784), F(11, 84), F(0)]
+    e = [F(-71, 57600), F(0), F(71, 16695), F(-71, 1920), F(17253, 339200), F(-22, 525), F(1, 40)]
+    # Shampine's dense output y + sum_j k_j (P[j,0] th + P[j,1] th^2 + P[j,2] th^3 + P[j,3] th^4), rewritten in
+    # the form above: P_j(th) - th b_j vanishes at th = 0 and th = 1, so it is th (1 - th) (H0 + H1 th + H2 th^2)
+    P = [[F(1), F(-8048581381, 2820520608), F(8663915743, 2820520608), F(-12715105075, 11282082432)],
+         [F(0)] * 4,
+         [F(0), F(131558114200, 32700410799), F(-68118460800, 10900136933), F(87487479700, 32700410799)],
+         [F(0), F(-1754552775, 470086768), F(14199869525, 1410260304), F(-10690763975, 1880347072)],
+         [F(0), F(127303824393, 49829197408), F(-318862633887, 49829197408), F(701980252875, 199316789632)],
+         [F(0), F(-282668133, 205662961), F(2019193451, 616988883), F(-1453857185, 822651844)],
+         [F(0), F(40617522, 29380423), F(-110615467, 29380423), F(69997945, 29380423)]]
+    H = np.zeros((3, 7))
+    for j, p in enumerate(P):
+        h0 = p[0] - b[j]
+        h1 = p[1] + h0
+        h2 = p[2] + h1
+        assert p[3] + h2 == 0, "the dense output must end at the new solution"
+        H[:, j] = [float(h0), float(h1), float(h2)]
+    A = _lower([[float(x) for x in row] for row in [*a, b, b]], 7)   # the seventh stage is taken at y_new
+    return Tableau("dp5", A, np.zeros((7, 7)), H, np.array([float(x) for x in e]), 1.0, 5, 4, explicit=True)
+
+
+TABLEAUS: dict[str, Tableau] = {t.name: t for t in (_rodas4(), _rodas5p(), _dp5())}
