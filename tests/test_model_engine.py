@@ -451,7 +451,51 @@ def test_a_dose_before_t0_is_refused_not_given_late(model):
     refuse records before the start)."""
     pop = typical(model, diseases()["healthy"])
     doses = _doses(model, [(-1.0, "flu", 25.0, 0.0), (2.0, "flu", 25.0, 0.0)])
-    with pytest.raises(ValueError, match=r"patient 0: a dose at time -1 comes before t0 = 0"):
+    with pytest.raises(ValueError, match=r"patient 0: a dose entering at time -1 comes before t0 = 0"):
         solve(model, pop.params, np.array([0.0, 1.0]), columns=("flu",), doses=doses)
     unused = _doses(model, [(-1.0, "flu", 0.0, 0.0), (2.0, "flu", 25.0, 0.0)])   # an empty slot is no dose
     assert solve(model, pop.params, np.array([0.0, 3.0]), columns=("flu",), doses=unused).values[0, -1, 0] > 0
+
+
+# --------------------------------------------------------------------------------------
+# dose records: one form, NONMEM semantics
+# --------------------------------------------------------------------------------------
+
+def test_dose_record_lag_and_bioavailability(model):
+    """A dose with ALAG 1.5 and F 0.4 is the dose F * AMT given 1.5 days later, exactly."""
+    from cartsim.engine import DoseRecord, Doses
+
+    params = np.array([[model.table.value(p) for p in model.parameters]])
+    times = np.linspace(0.0, 10.0, 41)
+    late = Doses.from_records([[DoseRecord(1.0, "toci_central", 400.0, 0.5, bioavailability=0.4, lag=1.5)]],
+                              model.state_names)
+    plain = Doses.from_records([[DoseRecord(2.5, "toci_central", 160.0, 0.5)]], model.state_names)
+    a = solve(model, params, times, ("toci_central",), late)
+    b = solve(model, params, times, ("toci_central",), plain)
+    assert np.array_equal(a.values, b.values) and a.values[0, times == 2.5, 0][0] == 0.0
+    assert a.values.max() > 0.0
+
+
+def test_dose_records_round_trip_through_arrays_and_nonmem(model):
+    from cartsim.engine import DoseRecord, Doses
+
+    recs = [[DoseRecord(0.0, "car_eff", 3.0, kind="car-t", label="x"), DoseRecord(14.0, "mab_central", 600.0, 0.125)],
+            [DoseRecord(-5.0, "flu", 30.0)]]
+    doses = Doses.from_records(recs, model.state_names)
+    assert doses.time.shape == (2, 2) and doses.amount[1, 1] == 0.0      # the shorter patient is padded
+    back = doses.records(0, model.state_names)
+    assert [(r.time, r.state, r.amount, r.duration) for r in back] == [(0.0, "car_eff", 3.0, 0.0),
+                                                                        (14.0, "mab_central", 600.0, 0.125)]
+    row = recs[0][1].nonmem(model.state_names)
+    assert row == {"TIME": 14.0, "AMT": 600.0, "RATE": 4800.0, "EVID": 1,
+                   "CMT": model.state_index("mab_central") + 1}
+    assert DoseRecord.from_nonmem(row["TIME"], row["CMT"], row["AMT"], row["RATE"], model.state_names) == recs[0][1]
+    with pytest.raises(ValueError, match="bioavailability"):
+        DoseRecord(0.0, "flu", 1.0, bioavailability=1.5)
+    with pytest.raises(ValueError, match="dose kind"):
+        DoseRecord(0.0, "flu", 1.0, kind="pill")
+    with pytest.raises(ValueError, match="unknown state"):
+        Doses.from_records([[DoseRecord(0.0, "nope", 1.0)]], model.state_names)
+    with pytest.raises(ValueError, match="doses are for 2 patients"):
+        solve(model, np.array([[model.table.value(p) for p in model.parameters]]), np.array([0.0, 1.0]),
+              doses=doses)

@@ -246,3 +246,13 @@ def test_error_names_the_callers_field_and_lists_routes():
     assert str(info.value).startswith("arm[1].regimen: '300 mg IM on day 0' at position 7: expected a route, got 'IM'")
     with pytest.raises(CartsimInputError):
         Regimen.parse(None)  # type: ignore[arg-type]
+
+
+def test_cell_doses_read_plainly():
+    """Regression (web page dose marks): a CAR-T infusion was labelled '1e+08 cells'."""
+    from cartsim.therapy import CellDose
+
+    assert CellDose(1e8, False).plain() == "100 million cells"
+    assert CellDose(5.25e7, True).plain() == "52.5 million cells per kg"
+    assert CellDose(2e9, False).plain() == "2 billion cells"
+    assert CellDose(5e5, True).plain() == "500,000 cells per kg"

@@ -11,9 +11,9 @@ import sympy as sp
 from typer.testing import CliRunner
 
 from cartsim.cli import app
-from cartsim.engine import Doses, Trigger, solve
+from cartsim.engine import DoseRecord, Doses, Trigger, solve
 from cartsim.exporters import ExportError
-from cartsim.exporters.sbml import Dose, export_inputs, parse_unit, sbml_document, to_sbml
+from cartsim.exporters.sbml import export_inputs, parse_unit, sbml_document, to_sbml
 from cartsim.model import ModelBuilder, ParameterRecord, ParameterTable, build_model
 from cartsim.population import typical
 from cartsim.scenario import Scenario
@@ -153,14 +153,12 @@ def test_trigger_rearms_after_falling_below_and_stops_at_max_fires(model):
 def test_infusions_simultaneous_and_at_the_start(model):
     disease = Scenario.make("untreated", "healthy").disease
     params = typical(model, disease).params
-    doses = (Dose(2.0, "toci_central", 400.0, 0.5), Dose(2.0, "toci_central", 100.0, 0.0),
-             Dose(3.0, "toci_central", 50.0, 0.0), Dose(3.0, "toci_central", 25.0, 0.0),
-             Dose(2.25, "il6", 30.0, 2.0), Dose(1.0, "il6", 5.0, 0.0), Dose(1.0, "il6", 7.0, 0.0))
+    doses = (DoseRecord(2.0, "toci_central", 400.0, 0.5), DoseRecord(2.0, "toci_central", 100.0, 0.0),
+             DoseRecord(3.0, "toci_central", 50.0, 0.0), DoseRecord(3.0, "toci_central", 25.0, 0.0),
+             DoseRecord(2.25, "il6", 30.0, 2.0), DoseRecord(1.0, "il6", 5.0, 0.0), DoseRecord(1.0, "il6", 7.0, 0.0))
     inputs = replace(export_inputs(model), params=params[0], doses=doses, start=1.0)
     times = np.arange(1.0, 15.25, 0.25)
-    engine_doses = Doses(time=np.array([[d.time for d in doses]]),
-                         state=np.array([[model.state_index(d.state) for d in doses]]),
-                         amount=np.array([[d.amount for d in doses]]), duration=np.array([[d.duration for d in doses]]))
+    engine_doses = Doses.from_records([doses], model.state_names)   # the same records for both
     sol = solve(model, params, times, model.state_names, engine_doses, t0=1.0, rtol=RTOL, atol=ATOL)
     text = libsbml.writeSBMLToString(sbml_document(model, inputs))
     _, values = _roadrunner(text, times - 1.0, model.state_names)
@@ -171,7 +169,7 @@ def test_infusions_simultaneous_and_at_the_start(model):
 
 def test_a_dose_before_the_start_is_refused_by_engine_and_export(model):
     """Regression: a dose before the start was given at the start by both (silently late)."""
-    inputs = replace(export_inputs(model), doses=(Dose(0.5, "il6", 5.0, 0.0),), start=1.0)
+    inputs = replace(export_inputs(model), doses=(DoseRecord(0.5, "il6", 5.0, 0.0),), start=1.0)
     with pytest.raises(ExportError, match="a dose into il6 on day 0.5 comes before the start"):
         sbml_document(model, inputs)
 
@@ -179,8 +177,8 @@ def test_a_dose_before_the_start_is_refused_by_engine_and_export(model):
 def test_trigger_on_a_jumping_state_is_refused(model):
     inputs = export_inputs(model, Scenario.make("untreated", "healthy"))
     with pytest.raises(ExportError, match="il6"):
-        sbml_document(model, replace(inputs, doses=(Dose(1.0, "il6", 10.0, 0.0),)))
-    sbml_document(model, replace(inputs, doses=(Dose(1.0, "il6", 10.0, 1.0),)))  # an infusion does not jump
+        sbml_document(model, replace(inputs, doses=(DoseRecord(1.0, "il6", 10.0, 0.0),)))
+    sbml_document(model, replace(inputs, doses=(DoseRecord(1.0, "il6", 10.0, 1.0),)))  # an infusion does not jump
 
 
 def _toy_model(rate: sp.Expr):

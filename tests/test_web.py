@@ -25,7 +25,8 @@ from cartsim.cli import app as cli_app
 from cartsim.scenario import therapy_names
 from cartsim.web import text
 from cartsim.web.app import create_app, default_pair
-from cartsim.web.arms import Arm, DoseEvent
+from cartsim.web.arms import Arm
+from cartsim.web.schemas import DoseOut
 from cartsim.web.schemas import Limits
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -131,7 +132,7 @@ def _arm(reappearance: list[float], naive: float = 0.95) -> Arm:
                              "bcell_reappearance_day": reappearance,
                              "bcell_reappearance_censored": np.array(reappearance) >= 365,
                              "naive_fraction_at_reappearance": np.full(n, naive)})
-    return Arm("ms", "kyv-101", "car-t", "", n, 0, (-5.0, 365.0), {}, (DoseEvent(0.0, "car-t", "", 0.0, None),),
+    return Arm("ms", "kyv-101", "car-t", "", n, 0, (-5.0, 365.0), {}, (DoseOut(day=0.0, kind="car-t", label="", duration_days=0.0, amount_mg=None),),
                {}, patients)
 
 

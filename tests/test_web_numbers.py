@@ -16,7 +16,8 @@ from cartsim.trial.run import execute, prepare
 from cartsim.web import arms as arms_mod
 from cartsim.web import text
 from cartsim.web.app import _safety, compare, create_app
-from cartsim.web.arms import Arm, DoseEvent, axis, simulate_arm
+from cartsim.web.arms import Arm, axis, simulate_arm
+from cartsim.web.schemas import DoseOut
 from cartsim.web.schemas import Limits
 
 N, DAYS = 12, 365
@@ -65,7 +66,7 @@ def test_no_panel_is_empty_and_each_drug_has_its_own_level():
     assert "(days 0, 7, 14, 21); that is the whole regimen." in summary and "))" not in summary
     assert "nearly the same in every simulated patient (90% of them at about 39%)." in summary
     # a dose by weight is labelled as prescribed, not as one patient's milligrams (e.g. '807 mg')
-    assert [d.label for d in c.arms[1].doses] == ["efgartigimod 10 mg/kg"] * 4
+    assert [d.label for d in c.arms[1].doses] == ["efgartigimod 10 mg/kg IV"] * 4
     both = compare("ms", "ocrelizumab", "interferon-beta-1a", N, DAYS, 0)
     assert {a.column for a in both.axes} >= {"mab_conc"} and "car_blood_per_uL" not in {a.column for a in both.axes}
 
@@ -175,7 +176,7 @@ def _cart_arm(endpoints: dict, patients: pd.DataFrame | None = None) -> Arm:
     patients = patients if patients is not None else pd.DataFrame(
         {"cart_persistence_day": [200.0, 210.0], "cart_persistence_censored": [False, False]})
     return Arm("ms", "kyv-101", "car-t", "", len(patients), 0, (-5.0, 365.0), {},
-               (DoseEvent(0.0, "car-t", "", 0.0, None),), endpoints, patients)
+               (DoseOut(day=0.0, kind="car-t", label="", duration_days=0.0, amount_mg=None),), endpoints, patients)
 
 
 def test_numbers_are_rounded_for_people():

@@ -132,12 +132,16 @@ class Scenario:
 
     def dosing(self) -> list[tuple[float, str]]:
         """Drug administrations over the horizon as (day, label); lymphodepletion is not counted."""
-        out = ([(d, f"{self.product.name} infusion ({self.product.dose})") for d in self.product.infusion_days]
+        out = ([(d, self._infusion_label()) for d in self.product.infusion_days]
                if self.product is not None else [])
         if self.antibody is not None:
             out += [(d.day, f"{self.antibody.name} {d.label()}")
                     for d in self.antibody.doses(self.days)]
         return out
+
+    def _infusion_label(self) -> str:
+        assert self.product is not None
+        return f"{self.product.name} infusion ({self.product.dose.plain()})"
 
     def infusion_reaction_risks(self) -> list[float] | None:
         """Probability of an infusion-related reaction at each antibody infusion over the horizon (None where the
@@ -202,9 +206,7 @@ class Scenario:
         population, doses = self._product_inputs(model, population)
         if self.antibody is not None:
             population, more = self._antibody_inputs(model, population)
-            doses = Doses(*(np.concatenate([a, b], axis=1) for a, b in
-                            zip((doses.time, doses.state, doses.amount, doses.duration),
-                                (more.time, more.state, more.amount, more.duration))))
+            doses = doses.concat(more)
         if self.parameters:
             population = population.with_parameters(self._keep_random_effects(model, population,
                                                                               dict(self.parameters)))
@@ -250,21 +252,25 @@ class Scenario:
         weight = population.column("weight_kg")
         blood_ul = weight * model.table.value("blood_volume_per_kg")
         reg = lymphodepletion_regimens()[self.product.lymphodepletion]
-        events: list[tuple[float, str, np.ndarray]] = []
-        events += [(d, "flu", np.full(n, mg)) for d, mg in reg.fludarabine]
-        events += [(d, "cy", np.full(n, mg)) for d, mg in reg.cyclophosphamide]
+        events: list[tuple[float, str, np.ndarray, str, str]] = []   # day, state, amounts, kind, label
+        for state, drug, given in (("flu", "fludarabine", reg.fludarabine), ("cy", "cyclophosphamide",
+                                                                             reg.cyclophosphamide)):
+            unit = model.states[model.state_index(state)].unit
+            events += [(d, state, np.full(n, mg), "lymphodepletion", f"{drug} {mg:g} {unit}") for d, mg in given]
         cells = [self.product.infused_cells(w) for w in weight]
         if self.retreat:
             population = population.with_parameters(
                 {"car_retreat_dose": np.array([c["car_eff"] + c["car_mem"] for c in cells]) / blood_ul})
+        label = self._infusion_label()
         for day in self.product.infusion_days:
             for state in ("car_eff", "car_mem", "t_endo"):
-                events.append((day, state, np.array([c[state] for c in cells]) / blood_ul))
+                events.append((day, state, np.array([c[state] for c in cells]) / blood_ul, "car-t", label))
         doses = Doses(
             time=np.tile([e[0] for e in events], (n, 1)).astype(float),
             state=np.tile([model.state_index(e[1]) for e in events], (n, 1)).astype(np.int64),
             amount=np.stack([e[2] for e in events], axis=1),
             duration=np.zeros((n, len(events))),
+            kinds=tuple(e[3] for e in events), labels=tuple(e[4] for e in events),
         )
         return population, doses
 
@@ -278,9 +284,10 @@ class Scenario:
             if d.route not in ab.dose_states:
                 raise CartsimInputError("--regimen", f"{ab.name} is not given {d.route}",
                                         ", ".join(ab.dose_states))
-        events = [(d.day, ab.dose_states[d.route], d.amount_mg, d.duration_days) for d in doses]
-        if doses:
-            events += [(doses[0].day, s, 1.0, 0.0) for s in ab.first_dose_states]
+        events = [(d.day, ab.dose_states[d.route], d.amount_mg, d.duration_days, f"{ab.name} {d.label()}")
+                  for d in doses]
+        if doses:   # the first dose also starts the clocks of time-dependent clearance and target synthesis
+            events += [(doses[0].day, s, 1.0, 0.0, events[0][4]) for s in ab.first_dose_states]
         n = len(population)
         col = lambda k, dtype=float: np.tile(np.array([e[k] for e in events], dtype=dtype), (n, 1))  # noqa: E731
         idx = [model.state_index(e[1]) for e in events]
@@ -290,7 +297,8 @@ class Scenario:
             weighed = amount[:, per_kg] * population.column("weight_kg")[:, None]
             amount[:, per_kg] = weighed if ab.max_dose_mg is None else np.minimum(weighed, ab.max_dose_mg)
         return population, Doses(time=col(0), state=np.tile(np.array(idx, dtype=np.int64), (n, 1)),
-                                 amount=amount, duration=col(3))
+                                 amount=amount, duration=col(3), kinds=("dose",) * len(events),
+                                 labels=tuple(e[4] for e in events))
 
     def run(self, population: Population, columns: tuple[str, ...] | None = None,
             times: np.ndarray | None = None, model: Model | None = None, **solver) -> Solution:

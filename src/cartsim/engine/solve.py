@@ -18,6 +18,7 @@ import numpy as np
 from cartsim.engine.arrays import Actions, Control, Method, Output, Triggers
 from cartsim.engine.compile import compiled
 from cartsim.engine.controllers import Controller, default_controller
+from cartsim.engine.doses import Doses
 from cartsim.engine.tableaus import TABLEAUS, Tableau
 from cartsim.model.ir import Model
 
@@ -26,47 +27,6 @@ DEFAULT_SOLVER = "rodas5p"
 
 STATUS_TEXT = {0: "ok", 1: "maximum number of steps reached", 2: "step size underflow",
                3: "non-finite values in the solution"}
-
-
-@dataclass(frozen=True)
-class Doses:
-    """Per-patient dose events as arrays of shape (patients, events).
-
-    A duration of 0 is a bolus; a positive duration is a zero-order infusion
-    of ``amount`` over ``duration`` days. Unused slots have amount 0.
-    """
-
-    time: np.ndarray
-    state: np.ndarray
-    amount: np.ndarray
-    duration: np.ndarray
-
-    @staticmethod
-    def empty(n: int) -> "Doses":
-        z = np.zeros((n, 0))
-        return Doses(z, z.astype(np.int64), z, z)
-
-    def __post_init__(self) -> None:
-        shapes = {a.shape for a in (self.time, self.state, self.amount, self.duration)}
-        if len(shapes) != 1 or self.time.ndim != 2:
-            raise ValueError(f"dose arrays must share one (patients, events) shape, got {shapes}")
-        if np.any(self.duration < 0) or np.any(self.amount < 0):
-            raise ValueError("dose amounts and durations must be non-negative")
-
-    def actions(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Time-sorted (t, state, bolus, rate change) per patient, infusions split in start/stop."""
-        inf = self.duration > 0
-        safe = np.where(inf, self.duration, 1.0)
-        rate = np.where(inf, self.amount / safe, 0.0)
-        t = np.concatenate([self.time, np.where(inf, self.time + self.duration, np.inf)], axis=1)
-        s = np.concatenate([self.state, self.state], axis=1).astype(np.int64)
-        bolus = np.concatenate([np.where(inf, 0.0, self.amount), np.zeros_like(self.amount)], axis=1)
-        dr = np.concatenate([rate, -rate], axis=1)
-        order = np.argsort(t, axis=1, kind="stable")
-        take = lambda a: np.ascontiguousarray(np.take_along_axis(a, order, axis=1))  # noqa: E731
-        t, s, bolus, dr = take(t), take(s), take(bolus), take(dr)
-        n_act = np.isfinite(t).sum(axis=1).astype(np.int64)
-        return np.where(np.isfinite(t), t, 0.0), s, bolus, dr, n_act
 
 
 @dataclass(frozen=True)
@@ -135,13 +95,15 @@ def solve(model: Model, params: np.ndarray, times: np.ndarray, columns: tuple[st
     if times.ndim != 1 or times.size == 0 or np.any(np.diff(times) < 0):
         raise ValueError("times must be a non-empty, non-decreasing 1-D array")
     doses = doses if doses is not None else Doses.empty(n)
+    if doses.n_patients != n:
+        raise ValueError(f"doses are for {doses.n_patients} patients, params for {n}")
     t0 = float(times[0] if t0 is None else t0)
     if times[0] < t0:
         raise ValueError("output times must not precede t0")
-    early = (doses.amount > 0) & (doses.time < t0)
+    early = (doses.amount > 0) & (doses.start < t0)
     if early.any():     # the solver starts at t0: an earlier dose would be given late, silently
         i, k = np.argwhere(early)[0]
-        raise ValueError(f"patient {i}: a dose at time {doses.time[i, k]:g} comes before t0 = {t0:g}; "
+        raise ValueError(f"patient {i}: a dose entering at time {doses.start[i, k]:g} comes before t0 = {t0:g}; "
                          "start the solve at the first dose or drop the dose")
     names = (*model.state_names, *model.observable_names)
     columns = tuple(columns) if columns is not None else names

@@ -136,16 +136,15 @@ def simulate_dataset(model: Model, scenario: Scenario, population: Population) -
     n_types = len(types)
     frames = []
     for i in range(len(population)):
-        given = doses.amount[i] > 0
-        dt, ds, da, dd = (a[i][given] for a in (doses.time, doses.state, doses.amount, doses.duration))
-        n_dose, n_obs = int(given.sum()), times.size * n_types
-        rate = np.divide(da, dd, out=np.zeros_like(da), where=dd > 0)
+        given = pd.DataFrame([r.nonmem(model.state_names) for r in doses.records(i, model.state_names)],
+                             columns=["TIME", "AMT", "RATE", "EVID", "CMT"])
+        n_dose, n_obs = len(given), times.size * n_types
         rec = pd.DataFrame({
-            "TIME": np.concatenate([dt, np.repeat(times, n_types)]),
-            "AMT": np.concatenate([da, np.zeros(n_obs)]),
-            "RATE": np.concatenate([rate, np.zeros(n_obs)]),
-            "EVID": np.concatenate([np.ones(n_dose, np.int64), np.zeros(n_obs, np.int64)]),
-            "CMT": np.concatenate([ds.astype(np.int64) + 1, np.zeros(n_obs, np.int64)]),
+            "TIME": np.concatenate([given.TIME.to_numpy(float), np.repeat(times, n_types)]),
+            "AMT": np.concatenate([given.AMT.to_numpy(float), np.zeros(n_obs)]),
+            "RATE": np.concatenate([given.RATE.to_numpy(float), np.zeros(n_obs)]),
+            "EVID": np.concatenate([given.EVID.to_numpy(np.int64), np.zeros(n_obs, np.int64)]),
+            "CMT": np.concatenate([given.CMT.to_numpy(np.int64), np.zeros(n_obs, np.int64)]),
             "DVID": np.concatenate([np.zeros(n_dose, np.int64), np.tile([t.dvid for t in types], times.size)]),
             "DV": np.concatenate([np.zeros(n_dose), sol.values[i].ravel()]),
             "MDV": np.concatenate([np.ones(n_dose, np.int64), np.zeros(n_obs, np.int64)]),

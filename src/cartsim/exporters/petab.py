@@ -35,7 +35,8 @@ import yaml
 from cartsim.errors import CartsimInputError
 from cartsim.exporters import ExportError
 from cartsim.exporters.nonmem import BY_DVID, allowed_types, observation_types, quantity_unit
-from cartsim.exporters.sbml import Dose, ExportInputs, export_inputs, sbml_document
+from cartsim.engine import DoseRecord
+from cartsim.exporters.sbml import ExportInputs, export_inputs, sbml_document
 from cartsim.model.ir import Model
 from cartsim.scenario import Scenario
 
@@ -113,7 +114,7 @@ def _conditions(model: Model, inputs: ExportInputs, data: pd.DataFrame, obs: pd.
     return pd.DataFrame(rows)
 
 
-def _dose_amounts(model: Model, schedule: tuple[Dose, ...], records: pd.DataFrame, field: str) -> dict[int, float]:
+def _dose_amounts(model: Model, schedule: tuple[DoseRecord, ...], records: pd.DataFrame, field: str) -> dict[int, float]:
     """SBML dose number -> amount of this ID; its doses must match the schedule but for the amounts."""
     patient = int(records.ID.iloc[0])
     given = records[(records.EVID == 1) & (records.AMT > 0)]
@@ -122,30 +123,29 @@ def _dose_amounts(model: Model, schedule: tuple[Dose, ...], records: pd.DataFram
         cmt = int(given.CMT[too_high].iloc[0])
         raise CartsimInputError(field, f"column CMT: ID {patient} doses compartment {cmt}, the model has "
                                        f"{len(model.states)} (CMT = state index + 1)")
-    duration = np.divide(given.AMT.to_numpy(), given.RATE.to_numpy(), out=np.zeros(len(given)),
-                         where=given.RATE.to_numpy() > 0)
-    doses = [(float(t), model.state_names[int(c) - 1], float(d), float(a))
-             for t, c, d, a in zip(given.TIME, given.CMT, duration, given.AMT)]
-    planned = sorted(((d.time, d.state, d.duration, k) for k, d in enumerate(schedule, start=1)),
-                     key=lambda x: x[:3])
-    doses.sort(key=lambda x: x[:3])
+    key = lambda d: (d.time, d.state, d.duration)  # noqa: E731
+    doses = sorted((DoseRecord.from_nonmem(t, c, a, r, model.state_names)
+                    for t, c, a, r in zip(given.TIME, given.CMT, given.AMT, given.RATE)), key=key)
+    planned = sorted(enumerate(schedule, start=1), key=lambda kd: key(kd[1]))
     same = len(doses) == len(planned) and all(
-        s == ps and abs(t - pt) <= TOL and abs(d - pdur) <= TOL * max(1.0, pdur)
-        for (t, s, d, _), (pt, ps, pdur, _) in zip(doses, planned))
+        d.state == p.state and abs(d.time - p.time) <= TOL
+        and abs(d.duration - p.duration) <= TOL * max(1.0, p.duration)
+        for d, (_, p) in zip(doses, planned))
     if not same:
         raise CartsimInputError(
             field, f"ID {patient}: dose records ({_describe(doses)}) differ from the scenario's schedule "
-                   f"({_describe([(t, s, d, 0.0) for t, s, d, _ in planned])}); PEtab conditions can set dose "
+                   f"({_describe([p for _, p in planned])}); PEtab conditions can set dose "
                    "amounts per ID but not dose days, compartments or infusion durations, which the SBML events "
                    "fix: choose the --therapy, --dose, --lymphodepletion or --regimen that gave these doses")
-    return {k: a for (_, _, _, a), (_, _, _, k) in zip(doses, planned)}
+    return {k: d.amount for d, (k, _) in zip(doses, planned)}
 
 
-def _describe(doses: list[tuple[float, str, float, float]], most: int = 8) -> str:
+def _describe(doses: list[DoseRecord], most: int = 8) -> str:
     """'flu day -5, car_eff day 0, ...' (the first ``most`` doses)."""
     if not doses:
         return "none"
-    text = ", ".join(f"{s} day {t:g}" + (f" over {d:g} days" if d > 0 else "") for t, s, d, _ in doses[:most])
+    text = ", ".join(f"{d.state} day {d.time:g}" + (f" over {d.duration:g} days" if d.duration > 0 else "")
+                     for d in doses[:most])
     return text + (f", ... ({len(doses)} doses)" if len(doses) > most else "")
 
 

@@ -34,7 +34,7 @@ import numpy as np
 import sympy as sp
 
 from cartsim import __version__
-from cartsim.engine import Trigger
+from cartsim.engine import DoseRecord, Trigger
 from cartsim.exporters import ExportError
 from cartsim.model.ir import Model
 from cartsim.population import Population, typical
@@ -68,21 +68,11 @@ _FACTOR = re.compile(r"([A-Za-z]+)(?:-eq)?(\d*)")  # 'uL-eq': blood-equivalent m
 
 
 @dataclass(frozen=True)
-class Dose:
-    """One dose event of one patient, in cartsim days."""
-
-    time: float
-    state: str
-    amount: float
-    duration: float  # 0: bolus
-
-
-@dataclass(frozen=True)
 class ExportInputs:
     """Everything besides the model that an export needs: one patient's numbers and events."""
 
     params: np.ndarray                 # free parameters, model.parameters order
-    doses: tuple[Dose, ...]
+    doses: tuple[DoseRecord, ...]
     triggers: tuple[Trigger, ...]
     start: float                       # cartsim day at SBML time 0
     provenance: dict[str, dict[str, str]]  # per-parameter overrides of the table's kind/source
@@ -109,11 +99,7 @@ def export_inputs(model: Model, scenario: Scenario | None = None, population: Po
         return ExportInputs(np.asarray(params, float), (), (), 0.0, {}, "cartsim model, no therapy")
     population = population if population is not None else typical(model, scenario.disease, scenario.course)
     population, doses = scenario.patient_inputs(model, population)
-    events = tuple(
-        Dose(float(t), model.state_names[int(s)], float(a), float(d))
-        for t, s, a, d in zip(doses.time[row], doses.state[row], doses.amount[row], doses.duration[row])
-        if a > 0
-    )
+    events = doses.records(row, model.state_names)
     provenance = scenario.parameter_provenance()
     return ExportInputs(population.params[row].astype(float), events, RESCUE, scenario.start, provenance,
                         f"{scenario.describe()} in {scenario.disease.name}, patient {row}")
@@ -178,17 +164,19 @@ def _write_doses(w: _Writer, model: Model, inputs: ExportInputs) -> dict[str, li
         """The actions on cartsim ``day`` (SBML time ``day - start``)."""
         return actions.setdefault(day - inputs.start, {})
 
-    early = [d for d in inputs.doses if d.amount > 0 and d.time < inputs.start]
+    early = [d for d in inputs.doses if d.amount > 0 and d.start < inputs.start]
     if early:                     # as the engine: a dose before the start would be given late, silently
-        raise ExportError(f"a dose into {early[0].state} on day {early[0].time:g} comes before the start "
+        raise ExportError(f"a dose into {early[0].state} on day {early[0].start:g} comes before the start "
                           f"(day {inputs.start:g})")
 
     infusions: dict[str, list[str]] = {}
     for k, d in enumerate(inputs.doses, start=1):
         amount = f"dose_{k}"
         what = "bolus" if d.duration == 0 else f"infusion over {d.duration:g} days"
-        w.parameter(amount, d.amount, unit=units[d.state], note=f"{what} into {d.state} on cartsim day {d.time:g}")
-        at = at_time(d.time)
+        given = f" ({d.label})" if d.label else ""
+        w.parameter(amount, d.delivered, unit=units[d.state],
+                    note=f"{what} into {d.state} on cartsim day {d.start:g}{given}")
+        at = at_time(d.start)
         if d.duration == 0:
             at[d.state] = at.get(d.state, sp.Symbol(d.state)) + sp.Symbol(amount)
             continue
@@ -196,7 +184,7 @@ def _write_doses(w: _Writer, model: Model, inputs: ExportInputs) -> dict[str, li
         w.parameter(duration, d.duration, unit="day", note=f"duration of {amount}")
         w.parameter(rate, 0.0, constant=False, unit=f"{units[d.state]}/day", note=f"infusion rate of {amount}")
         at[rate] = sp.Symbol(amount) / sp.Symbol(duration)
-        at_time(d.time + d.duration)[rate] = sp.Integer(0)
+        at_time(d.start + d.duration)[rate] = sp.Integer(0)
         infusions.setdefault(d.state, []).append(rate)
     for k, (t, assign) in enumerate(sorted(actions.items()), start=1):
         w.event(f"dose_event_{k}", TIME >= t, assign.items(), initial_value=False)

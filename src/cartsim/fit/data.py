@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from cartsim.engine.solve import Doses
+from cartsim.engine.doses import DoseRecord, Doses
 from cartsim.errors import CartsimInputError
 from cartsim.exporters.nonmem import BY_DVID, allowed_types
 from cartsim.model.ir import Model
@@ -93,17 +93,9 @@ def fit_data(data: pd.DataFrame, model: Model, dvids: list[int] | None = None, f
     if bad_cmt.any():
         raise CartsimInputError(field, f"column CMT: {dose_rows.CMT[bad_cmt].iloc[0]:g} is not a compartment",
                                 f"1-{n_states} (model state index + 1; `cartsim export nonmem` lists them)")
-    per = [dose_rows[dose_rows.ID == i] for i in ids]
-    width = max((len(p) for p in per), default=0)
-    arrays = {k: np.zeros((ids.size, width)) for k in ("time", "amount", "duration")}
-    state = np.zeros((ids.size, width), np.int64)
-    for k, p in enumerate(per):
-        m = len(p)
-        arrays["time"][k, :m] = p.TIME
-        arrays["amount"][k, :m] = p.AMT
-        rate = p.RATE.to_numpy(float)
-        arrays["duration"][k, :m] = np.divide(p.AMT.to_numpy(float), rate, out=np.zeros(m), where=rate > 0)
-        state[k, :m] = p.CMT.to_numpy(np.int64) - 1
+    records = [[DoseRecord.from_nonmem(t, c, a, r, model.state_names)
+                for t, c, a, r in zip(p.TIME, p.CMT, p.AMT, p.RATE)]
+               for p in (dose_rows[dose_rows.ID == i] for i in ids)]
     weight = np.full(ids.size, DEFAULT_WEIGHT)
     if "WT" in data:
         wt = data.groupby("ID").WT.first().reindex(ids).to_numpy(float)
@@ -112,7 +104,7 @@ def fit_data(data: pd.DataFrame, model: Model, dvids: list[int] | None = None, f
         weight = wt
     times, index = np.unique(obs_rows.TIME.to_numpy(float), return_inverse=True)
     return FitData(ids=ids, weight=weight,
-                   doses=Doses(arrays["time"], state, arrays["amount"], arrays["duration"]),
+                   doses=Doses.from_records(records, model.state_names),
                    times=times, t0=float(data.TIME.min() if start is None else start), patient=np.array([row[int(i)] for i in obs_rows.ID]),
                    time_index=index.astype(np.int64), dvid=obs_rows.DVID.to_numpy(np.int64), dv=dv, blq=blq,
                    lloq=np.where(blq, obs_rows["LLOQ"].to_numpy(float) if "LLOQ" in obs_rows else 0.0, 0.0),

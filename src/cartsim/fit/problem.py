@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from scipy import stats
 
-from cartsim.engine.solve import Doses, Solution, Trigger, solve
+from cartsim.engine.solve import Solution, Trigger, solve
 from cartsim.errors import CartsimInputError
 from cartsim.fit.data import FitData
 from cartsim.model.ir import Model
@@ -76,8 +76,7 @@ class Problem:
         tolerances unless given)."""
         params = self.base[patients].copy()
         params[:, [self.model.parameters.index(p) for p in self.names]] = np.exp(log_phi)
-        doses = Doses(*(a[patients] for a in (self.data.doses.time, self.data.doses.state,
-                                              self.data.doses.amount, self.data.doses.duration)))
+        doses = self.data.doses.take(patients)
         return solve(self.model, params, times, self.data.quantities, doses, self.triggers, t0=self.data.t0,
                      **({"rtol": RTOL, "atol": ATOL} | tolerances))
 

@@ -37,3 +37,10 @@ class CellDose:
 
     def __str__(self) -> str:
         return f"{self.value:g} cells" + ("/kg" if self.per_kg else "")
+
+    def plain(self) -> str:
+        """For people: '100 million cells', '1 million cells per kg'."""
+        v = self.value
+        count = (f"{v / 1e9:.3g} billion" if v >= 1e9 else f"{v / 1e6:.3g} million" if v >= 1e6
+                 else f"{v:,.0f}")
+        return f"{count} cells" + (" per kg" if self.per_kg else "")

@@ -66,7 +66,7 @@ def arm_out(arm: Arm, lymphoma: Arm | None, shown: list[Arm] | None = None) -> A
              if p.column in arm.bands and drawn(p, shown or [arm])]
     return ArmOut(therapy=arm.therapy, kind=arm.kind, description=arm.description, disease=arm.disease, n=arm.n,
                   n_failed=arm.n_failed, days=list(arm.days), panels=bands,
-                  doses=[DoseOut(**vars(d)) for d in arm.doses], safety=_safety(arm),
+                  doses=list(arm.doses), safety=_safety(arm),
                   lymphoma=_safety(lymphoma) if lymphoma else None, endpoints=arm.endpoints,
                   summary=text.arm_summary(arm, lymphoma))
 

@@ -18,7 +18,8 @@ import pandas as pd
 
 from cartsim.disease import diseases
 from cartsim.endpoint_dictionary import limits_of
-from cartsim.model import Model, State, build_model
+from cartsim.engine import DoseRecord
+from cartsim.model import Model, build_model
 from cartsim.scenario import THERAPIES_UNTREATED
 from cartsim.therapy import antibodies, products
 from cartsim.therapy.antibodies import drug_class
@@ -27,13 +28,12 @@ from cartsim.trial.chunks import Chunk, bands, simulate_chunk
 from cartsim.trial.config import MsCourse, TrialConfig
 from cartsim.trial.run import coarse_times
 from cartsim.trial.summary import summarize
+from cartsim.web.schemas import DoseOut
 
 CANCER_BY_TARGET = {"CD19": "lbcl"}     # the cancer a CAR-T product's target is compared in
 SAFETY_DAYS = 90.0       # horizon of the lymphoma reference: CRS and ICANS occur in the first weeks
 SAFETY_PATIENTS = 100    # at most this many patients in the lymphoma reference
 STATS = ("p05", "median", "p95")
-DOSE_KINDS = {"lymphodepletion": "lymphodepletion", "car_t": "car-t", "t_cells": "car-t"}   # by model component
-DRUGS = {"flu": "fludarabine", "cy": "cyclophosphamide"}    # dosed states named for the page
 
 # Output times after the end of each dose (days): an infusion's peak is at its end, a subcutaneous dose's
 # some days later; weekly sampling alone would miss both.
@@ -70,15 +70,6 @@ CNS_WORDS, PLASMA_WORDS = {"cns", "csf", "intrathecal"}, {"plasma", "pc"}   # a 
 
 
 @dataclass(frozen=True)
-class DoseEvent:
-    day: float
-    kind: str              # lymphodepletion | car-t | dose
-    label: str
-    duration_days: float
-    amount_mg: float | None
-
-
-@dataclass(frozen=True)
 class Arm:
     disease: str
     therapy: str
@@ -88,7 +79,7 @@ class Arm:
     n_failed: int
     days: tuple[float, ...]
     bands: dict[str, dict[str, list[float | None]]]    # column -> p05 / median / p95 -> values at days
-    doses: tuple[DoseEvent, ...]
+    doses: tuple[DoseOut, ...]                          # what was given, one entry per day and kind
     endpoints: dict[str, dict]                          # name -> summary.json's entry
     patients: pd.DataFrame                              # endpoints of the patients that did not fail
     ms_course: str | None = None                        # MS course of every patient (None: the disease default)
@@ -205,36 +196,25 @@ def ms_course_matters() -> bool:
     return any(not np.array_equal(params[0], p) for p in params[1:])
 
 
-def dose_events(cfg: TrialConfig, model: Model) -> tuple[DoseEvent, ...]:
-    """The first patient's dose events, one per day and kind (the other patients differ only in amounts)."""
+def dose_events(cfg: TrialConfig, model: Model) -> tuple[DoseOut, ...]:
+    """The first patient's dose records (as the scenario compiles them for the engine), one entry per day and
+    kind: a CAR-T infusion doses three states, lymphodepletion two drugs (the other patients differ only in
+    amounts)."""
     _, doses = cfg.scenario(0).patient_inputs(model, cohort.draw(cfg, model, 0, 0, 1))
-    t, state, amount, duration = doses.time[0], doses.state[0], doses.amount[0], doses.duration[0]
-    used = (amount > 0) & np.isfinite(t) & (t <= cfg.trial.horizon_days)
-    groups: dict[tuple[float, str], list[int]] = {}
-    for k in np.flatnonzero(used):
-        kind = DOSE_KINDS.get(model.states[int(state[k])].component, "dose")
-        groups.setdefault((float(t[k]), kind), []).append(int(k))
-    return tuple(_event(cfg.arm[0].therapy, day, kind,
-                        [(model.states[int(state[k])], float(amount[k]), float(duration[k])) for k in ks])
-                 for (day, kind), ks in sorted(groups.items()))
+    groups: dict[tuple[float, str], list[DoseRecord]] = {}
+    for r in doses.records(0, model.state_names):
+        if r.time <= cfg.trial.horizon_days:
+            groups.setdefault((r.time, r.kind), []).append(r)
+    units = {s.name: s.unit for s in model.states}
+    out = []
+    for (day, kind), records in sorted(groups.items()):
+        mg = [r.amount for r in records if units[r.state] == "mg"]
+        out.append(DoseOut(day=day, kind=kind, label=" + ".join(dict.fromkeys(r.label for r in records)),
+                           duration_days=max(r.duration for r in records), amount_mg=sum(mg) if mg else None))
+    return tuple(out)
 
 
-def _event(therapy: str, day: float, kind: str, parts: list[tuple[State, float, float]]) -> DoseEvent:
-    mg = sum(a for s, a, _ in parts if s.unit == "mg") if any(s.unit == "mg" for s, _, _ in parts) else None
-    if kind == "car-t":
-        dose = products()[therapy].dose if therapy in products() else None
-        label = f"{therapy} infusion" + (f", {dose}" if dose else "")
-    elif kind == "lymphodepletion":
-        label = " + ".join(f"{DRUGS.get(s.name, s.name)} {a:g} {s.unit}" for s, a, _ in parts)
-    else:
-        given = [d for d in antibodies()[therapy].regimen.doses(day + 1) if d.day == day] \
-            if therapy in antibodies() else []
-        label = (f"{therapy} {given[0].amount_mg:g} mg/kg" if given and given[0].per_kg   # as prescribed, by weight
-                 else f"{therapy} {mg:g} mg" if mg is not None else therapy)
-    return DoseEvent(day, kind, label, max(d for _, _, d in parts), mg)
-
-
-def output_times(cfg: TrialConfig, doses: tuple[DoseEvent, ...], days: float) -> tuple[float, ...]:
+def output_times(cfg: TrialConfig, doses: tuple[DoseOut, ...], days: float) -> tuple[float, ...]:
     """Daily to day 28, weekly after (``coarse_times``), plus the end of every dose and days just after it,
     so that the peak after each dose is drawn."""
     base = np.asarray(coarse_times(cfg.scenario(0).start, days))
