@@ -160,7 +160,7 @@ def _failed(out: Path) -> dict[str, int] | None:
 
 def _chunk_size(out: Path) -> int:
     """The chunk size of a run in ``out`` (from its manifest when resuming), else the CLI's default."""
-    from cartsim.trial.run import CHUNK_SIZE
+    from cartsim.trial.plan import CHUNK_SIZE
 
     try:
         return int(json.loads((out / "chunks" / "manifest.json").read_text())["chunk_size"])

@@ -5,9 +5,10 @@ import re
 
 from rich.console import Console
 
-from cartsim.trial import run as trial_run
 from cartsim.trial.config import parse_config
-from cartsim.trial.run import _progress, execute, prepare
+from cartsim.trial import stages
+from cartsim.trial.executors import progress as _progress
+from cartsim.trial.run import execute, prepare
 
 CONFIG = """\
 [trial]
@@ -83,7 +84,7 @@ def _restore_colorama_streams(monkeypatch) -> None:
 def test_trial_run_reports_rate_and_time_left(tmp_path, monkeypatch):
     _restore_colorama_streams(monkeypatch)
     console = _terminal()
-    monkeypatch.setattr(trial_run, "_progress", lambda: _progress(console))
+    monkeypatch.setattr(stages, "progress", lambda: _progress(console))
     execute(prepare(parse_config(CONFIG), tmp_path / "out", chunk_size=1))
     text = console.export_text()
     assert "6/6" in text

@@ -259,35 +259,44 @@ def test_endpoint_tables_use_human_names():
     assert tox.axes[0].get_title() == label("crs_max_grade")
 
 
+def _ci(e: dict, n_ok: int) -> dict:
+    """The intervals the summarize stage computes for an arm with these statistics."""
+    from cartsim.stats import mean_interval, wilson
+
+    if e["kind"] == "ordinal":
+        return {k: wilson(round(e[k] * n_ok), n_ok)[1] for k in ("fraction_any", "fraction_grade3plus")}
+    return {"mean": mean_interval(e["mean"], e["sd"], e["n"])} if "mean" in e else {}
+
+
 def test_numbers_are_written_out_and_intervals_of_counts_stay_non_negative():
     assert report._num(1640.2) == "1,640" and report._num(0.0334) == "0.0334"
     assert report._num(1.24e-7) == "<0.001" and report._num(0.0) == "0"
     e = {"kind": "continuous", "mean": 1640.0, "sd": 8000.0, "n": 60, "median": 355.0, "p05": 8.45, "p95": 6730.0}
-    cell = report._cell("bcell_baseline_per_uL", e, 60)
+    cell = report._cell("bcell_baseline_per_uL", e, _ci(e, 60))
     assert "e+" not in cell and "-" not in cell.split("[")[0] and "95% CI 0–" in cell
-    assert report._cell("x", {"kind": "continuous", "n": 0}, 60) == "not applicable"
-    assert report._cell("x", {"kind": "binary", "value": None, "ci95": None}, 60) == "not applicable"
+    assert report._cell("x", {"kind": "continuous", "n": 0}, {}) == "not applicable"
+    assert report._cell("x", {"kind": "binary", "value": None, "ci95": None}, {}) == "not applicable"
 
 
 def test_no_digit_finer_than_the_interval_can_tell():
     """Regression: "mean 0.823 (95% CI 0.788–0.858)" for a share of baseline, "70% (95% CI 39.7–89.2%)", and a
     rate with no events as "0 (95% CI 0–0)"."""
     share = {"kind": "continuous", "mean": 0.823, "sd": 0.078, "n": 20, "median": 0.83, "p05": 0.70, "p95": 0.95}
-    assert report._cell("igg_nadir_fraction", share, 20).startswith("mean 82% (95% CI 79–86%); median 83% ")
+    assert report._cell("igg_nadir_fraction", share, _ci(share, 20)).startswith("mean 82% (95% CI 79–86%); median 83% ")
     crs = {"kind": "ordinal", "fraction_any": 0.7, "fraction_grade3plus": 0.0}
-    assert report._cell("crs_max_grade", crs, 10) == "any 70% (95% CI 40–89%); grade ≥3 0% (95% CI 0–28%)"
-    assert report._cell("annualized_relapse_rate", {"kind": "rate", "value": 0.0, "ci95": [0.0, 0.0]}, 20) \
+    assert report._cell("crs_max_grade", crs, _ci(crs, 10)) == "any 70% (95% CI 40–89%); grade ≥3 0% (95% CI 0–28%)"
+    assert report._cell("annualized_relapse_rate", {"kind": "rate", "value": 0.0, "ci95": [0.0, 0.0]}, {}) \
         == "0 (no events)"
-    arr = report._cell("annualized_relapse_rate", {"kind": "rate", "value": 0.2234, "ci95": [0.171, 0.279]}, 20)
+    arr = report._cell("annualized_relapse_rate", {"kind": "rate", "value": 0.2234, "ci95": [0.171, 0.279]}, {})
     assert arr == "0.22 (95% CI 0.17–0.28)"
     counts = {"kind": "continuous", "mean": 1643.0, "sd": 300.0, "n": 20, "median": 1612.0, "p05": 1190.0,
               "p95": 2150.0}
-    assert report._cell("bcell_baseline_per_uL", counts, 20).startswith("mean 1,600 (95% CI 1,500–1,800)")
+    assert report._cell("bcell_baseline_per_uL", counts, _ci(counts, 20)).startswith("mean 1,600 (95% CI 1,500–1,800)")
     # negative bounds read as a range, not a subtraction; equal patients get no interval
     edss = {"kind": "continuous", "mean": -0.05, "sd": 0.4, "n": 20, "median": 0.0, "p05": -0.5, "p95": 0.5}
-    assert report._cell("edss_change", edss, 20) == "mean −0.05 (95% CI −0.24 to 0.14); median 0 [5–95%: −0.50 to 0.50]"
+    assert report._cell("edss_change", edss, _ci(edss, 20)) == "mean −0.05 (95% CI −0.24 to 0.14); median 0 [5–95%: −0.50 to 0.50]"
     same = {"kind": "continuous", "mean": 0.0, "sd": 0.0, "n": 20, "median": 0.0, "p05": 0.0, "p95": 0.0}
-    assert report._cell("edss_change", same, 20) == "mean 0; 0 in every patient"
+    assert report._cell("edss_change", same, _ci(same, 20)) == "mean 0; 0 in every patient"
 
 
 def test_median_and_spread_keep_their_own_digits():
@@ -295,25 +304,34 @@ def test_median_and_spread_keep_their_own_digits():
     B-cell nadir spread of 2e-10 to 3e-5 as "0 in every patient", and IgG under ocrelizumab as
     "96.42% (95% CI 96.41–96.43%)"."""
     peak = {"kind": "continuous", "mean": 2034.0, "sd": 3800.0, "n": 60, "median": 45.3, "p05": 0.12, "p95": 7012.0}
-    assert report._cell("cart_peak_per_uL", peak, 60) == "mean 2,000 (95% CI 1,100–3,000); median 45 [5–95%: 0.12–7,000]"
+    assert report._cell("cart_peak_per_uL", peak, _ci(peak, 60)) == "mean 2,000 (95% CI 1,100–3,000); median 45 [5–95%: 0.12–7,000]"
     nadir = {"kind": "continuous", "mean": 1.3e-4, "sd": 6e-4, "n": 60, "median": 1e-7, "p05": 1.9e-10, "p95": 2.8e-5}
-    cell = report._cell("bcell_nadir_per_uL", nadir, 60)
+    cell = report._cell("bcell_nadir_per_uL", nadir, _ci(nadir, 60))
     assert "every patient" not in cell and cell.endswith("median <0.001 [5–95%: all below 0.001]")
     igg = {"kind": "continuous", "mean": 0.9642, "sd": 0.0003, "n": 60, "median": 0.96424, "p05": 0.96357,
            "p95": 0.9647}
-    assert report._cell("igg_nadir_fraction", igg, 60) == \
+    assert report._cell("igg_nadir_fraction", igg, _ci(igg, 60)) == \
         "mean 96% (95% CI within ±0.5 points); median 96% [5–95%: all about 96%]"
     edss = {"kind": "continuous", "mean": 0.117, "sd": 0.33, "n": 60, "median": 0.0, "p05": 0.0, "p95": 1.0}
-    assert report._cell("edss_change", edss, 60) == "mean 0.12 (95% CI 0.03–0.20); median 0 [5–95%: 0–1.0]"
+    assert report._cell("edss_change", edss, _ci(edss, 60)) == "mean 0.12 (95% CI 0.03–0.20); median 0 [5–95%: 0–1.0]"
 
 
 def test_intervals_are_the_libraries_t_and_wilson():
-    """The table's numbers come from scipy's t and Wilson intervals (5 patients: t = 2.776, not z = 1.96)."""
+    """The table's intervals are computed by the summarize stage from the patients' own values with scipy's t and
+    Wilson intervals (5 patients: t = 2.776, not z = 1.96), not re-derived by the report from rounded numbers."""
+    from cartsim.trial.summary import intervals
+
+    peaks = 100.0 + 10.0 * np.array([-1.2649, -0.6325, 0.0, 0.6325, 1.2649])      # mean 100, sd 10
+    rows = pd.DataFrame({"status": ["ok"] * 10, "cart_peak_per_uL": np.r_[peaks, [np.nan] * 5],
+                         "crs_max_grade": [0, 0, 0, 0, 0, 0, 0, 1, 2, 3]})
+    ci = intervals(rows, ["cart_peak_per_uL", "crs_max_grade"])
     e = {"kind": "continuous", "mean": 100.0, "sd": 10.0, "n": 5, "median": 100.0, "p05": 85.0, "p95": 115.0}
     # t: 100 -+ 2.776 x 10 / sqrt(5) = 87.6-112.4, rounded to tens; z would give 91.2-108.8, "91–109"
-    assert report._cell("cart_peak_per_uL", e, 5).startswith("mean 100 (95% CI 90–110)")
+    assert report._cell("cart_peak_per_uL", e, ci["cart_peak_per_uL"]).startswith("mean 100 (95% CI 90–110)")
     crs = {"kind": "ordinal", "fraction_any": 0.3, "fraction_grade3plus": 0.1}
-    assert report._cell("crs_max_grade", crs, 10) == "any 30% (95% CI 11–60%); grade ≥3 10% (95% CI 2–40%)"
+    assert report._cell("crs_max_grade", crs, ci["crs_max_grade"]) == \
+        "any 30% (95% CI 11–60%); grade ≥3 10% (95% CI 2–40%)"
+    assert report._cell("crs_max_grade", crs, {}) == "any 30%; grade ≥3 10%"    # no interval given: none shown
 
 
 # ---- 5. the page on a phone and a desktop ---------------------------------------------------------
@@ -383,9 +401,9 @@ def test_report_draws_the_disease_course_where_it_has_one(tmp_path, page_html):
     ms = page_html.read_text()
     assert "MG-ADL score (0 none" not in ms and "share of the untreated level" not in ms
     from cartsim.outputs import report as rep
-    from cartsim.trial.run import _bands, prepare as plan_of
-    plan = plan_of(parse_config(mg), tmp_path / "mg2", validation=False)
-    data = rep.ReportData(summary={}, patients=pd.DataFrame(), bands=_bands(plan), band_patients=2,
+    from cartsim.trial import stages
+    plan = prepare(parse_config(mg), tmp_path / "mg2", validation=False)
+    data = rep.ReportData(summary={}, patients=pd.DataFrame(), bands=stages.simulate(plan).bands, band_patients=2,
                           scenarios=tuple((a.name, plan.config.scenario(i)) for i, a in enumerate(plan.config.arm)))
     for col, title, log in rep._disease_panels(data):
         fig = rep.trajectory_figure(data, col, title, log)

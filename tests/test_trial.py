@@ -15,7 +15,7 @@ from cartsim.population import Population
 from cartsim.trial import cohort
 from cartsim.trial.config import EDSS_STEPS, parse_config
 from cartsim.trial.run import execute, prepare
-from cartsim.trial.stats import kaplan_meier, mean_ci, mean_interval, wilson
+from cartsim.stats import kaplan_meier, mean_ci, mean_interval, wilson
 
 Z95 = 1.959963984540054   # standard normal 97.5th percentile
 from cartsim.trial.summary import KINDS, endpoint

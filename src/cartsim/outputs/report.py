@@ -34,9 +34,8 @@ from cartsim.outputs.files import write_text_atomic  # noqa: E402
 from cartsim.outputs.plots import FOOTER  # noqa: E402
 from cartsim.outputs.validation import Validation  # noqa: E402
 from cartsim.scenario import Scenario  # noqa: E402
-from cartsim.trial.stats import kaplan_meier, mean_interval, wilson  # noqa: E402
+from cartsim.stats import kaplan_meier  # noqa: E402
 from cartsim import endpoint_dictionary as dictionary  # noqa: E402
-from cartsim.trial.summary import censoring  # noqa: E402
 from cartsim.validate import POP_N, targets  # noqa: E402
 
 DISCLAIMER = ("cartsim is research software. Its results are simulations of a mathematical model, not "
@@ -73,6 +72,9 @@ class ReportData:
     model: Model | None = None                          # None: cartsim.model.build_model()
     durability: pd.DataFrame | None = None              # CAR-T arms across reset half-lives (None: not run)
     sensitivity: dict | None = None                     # sensitivity.json of `cartsim sensitivity` (None: none)
+    # 95% intervals from the patients' own values (the summarize stage): arm name, or "arm name/course" ->
+    # endpoint -> statistic (mean, fraction_any, fraction_grade3plus) -> interval; none given, none shown
+    intervals: dict[str, dict] | None = None
 
 
 @dataclass(frozen=True)
@@ -305,7 +307,7 @@ def event_figure(data: ReportData, name: str, arms: list[tuple[int, pd.DataFrame
     n_solved = data.patients[data.patients["status"] == "ok"].groupby("arm").size()
     for a, rows in arms:
         arm = _arms(data)[a]
-        censored = rows[censoring(name, list(rows.columns))].to_numpy(bool)
+        censored = rows[dictionary.censoring(name)].to_numpy(bool)
         time = rows[name].to_numpy(float)
         km = kaplan_meier(time, ~censored)
         end = float(time.max())
@@ -336,7 +338,7 @@ def event_curves(data: ReportData) -> Section:
         if not arms:
             left_out.append(f"{label(name)} (it applies to no patient in any arm)")
             continue
-        events = sum(int((~rows[censoring(name, list(rows.columns))].to_numpy(bool)).sum()) for _, rows in arms)
+        events = sum(int((~rows[dictionary.censoring(name)].to_numpy(bool)).sum()) for _, rows in arms)
         if events == 0:
             left_out.append(f"{label(name)} (no patient had the event within the horizon)")
             continue
@@ -386,7 +388,8 @@ def toxicity(data: ReportData) -> Section:
     return Section("toxicity", "CRS and ICANS", _panels(figures))
 
 
-def _cell(name: str, e: dict, n_ok: int) -> str:
+def _cell(name: str, e: dict, ci: dict) -> str:
+    """One arm's entry for endpoint ``name`` (``e`` from summary.json; ``ci`` its intervals)."""
     kind = e["kind"]
     if not e.get("applicable", True):
         return "not applicable"
@@ -400,7 +403,7 @@ def _cell(name: str, e: dict, n_ok: int) -> str:
         for key, label in (("fraction_any", "any"), ("fraction_grade3plus", "grade ≥3")):
             p = e[key]
             parts.append("n/a" if p is None else
-                         f"{label} {_estimate(p, wilson(round(p * n_ok), n_ok)[1], 100, '%')}")
+                         f"{label} {_estimate(p, ci.get(key), 100, '%')}")
         return "; ".join(parts)
     if kind in ("binary", "rate"):
         if e["value"] is None:
@@ -412,9 +415,8 @@ def _cell(name: str, e: dict, n_ok: int) -> str:
     if e["n"] == 0:
         return "not applicable"
     scale, unit = (100, "%") if _is_share(name) else (1, "")
-    ci = mean_interval(e["mean"], e["sd"], e["n"])
     never_negative = e["p05"] is not None and e["p05"] >= 0    # then the interval stops at 0
-    mean = _estimate(e["mean"], ci, scale, unit, never_negative)
+    mean = _estimate(e["mean"], ci.get("mean"), scale, unit, never_negative)
     q = [None if e[k] is None else e[k] * scale for k in ("median", "p05", "p95")]
     if q[1] == q[2]:
         return f"mean {mean}; {_spread(*q, unit).split('all about ')[-1].rstrip(']')} in every patient" \
@@ -431,7 +433,9 @@ def endpoint_table(data: ReportData) -> Section:
     arms = _arms(data)
     header = ["endpoint", *(f"{a['name']} (n={a['n']}, failed {a['n_failed']})" for a in arms)]
     names = list(arms[0]["endpoints"])
-    rows = [[label(name), *(_cell(name, a["endpoints"][name], a["n"] - a["n_failed"]) for a in arms)] for name in names]
+    ranges = data.intervals or {}
+    rows = [[label(name), *(_cell(name, a["endpoints"][name], ranges.get(a["name"], {}).get(name, {}))
+                            for a in arms)] for name in names]
     attrs = [f'id="endpoint-{escape(n)}" title="{escape(n)}"' for n in names]
     note = Markup("<p class='note'>Measured values: mean with its 95% confidence interval (Student t, "
                   "cut at 0 for quantities that are never negative; shares of baseline in %), "
@@ -439,16 +443,17 @@ def endpoint_table(data: ReportData) -> Section:
                   "Numbers are rounded to the first digit their interval can tell. "
                   "Times to an event: Kaplan–Meier median. Definitions: the cartsim endpoint dictionary (hover a "
                   "row for the endpoint's name there).</p>")
-    return Section("endpoints", "Endpoints", _table(header, rows, attrs) + note + _by_course(arms))
+    return Section("endpoints", "Endpoints", _table(header, rows, attrs) + note + _by_course(arms, ranges))
 
 
-def _by_course(arms: list[dict]) -> Markup:
+def _by_course(arms: list[dict], ranges: dict[str, dict]) -> Markup:
     """The endpoint table again for each disease course, when the population mixes courses."""
     groups = [(a["name"], c, g) for a in arms for c, g in a.get("by_ms_course", {}).items()]
     if not groups:
         return Markup("")
     header = ["endpoint", *(f"{name}: {c} (n={g['n']}, failed {g['n_failed']})" for name, c, g in groups)]
-    rows = [[label(name), *(_cell(name, g["endpoints"][name], g["n"] - g["n_failed"]) for _, _, g in groups)]
+    rows = [[label(name), *(_cell(name, g["endpoints"][name], ranges.get(f"{a}/{c}", {}).get(name, {}))
+                            for a, c, g in groups)]
             for name in arms[0]["endpoints"]]
     text = Markup("<h3 id='endpoints-by-course'>By MS course</h3><p>The population mixes MS courses (each "
                   "patient's course drawn from its own random stream); the same endpoints for the patients of each "

@@ -40,6 +40,17 @@ class ChunkResult:
     patients: pd.DataFrame              # one row per patient
     trajectories: pd.DataFrame | None   # long format: arm, patient, day, columns
     roles: dict[str, list[str]]         # column names of patients by role: covariates, parameters, endpoints
+    bands: pd.DataFrame | None = None   # the report's trajectories (long format) of the arm's first patients
+
+
+@dataclass(frozen=True)
+class BandRequest:
+    """Trajectories the report draws its bands from: ``columns`` at ``times`` for each arm's first ``n``
+    patients (computed with the trial's own simulation of them, not a second one)."""
+
+    times: dict[int, tuple[float, ...]]   # arm -> days
+    columns: tuple[str, ...]
+    n: int
 
 
 def plan(cfg: TrialConfig, chunk_size: int) -> list[Chunk]:
@@ -63,19 +74,36 @@ def _at(sol: Solution, times: np.ndarray, columns: tuple[str, ...]) -> Solution:
 Draw = Callable[[TrialConfig, Model, int, int, int], Population]   # (cfg, model, arm, first, n) -> patients
 
 
+def _long(sol: Solution, chunk: Chunk, days: np.ndarray, columns: tuple[str, ...], n: int | None = None
+          ) -> pd.DataFrame:
+    """``columns`` at ``days`` of the chunk's patients (those numbered below ``n``), one row per patient and day."""
+    keep = chunk.ids < n if n is not None else np.ones(chunk.n, dtype=bool)
+    t = _at(sol, days, columns)
+    ids = chunk.ids[keep]
+    return pd.DataFrame({"arm": np.full(ids.size * days.size, chunk.arm), "patient": np.repeat(ids, days.size),
+                         "day": np.tile(days, ids.size)}
+                        | {c: t.values[keep][:, :, k].ravel() for k, c in enumerate(columns)})
+
+
 def simulate_chunk(cfg: TrialConfig, chunk: Chunk, traj_times: tuple[float, ...] | None = None,
                    traj_columns: tuple[str, ...] = TRAJECTORY_COLUMNS, solver: dict | None = None,
-                   draw: Draw | None = None) -> ChunkResult:
-    """Patients, endpoints and (optionally) trajectories at ``traj_times`` of one chunk.
+                   draw: Draw | None = None, band: BandRequest | None = None) -> ChunkResult:
+    """Patients, endpoints and (optionally) trajectories at ``traj_times`` of one chunk, and the report's band
+    trajectories where the chunk holds some of the arm's first ``band.n`` patients.
 
-    ``draw`` makes the chunk's patients (default: patients ``chunk.first..`` of the trial's cohort)."""
+    ``draw`` makes the chunk's patients (default: patients ``chunk.first..`` of the trial's cohort). Extra output
+    times change no number: the solver's outputs are dense interpolation between its own steps."""
     model = build_model()
     scenario = cfg.scenario(chunk.arm)
     pop = (draw or cohort.draw)(cfg, model, chunk.arm, chunk.first, chunk.n)
     grid = scenario.output_times()
     extra = np.asarray(traj_times if traj_times is not None else (), dtype=float)
-    columns = tuple(dict.fromkeys(endpoints.COLUMNS + (traj_columns if extra.size else ())))
-    sol = scenario.run(pop, columns=columns, times=np.union1d(grid, extra), model=model, **(solver or {}))
+    banded = band is not None and chunk.first < band.n
+    band_days = np.unique(np.asarray(band.times[chunk.arm], dtype=float)) + 0.0 if banded else np.empty(0)
+    columns = tuple(dict.fromkeys(endpoints.COLUMNS + (traj_columns if extra.size else ())
+                                  + (band.columns if banded else ())))
+    sol = scenario.run(pop, columns=columns, times=np.union1d(np.union1d(grid, extra), band_days), model=model,
+                       **(solver or {}))
     ep = endpoints.compute(_at(sol, grid, endpoints.COLUMNS), model.table, scenario.last_dose_day(), pop,
                            cfg.trial_mri_interval_days, scenario.infusion_reaction_risks())
     if "infusions_count" not in ep:
@@ -91,30 +119,22 @@ def simulate_chunk(cfg: TrialConfig, chunk: Chunk, traj_times: tuple[float, ...]
                           columns=[IIV_PREFIX + p for p in iiv])
     status = pd.Series([sol.failures.get(i, "ok") for i in range(chunk.n)], name="status", dtype="str")
     patients = pd.concat([keys, covariates, params, ep.reset_index(drop=True), status], axis=1)
-    trajectories = None
-    if extra.size:
-        days = np.unique(extra) + 0.0   # + 0.0: no "-0.0" days
-        t = _at(sol, days, traj_columns)
-        trajectories = pd.DataFrame({"arm": np.full(chunk.n * days.size, chunk.arm),
-                                     "patient": np.repeat(chunk.ids, days.size), "day": np.tile(days, chunk.n)}
-                                    | {c: t.values[:, :, k].ravel() for k, c in enumerate(traj_columns)})
+    # + 0.0: no "-0.0" days
+    trajectories = _long(sol, chunk, np.unique(extra) + 0.0, traj_columns) if extra.size else None
+    bands_long = _long(sol, chunk, band_days, band.columns, band.n) if banded and band is not None else None
     roles = {"covariates": list(covariates.columns), "parameters": list(params.columns),
              "endpoints": list(ep.columns)}
-    return ChunkResult(patients, trajectories, roles)
-
-
-def trajectory_bands(cfg: TrialConfig, arm: int, n: int, times: tuple[float, ...],
-                     columns: tuple[str, ...]) -> pd.DataFrame:
-    """Median and 5th/95th percentiles of ``columns`` over the first ``n`` patients of ``arm``.
-
-    Bounded in memory by ``n`` whatever the size of the trial."""
-    return bands(simulate_chunk(cfg, Chunk(arm, 0, 0, min(n, cfg.arm_n(arm))), times, columns), columns)
+    return ChunkResult(patients, trajectories, roles, bands_long)
 
 
 def bands(res: ChunkResult, columns: tuple[str, ...]) -> pd.DataFrame:
     """Median and 5th/95th percentiles of ``columns`` per day over the patients of ``res`` that did not fail."""
     assert res.trajectories is not None
-    ok = res.patients.loc[res.patients["status"] == "ok", "patient"]
-    g = res.trajectories[res.trajectories["patient"].isin(ok)].groupby("day")[list(columns)]
+    return quantile_bands(res.trajectories, res.patients.loc[res.patients["status"] == "ok", "patient"], columns)
+
+
+def quantile_bands(trajectories: pd.DataFrame, ok: pd.Series, columns: tuple[str, ...]) -> pd.DataFrame:
+    """Median and 5th/95th percentiles of ``columns`` per day over the patients in ``ok`` (long trajectories)."""
+    g = trajectories[trajectories["patient"].isin(ok)].groupby("day")[list(columns)]
     qs = [g.quantile(q).add_suffix(f"_{label}") for q, label in ((0.05, "p05"), (0.5, "median"), (0.95, "p95"))]
     return pd.concat(qs, axis=1).reset_index()

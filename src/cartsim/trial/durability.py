@@ -23,7 +23,7 @@ from cartsim import endpoints
 from cartsim.model import build_model
 from cartsim.trial import cohort
 from cartsim.trial.config import TrialConfig
-from cartsim.trial.stats import kaplan_meier
+from cartsim.stats import kaplan_meier
 
 HALFLIFE_YEARS = (0.5, 2.0, 5.0, 20.0)   # 5 years is the default (parameter table); the others bracket it
 MAX_PATIENTS = 200

@@ -28,10 +28,11 @@ from cartsim.model import Model, build_model
 from cartsim.ms_outcomes import scan_days
 from cartsim.outputs.files import atomic_path
 from cartsim.population import Population
-from cartsim.trial import cohort, hypothesis, stats, uncertainty
+from cartsim import stats
+from cartsim.trial import cohort, hypothesis, uncertainty
 from cartsim.trial.chunks import Chunk, ChunkResult, simulate_chunk
 from cartsim.trial.config import TrialConfig
-from cartsim.trial.run import _progress, executor
+from cartsim.trial.executors import executor, progress
 from cartsim.endpoint_dictionary import KINDS, Kind
 from cartsim.trial.summary import _finite, censoring
 
@@ -163,7 +164,7 @@ def _simulate(plan: PowerPlan) -> dict[int, pd.DataFrame]:
     """Per compared arm: patient number, status, the primary endpoint (and its censoring flag)."""
     job = partial(simulate_chunk, plan.config, draw=partial(draw_replicates, sets=plan.sets))
     parts: dict[int, list[pd.DataFrame]] = {a: [] for a in plan.arms}
-    with executor(job, plan.workers) as run, _progress() as bar:
+    with executor(job, plan.workers) as run, progress() as bar:
         task = bar.add_task(f"{plan.config.trial.name}: {plan.replicates} replicates", total=plan.patients)
         for chunk, result in run(plan.chunks):
             parts[chunk.arm].append(_columns(plan, result))

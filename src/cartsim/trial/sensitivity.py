@@ -9,7 +9,7 @@ arm uses (disease, course, therapy), so a range is a range of the biology whoeve
 
 All rows of a design are solved as one population through the arm's scenario, exactly as a trial's patients
 (:func:`cartsim.trial.chunks.simulate_chunk` with a ``draw`` of the design's rows), chunked for memory and
-spread over ``--workers`` processes by :func:`cartsim.trial.run.executor`. With ``outcome = "typical"`` each
+spread over ``--workers`` processes by :func:`cartsim.trial.executors.executor`. With ``outcome = "typical"`` each
 row is the typical patient of the trial's disease (its main course); with ``"mean"`` each row is a fixed
 virtual cohort of :data:`COHORT` patients (the first patients of the arm) and the endpoint is their mean. The
 same patients and the same random streams of clinical events are used for every row, so the rows differ only
@@ -539,7 +539,7 @@ def _chunks(p: SensitivityPlan) -> list[DesignChunk]:
 
 def evaluate(p: SensitivityPlan, progress: Callable[[int], None] | None = None) -> dict[tuple[int, str], np.ndarray]:
     """Each (arm, output)'s value per design row, from the design solved chunk by chunk."""
-    from cartsim.trial.run import executor
+    from cartsim.trial.executors import executor
 
     chunks = _chunks(p)
     results: dict[tuple[int, bool, int], pd.DataFrame] = {}
@@ -576,10 +576,10 @@ def run_sensitivity(p: SensitivityPlan, out: Path | None = None,
                                                dict[tuple[int, str], np.ndarray]] = evaluate) -> SensitivityResult:
     """Solve the design (``evaluate_outputs``), analyse every output and, with ``out``, write
     ``sensitivity.json``, ``sensitivity.parquet`` and ``sensitivity.png`` there (atomically)."""
-    from cartsim.trial.run import _progress
+    from cartsim.trial.executors import progress
 
     started = time.perf_counter()
-    with _progress() as bar:
+    with progress() as bar:
         task = bar.add_task(f"sensitivity ({p.design.method})", total=p.patients)
         outputs = evaluate_outputs(p, lambda n: bar.advance(task, n))
     cfg = p.config

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from cartsim import __version__
-from cartsim.trial import stats
+from cartsim import stats
 from cartsim import endpoint_dictionary as dictionary
 from cartsim.endpoint_dictionary import CENSORING_COLUMNS, KINDS, Kind
 from cartsim.trial.config import TrialConfig
@@ -116,6 +116,23 @@ def _results(rows: pd.DataFrame, names: list[str], endpoints: list[str]) -> dict
     ok = rows[rows["status"] == "ok"]
     return {"n": len(rows), "n_failed": int(len(rows) - len(ok)),
             "endpoints": {e: endpoint(ok, e, kind_of(e)) for e in names}}
+
+
+def intervals(rows: pd.DataFrame, endpoints: list[str]) -> dict[str, dict[str, list[float] | None]]:
+    """The 95% intervals a reader needs beside ``summary.json``'s estimates, from the patients' own values:
+    the t interval of each measured endpoint's mean, the Wilson intervals of an ordinal endpoint's shares of
+    any grade and of grade 3 or more (failed patients left out)."""
+    ok = rows[rows["status"] == "ok"]
+    out: dict[str, dict[str, list[float] | None]] = {}
+    for name in (e for e in endpoints if e not in CENSORING_COLUMNS):
+        kind = kind_of(name)
+        if kind in ("continuous", "count"):
+            out[name] = {"mean": stats.mean_ci(ok[name].to_numpy(float, na_value=np.nan))[1]}
+        elif kind == "ordinal":
+            grades = ok[name].dropna().to_numpy(int)
+            out[name] = {"fraction_any": stats.wilson(int((grades >= 1).sum()), grades.size)[1],
+                         "fraction_grade3plus": stats.wilson(int((grades >= 3).sum()), grades.size)[1]}
+    return out
 
 
 def summary_document(cfg: TrialConfig, arms: list[dict]) -> dict:

@@ -38,7 +38,7 @@ class _Endpoint(_Strict):
 
 
 class _Stats(_Endpoint):
-    """The statistics over the patients with a value (``cartsim.trial.stats.describe``)."""
+    """The statistics over the patients with a value (``cartsim.stats.describe``)."""
 
     mean: Number
     sd: Number

@@ -26,7 +26,7 @@ from cartsim.therapy.antibodies import drug_class
 from cartsim.trial import cohort
 from cartsim.trial.chunks import Chunk, bands, simulate_chunk
 from cartsim.trial.config import MsCourse, TrialConfig
-from cartsim.trial.run import coarse_times
+from cartsim.trial.plan import coarse_times
 from cartsim.trial.summary import summarize
 from cartsim.web.schemas import DoseOut
 
