@@ -70,7 +70,7 @@ from cartsim.exporters.sbml import export_inputs
 from cartsim.model import Model, build_model
 from cartsim.outputs.files import write_text_atomic
 from cartsim.population import Population, sample
-from cartsim.scenario import RESCUE, Scenario
+from cartsim.scenario import Scenario
 
 sys.path.insert(0, str(Path(__file__).parent))
 from peers import Lambdified, Trajectories, roadrunner_loop, scipy_loop  # noqa: E402
@@ -422,7 +422,7 @@ def benchmark(args: argparse.Namespace) -> tuple[list[Method], dict]:
             lambda lo, hi: rr_loop(list(range(lo, hi)), r.rtol, r.atol),
             loop_acc, args.n, threads, args.rounds, retry_share)
     t = time.perf_counter()
-    f = Lambdified.build(model, RESCUE, COLUMNS)
+    f = Lambdified.build(model, scenario.triggers(model), COLUMNS)
     sp_ = scipy_loop(model, f, patients, times, len(COLUMNS), "LSODA", RTOL, ATOL, time.perf_counter() - t)
     methods.append(Method("SciPy LSODA loop", "scipy", args.n, sp_.seconds.sum(), 1,
                           loop_acc(sp_),

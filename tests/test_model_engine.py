@@ -19,7 +19,7 @@ from cartsim.engine.compile import compiled
 from cartsim.model import build_model
 from cartsim.model.ir import substitute_derived
 from cartsim.population import sample, typical
-from cartsim.scenario import RESCUE, Scenario
+from cartsim.scenario import Scenario
 
 
 @pytest.fixture(scope="module")
@@ -344,7 +344,7 @@ def test_tocilizumab_trigger_fires_once_at_threshold(model):
     cols = ("il6_signal", "toci_central")
     first = sc.run(pop, columns=cols)
     assert first.status.tolist() == [0]
-    assert first.trigger_times.shape == (1, len(RESCUE), 1)
+    assert first.trigger_times.shape == (1, len(sc.triggers(model)), 1) == (1, 1, 1)   # the rescue alone
     fires = first.trigger_times[0, 0]
     assert np.sum(np.isfinite(fires)) == 1
     tf = float(fires[0])
@@ -499,3 +499,20 @@ def test_dose_records_round_trip_through_arrays_and_nonmem(model):
     with pytest.raises(ValueError, match="doses are for 2 patients"):
         solve(model, np.array([[model.table.value(p) for p in model.parameters]]), np.array([0.0, 1.0]),
               doses=doses)
+
+
+def test_an_event_must_name_what_the_model_has():
+    from cartsim.model.parameters import ParameterRecord, ParameterTable
+    from cartsim.model.ir import ModelBuilder
+
+    table = ParameterTable([ParameterRecord(n, 1.0, "1", "test", "assumed", "test", "x") for n in ("k", "thr", "amt")])
+    b = ModelBuilder(table)
+    x = b.state("x", "1", "x", 1.0)
+    b.flow("x", None, b.p("k") * x, "decay")
+    with pytest.raises(KeyError, match="undeclared state 'y'"):
+        b.event("dose", "obs", "thr", "y", "amt", "a dose")
+    b.event("dose", "obs", "thr", "x", "amt", "a dose")
+    with pytest.raises(KeyError, match="undeclared observable 'obs'"):
+        b.build()
+    b.observe("obs", x, "1", "x itself")
+    assert b.build().event("dose").threshold == "thr"

@@ -11,12 +11,12 @@ import sympy as sp
 from typer.testing import CliRunner
 
 from cartsim.cli import app
-from cartsim.engine import DoseRecord, Doses, Trigger, solve
+from cartsim.engine import DoseRecord, Doses, solve
 from cartsim.exporters import ExportError
 from cartsim.exporters.sbml import export_inputs, parse_unit, sbml_document, to_sbml
 from cartsim.model import ModelBuilder, ParameterRecord, ParameterTable, build_model
 from cartsim.population import typical
-from cartsim.scenario import Scenario
+from cartsim.scenario import Scenario, trigger as engine_trigger
 
 RTOL, ATOL = 1e-10, 1e-14
 # Relative error |a - b| / max(|b|, FLOOR). With ATOL = 1e-14 both solvers resolve a state of size y to
@@ -55,7 +55,7 @@ def _compare_scenario(model, scenario: Scenario, population) -> tuple[np.ndarray
     sol = scenario.run(population, columns=_columns(model), times=days, model=model, rtol=RTOL, atol=ATOL)
     assert not sol.failures
     rr, values = _roadrunner(to_sbml(model, scenario, population), days - scenario.start, _columns(model))
-    return _relative_error(values, sol.values[0]), rr["trigger_1_fires"], sol
+    return _relative_error(values, sol.values[0]), rr["tocilizumab_rescue_fires"], sol
 
 
 def _messages(doc: libsbml.SBMLDocument, severity: int) -> list[libsbml.SBMLError]:
@@ -103,7 +103,7 @@ def test_dose_events_at_shifted_times(model):
     day_minus_3 = {ea.getVariable(): sp.sympify(libsbml.formulaToL3String(ea.getMath()))
                    for ea in m.getEvent("dose_event_3").getListOfEventAssignments()}
     assert day_minus_3 == {"flu": sp.sympify("flu + dose_3"), "cy": sp.sympify("cy + dose_4")}
-    assert "il6_signal >= crs_il6_grade2" in triggers["trigger_1"]
+    assert "il6_signal >= crs_il6_grade2" in triggers["tocilizumab_rescue"]
 
 
 @pytest.mark.parametrize("therapy, disease, days", [("untreated", "healthy", 60), ("mb-cart19", "sle", 120),
@@ -137,16 +137,16 @@ def test_trigger_rearms_after_falling_below_and_stops_at_max_fires(model):
     il6 = scenario.run(base, columns=("il6_signal",), model=model).values[0, :, 0]
     # a small tocilizumab dose pushes the signal just below the threshold, so it crosses again (3 times in 20 days)
     population = base.with_parameters({"crs_il6_grade2": il6[0] + 0.2 * (il6.max() - il6[0]), "toci_mg_per_kg": 0.1})
-    trigger = Trigger("il6_signal", "crs_il6_grade2", "toci_central", "toci_dose_mg", max_fires=2)
+    trigger = replace(model.event("tocilizumab_rescue"), max_fires=2)
     population, doses = scenario.patient_inputs(model, population)
     times = np.arange(scenario.start, scenario.days + 0.25, 0.25)
-    sol = solve(model, population.params, times, _columns(model), doses, (trigger,), t0=scenario.start,
-                rtol=RTOL, atol=ATOL)
+    sol = solve(model, population.params, times, _columns(model), doses, (engine_trigger(trigger),),
+                t0=scenario.start, rtol=RTOL, atol=ATOL)
     assert np.isfinite(sol.trigger_times[0, 0]).sum() == 2
     inputs = replace(export_inputs(model, scenario, population), triggers=(trigger,))
     rr, values = _roadrunner(libsbml.writeSBMLToString(sbml_document(model, inputs)), times - scenario.start,
                              _columns(model))
-    assert rr["trigger_1_fires"] == 2
+    assert rr["tocilizumab_rescue_fires"] == 2
     assert _relative_error(values, sol.values[0]).max() < MATCH
 
 
@@ -235,3 +235,21 @@ def test_cli_missing_folder(tmp_path):
     r = CliRunner().invoke(app, ["export", "sbml", "--therapy", "mb-cart19", "-o", str(tmp_path / "no" / "m.xml")])
     assert r.exit_code == 2 and "error: --output:" in r.output
     assert list(tmp_path.iterdir()) == []
+
+
+def test_state_triggered_doses_come_from_the_model_definition(model):
+    """Regression: the rescue was a constant of the scenario module and the export wrote it alone, so a
+    re-treatment scenario's SBML lacked its second infusion; both are events of the model now."""
+    from cartsim.outputs.equations import equations_html
+
+    assert {e.name for e in model.events} == {"tocilizumab_rescue", "retreatment"}
+    plain = export_inputs(model, Scenario.make("kyv-101", "ms", 100))
+    again = export_inputs(model, Scenario.make("kyv-101", "ms", 100, retreat=True))
+    assert [e.name for e in plain.triggers] == ["tocilizumab_rescue"]
+    assert [e.name for e in again.triggers] == ["tocilizumab_rescue", "retreatment"]
+    doc = sbml_document(model, again)       # kept: the model belongs to the document
+    ids = [e.getId() for e in doc.getModel().getListOfEvents()]
+    assert {"tocilizumab_rescue", "retreatment"} <= set(ids)
+    html = str(equations_html(model))
+    assert 'id="eq-event-tocilizumab_rescue"' in html and 'id="eq-event-retreatment"' in html
+    assert "when the scenario asks for it" in html and "with every therapy" in html

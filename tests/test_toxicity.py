@@ -9,7 +9,7 @@ from cartsim import endpoints
 from cartsim.engine import Solution, solve
 from cartsim.model import build_model
 from cartsim.population import Population, typical
-from cartsim.scenario import RESCUE, Scenario
+from cartsim.scenario import Scenario
 
 COLS = ("il6", "il6_myeloid", "kill_flux", "il6_signal", "icans_signal", "toci_central")
 
@@ -60,8 +60,8 @@ def test_no_target_no_myeloid_il6(model):
     sc = Scenario.make("axi-cel", "lbcl", 20)
     pop, doses = sc.patient_inputs(model, typical(model, sc.disease))
     times = sc.output_times()
-    with_target = solve(model, pop.params, times, COLS, doses, RESCUE, t0=sc.start)
-    no_target = solve(model, pop.with_parameters({"target_cd19": 0.0}).params, times, COLS, doses, RESCUE,
+    with_target = solve(model, pop.params, times, COLS, doses, sc.triggers(model), t0=sc.start)
+    no_target = solve(model, pop.with_parameters({"target_cd19": 0.0}).params, times, COLS, doses, sc.triggers(model),
                       t0=sc.start)
     assert with_target.column("il6_myeloid").max() > 1.0
     assert np.all(no_target.column("kill_flux") == 0.0)

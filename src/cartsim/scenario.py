@@ -10,12 +10,16 @@ from cartsim.disease import CourseMix, Courses, Disease, diseases, single_course
 from cartsim.engine import Doses, Solution, Trigger, solve
 from cartsim.errors import CartsimInputError, choose
 from cartsim.model import Model, ParameterTable, build_model
+from cartsim.model.ir import Event
 from cartsim.population import Population, typical_values
 from cartsim.therapy import Antibody, CarTProduct, antibodies, lymphodepletion_regimens, products
 
-RESCUE = (Trigger("il6_signal", "crs_il6_grade2", "toci_central", "toci_dose_mg"),)
-# re-treatment: a second infusion of the same CAR-T product when autoreactive clones return
-RETREAT = Trigger("autoreactive_level", "retreat_threshold", "car_eff", "car_retreat_dose")
+RETREAT = "retreatment"   # the model's event for a second infusion when autoreactive clones return
+
+
+def trigger(event: Event) -> Trigger:
+    """The engine's trigger for a model event."""
+    return Trigger(event.observable, event.threshold, event.state, event.amount, event.max_fires)
 
 THERAPIES_UNTREATED = "untreated"
 PLACEBO = "placebo"   # no drug effect (the model has no placebo response); named for trial arms
@@ -126,9 +130,17 @@ class Scenario:
             text += "; with " + ", ".join(f"{k} = {v:g}" for k, v in self.parameters)
         return text
 
-    def triggers(self) -> tuple[Trigger, ...]:
-        """State-triggered doses: tocilizumab rescue (always first), and re-treatment when asked for."""
-        return RESCUE + ((RETREAT,) if self.retreat else ())
+    def events(self, model: Model | None = None) -> tuple[Event, ...]:
+        """The model's state-triggered doses this scenario uses: first those every therapy has (the tocilizumab
+        rescue), then re-treatment when asked for. The order is the order of ``Solution.trigger_times``, which the
+        endpoints read (``cartsim.endpoints``: the rescue first, re-treatment second)."""
+        model = model or build_model()
+        always = [e for e in model.events if e.always]
+        return (*always, *(e for e in model.events if not e.always and self.retreat and e.name == RETREAT))
+
+    def triggers(self, model: Model | None = None) -> tuple[Trigger, ...]:
+        """:meth:`events` as the engine's triggers."""
+        return tuple(trigger(e) for e in self.events(model))
 
     def dosing(self) -> list[tuple[float, str]]:
         """Drug administrations over the horizon as (day, label); lymphodepletion is not counted."""
@@ -305,4 +317,4 @@ class Scenario:
         model = model or build_model()
         population, doses = self.patient_inputs(model, population)
         times = self.output_times() if times is None else times
-        return solve(model, population.params, times, columns, doses, self.triggers(), t0=self.start, **solver)
+        return solve(model, population.params, times, columns, doses, self.triggers(model), t0=self.start, **solver)

@@ -11,9 +11,10 @@ Everything is generated from the symbolic :class:`~cartsim.model.ir.Model`:
   parameters and the initial states consistent with it;
 - observables are assignment rules;
 - doses are events: boluses add to their state, infusions switch a rate on and off;
-- state triggers (the tocilizumab rescue) are events that fire when the
-  observable reaches the threshold from below, at most ``max_fires`` times,
-  as in the engine's kernel;
+- the model's state-triggered doses (its events: the tocilizumab rescue,
+  re-treatment when the scenario asks for it) are SBML events, named as in
+  the model, that fire when the observable reaches the threshold from below,
+  at most ``max_fires`` times, as in the engine;
 - unit, kind, component and source of every parameter are an annotation.
 
 SBML time starts at 0, a scenario at ``scenario.start`` (lymphodepletion begins
@@ -34,11 +35,12 @@ import numpy as np
 import sympy as sp
 
 from cartsim import __version__
-from cartsim.engine import DoseRecord, Trigger
+from cartsim.engine import DoseRecord
 from cartsim.exporters import ExportError
 from cartsim.model.ir import Model
 from cartsim.population import Population, typical
-from cartsim.scenario import RESCUE, Scenario
+from cartsim.model.ir import Event
+from cartsim.scenario import Scenario
 
 LEVEL, VERSION = 3, 2
 PROVENANCE_NS = "urn:cartsim:provenance"
@@ -73,7 +75,7 @@ class ExportInputs:
 
     params: np.ndarray                 # free parameters, model.parameters order
     doses: tuple[DoseRecord, ...]
-    triggers: tuple[Trigger, ...]
+    triggers: tuple[Event, ...]        # the model's state-triggered doses in use
     start: float                       # cartsim day at SBML time 0
     provenance: dict[str, dict[str, str]]  # per-parameter overrides of the table's kind/source
     title: str
@@ -101,7 +103,7 @@ def export_inputs(model: Model, scenario: Scenario | None = None, population: Po
     population, doses = scenario.patient_inputs(model, population)
     events = doses.records(row, model.state_names)
     provenance = scenario.parameter_provenance()
-    return ExportInputs(population.params[row].astype(float), events, RESCUE, scenario.start, provenance,
+    return ExportInputs(population.params[row].astype(float), events, scenario.events(model), scenario.start, provenance,
                         f"{scenario.describe()} in {scenario.disease.name}, patient {row}")
 
 
@@ -201,13 +203,13 @@ def _write_states(w: _Writer, model: Model, infusions: dict[str, list[str]]) -> 
                rate=True)
 
 
-def _write_triggers(w: _Writer, triggers: tuple[Trigger, ...]) -> None:
-    for k, trig in enumerate(triggers, start=1):
-        fires = f"trigger_{k}_fires"
-        w.parameter(fires, 0.0, constant=False, unit="1", note=f"times trigger_{k} has fired")
+def _write_triggers(w: _Writer, triggers: tuple[Event, ...]) -> None:
+    for trig in triggers:
+        fires = f"{trig.name}_fires"
+        w.parameter(fires, 0.0, constant=False, unit="1", note=f"times {trig.name} has fired: {trig.description}")
         when = sp.And(sp.Symbol(trig.observable) >= sp.Symbol(trig.threshold), sp.Symbol(fires) < trig.max_fires)
-        w.event(f"trigger_{k}", when, [(trig.state, sp.Symbol(trig.state) + sp.Symbol(trig.amount)),
-                                       (fires, sp.Symbol(fires) + 1)], initial_value=True)
+        w.event(trig.name, when, [(trig.state, sp.Symbol(trig.state) + sp.Symbol(trig.amount)),
+                                  (fires, sp.Symbol(fires) + 1)], initial_value=True)
 
 
 def _model_notes(model: Model, inputs: ExportInputs) -> str:
@@ -222,8 +224,9 @@ def _model_notes(model: Model, inputs: ExportInputs) -> str:
          "state; derived parameters are assignment rules of the free ones."),
         ("Doses: events named dose_event_N (boluses add dose_K to their state; infusions set dose_K_rate "
          "for dose_K_duration days)."),
-        ("Triggers: trigger_N adds its dose when the observable reaches its threshold from below "
-         "(at most once unless trigger_N_fires allows more), not when it is already above at time 0."),
+        ("State-triggered doses (the model's events, e.g. tocilizumab_rescue) add their dose when the observable "
+         "reaches its threshold from below (at most once unless NAME_fires allows more), not when it is already "
+         "above at time 0."),
         ("All states are non-negative amounts; the cartsim engine projects numerical round-off below zero "
          "back to zero, which SBML does not express."),
         f"Parameter annotations (namespace {PROVENANCE_NS}) give unit, kind, component and source.",

@@ -81,9 +81,8 @@ def add(b: ModelBuilder) -> None:
     b.flow("car_eff", None, clear * e, "killed by anti-CAR T cells")
     b.flow("car_mem", None, clear * m, "killed by anti-CAR T cells")
 
-    # re-treatment (a state-triggered second infusion, cartsim.scenario.RETREAT): its threshold and dose
-    b.p("retreat_threshold")
-    b.p("car_retreat_dose")
+    b.event("retreatment", "autoreactive_level", "retreat_threshold", "car_eff", "car_retreat_dose",
+            "a second infusion of the same CAR-T product when autoreactive clones return", always=False)
 
     potency = b.p("car_k_kill") * b.p("car_potency") * (e + b.p("car_mem_kill") * m)
     b.observe("kill_cd19", b.p("target_cd19") * potency, "1/day", "kill rate of each CD19+ cell")

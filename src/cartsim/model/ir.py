@@ -49,6 +49,23 @@ class Observable:
 
 
 @dataclass(frozen=True)
+class Event:
+    """A dose the model state triggers: when ``observable`` crosses parameter ``threshold`` upwards, parameter
+    ``amount`` is added to ``state`` (at most ``max_fires`` times). ``always``: part of every therapy (the
+    tocilizumab rescue of CRS); otherwise a therapy asks for it (re-treatment)."""
+
+    name: str
+    observable: str
+    threshold: str
+    state: str
+    amount: str
+    component: str
+    description: str
+    max_fires: int = 1
+    always: bool = True
+
+
+@dataclass(frozen=True)
 class Constant:
     """A named number of the model definition (a unit conversion such as ``days_per_year``).
 
@@ -72,6 +89,7 @@ class Model:
     observables: tuple[Observable, ...]
     table: ParameterTable
     constants: tuple[Constant, ...] = ()     # named numbers, for display (see :class:`Constant`)
+    events: tuple[Event, ...] = ()           # state-triggered doses (see :class:`Event`)
 
     @property
     def state_names(self) -> tuple[str, ...]:
@@ -95,6 +113,12 @@ class Model:
 
     def parameter_index(self, name: str) -> int:
         return self.parameters.index(name)
+
+    def event(self, name: str) -> Event:
+        for e in self.events:
+            if e.name == name:
+                return e
+        raise KeyError(f"unknown event {name!r}; events are {', '.join(e.name for e in self.events)}")
 
     def idle_parameters(self, dosed: Iterable[str], zero_parameters: Iterable[str] = ()) -> frozenset[str]:
         """Parameters that no equation can feel when doses enter only the states ``dosed`` and the parameters
@@ -152,6 +176,7 @@ class ModelBuilder:
     _flows: list[Flow] = field(default_factory=list)
     _observables: dict[str, Observable] = field(default_factory=dict)
     _constants: dict[str, Constant] = field(default_factory=dict)
+    _events: dict[str, Event] = field(default_factory=dict)
     _component: str = "model"
 
     def component(self, name: str) -> "ModelBuilder":
@@ -201,6 +226,18 @@ class ModelBuilder:
         self._observables[name] = Observable(name, sp.sympify(expr), unit, description)
         return sp.Symbol(name)
 
+    def event(self, name: str, observable: str, threshold: str, state: str, amount: str, description: str,
+              max_fires: int = 1, always: bool = True) -> None:
+        """A state-triggered dose (see :class:`Event`); its threshold and amount are parameters."""
+        if name in self._events:
+            raise ValueError(f"event {name!r} defined twice")
+        if state not in self._states:
+            raise KeyError(f"event {name!r} doses undeclared state {state!r}")
+        for par in (threshold, amount):
+            self.p(par)
+        self._events[name] = Event(name, observable, threshold, state, amount, self._component, description,
+                                   max_fires, always)
+
     def build(self) -> Model:
         # Observables may refer to each other (in any order): substitute to a fixed point.
         subs = {sp.Symbol(n): o.expr for n, o in self._observables.items()}
@@ -224,6 +261,9 @@ class ModelBuilder:
             _check_symbols(e, set(self._params) | set(self._derived), f"derived {n}")
         for s in self._states.values():
             _check_symbols(s.initial, set(self._params) | set(self._derived), f"initial {s.name}")
+        for ev in self._events.values():
+            if ev.observable not in resolved:
+                raise KeyError(f"event {ev.name!r} watches undeclared observable {ev.observable!r}")
         return Model(
             states=tuple(self._states.values()),
             parameters=tuple(self._params),
@@ -232,6 +272,7 @@ class ModelBuilder:
             observables=tuple(resolved.values()),
             table=self.table,
             constants=tuple(self._constants.values()),
+            events=tuple(self._events.values()),
         )
 
 

@@ -63,6 +63,8 @@ def add(b: ModelBuilder) -> None:
     b.observe("icans_signal", cns, "pg/mL", "CNS cytokine exposure driving ICANS")
     b.observe("crs_grade", _grade(b, signal, "crs_il6_grade"), "grade", "ASTCT CRS grade (0-4)")
     b.observe("icans_grade", _grade(b, cns, "icans_grade"), "grade", "ASTCT ICANS grade (0-4)")
+    b.event("tocilizumab_rescue", "il6_signal", "crs_il6_grade2", "toci_central", "toci_dose_mg",
+            "tocilizumab (8 mg/kg IV, at most 800 mg) when CRS reaches grade 2")
 
 
 def _grade(b: ModelBuilder, signal: sp.Expr, prefix: str) -> sp.Expr:

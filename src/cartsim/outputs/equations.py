@@ -22,7 +22,7 @@ import sympy as sp
 from markupsafe import Markup, escape
 from sympy.printing.mathml import MathMLPresentationPrinter
 
-from cartsim.model.ir import Constant, Flow, Model, State
+from cartsim.model.ir import Constant, Event, Flow, Model, State
 
 MINUS = "\u2212"
 # identifiers exactly as in the parameter table; a visible dot between factors (names have several letters)
@@ -371,4 +371,17 @@ def equations_html(model: Model) -> Markup:
         for title, defs in (("Derived parameters", c.derived), ("Observables", c.observables)):
             if defs:
                 parts.append(f'<h4>{title}</h4><table class="eq"><tbody>{_definition_rows(defs)}</tbody></table>')
+    if model.events:
+        parts.append('<h3 id="eq-events">State-triggered doses</h3><table class="eq"><tbody>'
+                     + "".join(_event_row(e) for e in model.events) + "</tbody></table>")
     return Markup("".join(parts))
+
+
+def _event_row(e: Event) -> str:
+    """``when observable >= threshold: state += amount`` (how often; with every therapy or on request)."""
+    when = math(f"<mi>{escape(e.observable)}</mi><mo>&#x2265;</mo><mi>{escape(e.threshold)}</mi>")
+    then = math(f"<mi>{escape(e.state)}</mi><mo>+=</mo><mi>{escape(e.amount)}</mi>")
+    times = "once" if e.max_fires == 1 else f"at most {e.max_fires} times"
+    use = "with every therapy" if e.always else "when the scenario asks for it"
+    return (f'<tr id="eq-event-{escape(e.name)}"><td class="what">{escape(e.description)} ({times}, {use}; '
+            f'{escape(e.component)})</td><td>when {when} is crossed from below: {then}</td></tr>')
