@@ -73,7 +73,7 @@ def test_petab_problem_passes_petablint(typical_problem, model):
     est = params.loc[sorted(calibrated)]
     assert (est.parameterScale == "log10").all() and (est.lowerBound < est.nominalValue).all()
     assert (est.nominalValue < est.upperBound).all()
-    assert params.at["costim_expansion", "estimate"] == 0           # set by the product, fixed
+    assert params.at["car_costim_cd28", "estimate"] == 0           # set by the product, fixed
     m = pd.read_csv(typical_problem / "measurements.tsv", sep="\t")
     assert set(m.datasetId) == {"simulated_typical_patient"}
     conditions = pd.read_csv(typical_problem / "conditions.tsv", sep="\t")

@@ -22,7 +22,7 @@ from cartsim.trial.sensitivity import ranges
 def test_every_assumed_and_calibrated_value_has_a_range_around_it():
     table = load_table()
     uncertain = [r for r in table if r.kind in ("assumed", "calibrated")]
-    assert len(uncertain) == 106
+    assert len(uncertain) == 107
     ranged = [r for r in uncertain if r.uncertainty is not None]
     assert len(ranged) == 86
     for r in ranged:
@@ -33,10 +33,22 @@ def test_every_assumed_and_calibrated_value_has_a_range_around_it():
     # the rest are placeholders, switches and numerical guards, each saying so; none is calibrated
     bare = {r.name for r in uncertain if r.uncertainty is None}
     assert all(table[n].no_uncertainty.strip() and table[n].kind == "assumed" for n in bare)
-    assert {"auto_share", "car_presence_eps", "costim_expansion", "ms_relapse_rate", "target_cd19",
-            "nmosd_attack_rate", "mg_adl0", "car_expression_loss", "autoantibody_floor"} <= bare
-    assert len(bare) == 20
+    assert {"auto_share", "car_presence_eps", "car_costim_cd28", "ms_relapse_rate", "target_cd19",
+            "nmosd_attack_rate", "mg_adl0", "car_mrna", "autoantibody_floor"} <= bare
+    assert len(bare) == 21
     assert not [r.name for r in table if r.kind in ("literature", "derived") and r.uncertainty is not None]
+
+
+def test_every_ranged_value_the_model_uses_is_a_model_parameter():
+    """Regression: the CD28 expansion and memory factors and the CD4+ killing weight had uncertainty ranges but
+    acted through values a product computed in Python, so no uncertainty or sensitivity run could vary them;
+    the model derives what a product changes from them now."""
+    from cartsim.model import build_model
+
+    model = build_model()
+    assert {"cd4_kill_weight", "cd28_expansion_factor", "cd28_memory_factor"} <= set(model.parameters)
+    derived = dict(model.derived)
+    assert {"car_potency", "costim_expansion", "costim_memory", "car_expression_loss"} <= set(derived)
 
 
 def test_calibrated_ranges_are_the_calibration_grids():

@@ -206,7 +206,7 @@ def test_arm_overrides_with_their_source(page, trial):
             assert row[col["arm value"]] == f"{values[key]:.6g}"
             assert row[col["source"]] == " ".join(prov["source"].split()) and row[col["set by"]] == prov["set_by"]
     assert rows[("Ofatumumab", "mab_v1")][col["set by"]] == "antibody ofatumumab"
-    assert rows[("KYV-101", "costim_expansion")][col["set by"]] == "product kyv-101"
+    assert rows[("KYV-101", "car_costim_cd28")][col["set by"]] == "product kyv-101"
     assert rows[("KYV-101", "auto_share")][col["set by"]] == "disease ms"
     assert ("KYV-101", "mab_v1") not in rows
 

@@ -83,7 +83,7 @@ def test_provenance_and_patient_values(model):
     scenario = Scenario.make("mb-cart19", "sle", 120)
     m = libsbml.readSBMLFromString(to_sbml(model, scenario)).getModel()
     population, _ = scenario.patient_inputs(model, typical(model, scenario.disease))
-    for name in ("k_el_flu", "auto_share", "car_potency"):
+    for name in ("k_el_flu", "auto_share", "car_cd4_cd8_ratio"):
         assert m.getParameter(name).getValue() == pytest.approx(population.column(name)[0], rel=1e-14)
     record = model.table["k_el_flu"]
     annotation = m.getParameter("k_el_flu").getAnnotationString()
@@ -92,6 +92,7 @@ def test_provenance_and_patient_values(model):
     assert 'set_by="disease sle"' in m.getParameter("auto_share").getAnnotationString()
     derived = model.derived[0][0]
     assert m.getAssignmentRule(derived) is not None
+    assert "car_cd4_cd8_ratio" in libsbml.formulaToL3String(m.getAssignmentRule("car_potency").getMath())
     assert m.getParameter("t_start").getValue() == scenario.start == -5
 
 

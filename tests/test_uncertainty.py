@@ -80,7 +80,7 @@ def test_factors_apply_after_the_therapy_sets_its_values():
     pop = cohort.draw(cfg, model, 0, 0, 4)
     scenario = cfg.scenario(0)
     base, _ = scenario.patient_inputs(model, pop)
-    factors = {"car_potency": np.array([1.0, 2.0, 0.5, 1.0]), "pc_cd19_share": np.full(4, 3.0)}
+    factors = {"car_cd4_cd8_ratio": np.array([1.0, 2.0, 0.5, 1.0]), "pc_cd19_share": np.full(4, 3.0)}
     moved, _ = scenario.patient_inputs(model, pop.with_factors(factors))
     for n, f in factors.items():
         np.testing.assert_allclose(moved.column(n), base.column(n) * f)

@@ -13,7 +13,9 @@ antigen is gone (Kaech & Ahmed 2001), which is why CAR-T cells peak around day
 scales expansion and memory formation. A CAR made from mRNA (Descartes-08) is
 expressed for about a week and not passed on when cells divide: such a product
 does not expand (``costim_expansion`` 0) and its cells lose the CAR at
-``car_expression_loss``.
+``car_expression_loss``. These follow from what each product sets (its CD4:CD8
+ratio, costimulatory domain and CAR encoding) as derived parameters, so the
+SBML export and the report's equations show them.
 
 Immunity against the CAR: endogenous T cells that recognise the CAR construct
 (its foreign scFv and junctions) are primed while CAR-T cells are present, at a
@@ -34,6 +36,7 @@ from cartsim.model.ir import ModelBuilder
 
 def add(b: ModelBuilder) -> None:
     b.component("car_t")
+    _product(b)
     e = b.state("car_eff", "cells/uL-eq", "CAR-T effector cells", 0)
     m = b.state("car_mem", "cells/uL-eq", "CAR-T memory cells", 0)
     total = b.observe("car_total", e + m, "cells/uL-eq", "all CAR-T cells")
@@ -87,3 +90,18 @@ def add(b: ModelBuilder) -> None:
     potency = b.p("car_k_kill") * b.p("car_potency") * (e + b.p("car_mem_kill") * m)
     b.observe("kill_cd19", b.p("target_cd19") * potency, "1/day", "kill rate of each CD19+ cell")
     b.observe("kill_bcma", b.p("target_bcma") * potency, "1/day", "kill rate of each BCMA+ cell")
+
+
+def _product(b: ModelBuilder) -> None:
+    """What the infused product's construct and make-up change, from the values each product sets
+    (``cartsim/data/products.toml``): its CD4:CD8 ratio, its costimulatory domain, an mRNA CAR."""
+    p = b.p
+    f8 = 1 / (1 + p("car_cd4_cd8_ratio"))                 # CD8+ share of the CAR-T cells
+    w = p("cd4_kill_weight")
+    b.derive("car_potency", (f8 + w * (1 - f8)) / (sp.Float(0.5) + sp.Float(0.5) * w))   # 1 at CD4:CD8 = 1:1
+    cd28 = p("car_costim_cd28") > sp.Float(0.5)
+    mrna = p("car_mrna") > sp.Float(0.5)
+    # an mRNA CAR is not passed on when cells divide: the product does not expand
+    b.derive("costim_expansion", sp.Piecewise((0, mrna), (p("cd28_expansion_factor"), cd28), (1, True)))
+    b.derive("costim_memory", sp.Piecewise((p("cd28_memory_factor"), cd28), (1, True)))
+    b.derive("car_expression_loss", sp.Piecewise((sp.log(2) / p("car_expression_halflife"), mrna), (0, True)))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import tomllib
 from dataclasses import dataclass, replace
 from functools import lru_cache
@@ -91,18 +90,17 @@ class CarTProduct:
         return replace(self, lymphodepletion=regimen)
 
     def model_parameters(self, table: ParameterTable) -> dict[str, float]:
-        """Per-patient model parameters set by the product's construct and manufacturing."""
-        f8 = 1.0 / (1.0 + self.cd4_cd8_ratio)
-        w = table.value("cd4_kill_weight")
-        cd28 = self.costimulation == "CD28"
+        """The model parameters the product sets: its target, its construct and make-up. What they change
+        (potency, expansion, memory formation, loss of an mRNA CAR) is written in the model
+        (``cartsim.model.cart``); ``table`` gives the default CAR-expression half-life."""
         mrna = self.mrna_expression_halflife_days
         return {
             "target_cd19": float(self.target == "CD19"),
             "target_bcma": float(self.target == "BCMA"),
-            "costim_expansion": 0.0 if mrna else table.value("cd28_expansion_factor") if cd28 else 1.0,
-            "costim_memory": table.value("cd28_memory_factor") if cd28 else 1.0,
-            "car_potency": (f8 + w * (1 - f8)) / (0.5 + 0.5 * w),  # 1 at CD4:CD8 = 1:1
-            "car_expression_loss": math.log(2) / mrna if mrna else 0.0,
+            "car_cd4_cd8_ratio": float(self.cd4_cd8_ratio),
+            "car_costim_cd28": float(self.costimulation == "CD28"),
+            "car_mrna": float(mrna is not None),
+            "car_expression_halflife": float(mrna) if mrna else table.value("car_expression_halflife"),
         }
 
     def infused_cells(self, weight_kg: float) -> dict[str, float]:
