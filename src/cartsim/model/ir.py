@@ -137,8 +137,14 @@ class Model:
                 break
             zero -= fed
         felt: set[str] = set()
+        # derived parameters in free ones, each with the zero parameters set to 0 where it stays defined: a zero
+        # switch inside one (a product's CD28 or mRNA switch) then silences what only its other branch uses
+        derived: dict[sp.Symbol, sp.Expr] = {}
+        for name, d in self.derived:
+            expanded = d.xreplace(derived)
+            derived[sp.Symbol(name)] = _zeroed(expanded, {}, zero_p)
         for e in (*(f.rate for f in self.flows), *(o.expr for o in self.observables), *(s.initial for s in self.states)):
-            felt |= {x.name for x in substitute_derived(self, _zeroed(e, subs, zero_p)).free_symbols}
+            felt |= {x.name for x in _zeroed(e.xreplace(derived), subs, zero_p).free_symbols}
         return frozenset(self.parameters) - felt
 
     def rhs(self) -> dict[str, sp.Expr]:
