@@ -99,8 +99,8 @@ def _product(b: ModelBuilder) -> None:
     f8 = 1 / (1 + p("car_cd4_cd8_ratio"))                 # CD8+ share of the CAR-T cells
     w = p("cd4_kill_weight")
     b.derive("car_potency", (f8 + w * (1 - f8)) / (sp.Float(0.5) + sp.Float(0.5) * w))   # 1 at CD4:CD8 = 1:1
-    cd28 = p("car_costim_cd28") > sp.Float(0.5)
-    mrna = p("car_mrna") > sp.Float(0.5)
+    cd28 = sp.Eq(p("car_costim_cd28"), 1)                 # switches: 1 or 0
+    mrna = sp.Eq(p("car_mrna"), 1)
     # an mRNA CAR is not passed on when cells divide: the product does not expand
     b.derive("costim_expansion", sp.Piecewise((0, mrna), (p("cd28_expansion_factor"), cd28), (1, True)))
     b.derive("costim_memory", sp.Piecewise((p("cd28_memory_factor"), cd28), (1, True)))

@@ -40,19 +40,27 @@ class _Printer(MathMLPresentationPrinter):
         return el
 
     def _print_Piecewise(self, expr: sp.Piecewise) -> Element:
+        """Each case's value on one line and its condition indented below it (a phone-width column holds long
+        parameter names), the last case's value followed by "otherwise"."""
         row, table = self._element("mrow"), self._element("mtable")
+        table.setAttribute("columnalign", "left")
         row.appendChild(self._element("mo", "{"))
-        for value, cond in expr.args:
-            tr, left, right = self._element("mtr"), self._element("mtd"), self._element("mtd")
-            left.appendChild(self._print(value))
-            if cond == sp.true:
-                right.appendChild(self._element("mtext", "\u00a0otherwise"))
-            else:
-                right.appendChild(self._element("mtext", "\u00a0if\u00a0"))
-                right.appendChild(self._print(cond))
-            tr.appendChild(left)
-            tr.appendChild(right)
+
+        def line(*parts: Element) -> None:
+            tr, td = self._element("mtr"), self._element("mtd")
+            cell = self._element("mrow")
+            for part in parts:
+                cell.appendChild(part)
+            td.appendChild(cell)
+            tr.appendChild(td)
             table.appendChild(tr)
+
+        for value, cond in expr.args:
+            if cond == sp.true:
+                line(self._print(value), self._element("mtext", "\u00a0otherwise"))
+            else:
+                line(self._print(value))
+                line(self._element("mtext", "\u00a0\u00a0\u00a0if\u00a0"), self._print(cond))
         row.appendChild(table)
         return row
 
