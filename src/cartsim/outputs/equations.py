@@ -48,6 +48,7 @@ class _Printer(MathMLPresentationPrinter):
 
         def line(*parts: Element) -> None:
             tr, td = self._element("mtr"), self._element("mtd")
+            td.setAttribute("style", "text-align: left")    # MathML Core has no columnalign
             cell = self._element("mrow")
             for part in parts:
                 cell.appendChild(part)
