@@ -99,7 +99,8 @@ def roadrunner_loop(model: Model, scenario: Scenario, population: Population, pa
     integrator = rr.getIntegrator()
     integrator.relative_tolerance, integrator.absolute_tolerance = rtol, atol
     integrator.setValue("maximum_num_steps", 1_000_000)
-    rr.timeCourseSelections = [*columns, "trigger_1_fires"]
+    rescue = scenario.events(model)[0].name       # the tocilizumab rescue: its fire counter is an output too
+    rr.timeCourseSelections = [*columns, f"{rescue}_fires"]
     setup = time.perf_counter() - t
     restart = _event_variables(text)
     names = list(_patient_values(model, patients[0]))
