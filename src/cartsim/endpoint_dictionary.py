@@ -95,6 +95,7 @@ ENDPOINTS: dict[str, Endpoint] = {e.name: e for e in (
     Endpoint("mg_adl_change_week_4", "Change in MG-ADL score (daily-life myasthenia symptoms, 0-24) at week 4",
              "continuous", "points"),
     Endpoint("mg_adl_change_week_12", "Change in MG-ADL score at week 12", "continuous", "points"),
+    Endpoint("mg_adl_change_week_24", "Change in MG-ADL score at week 24", "continuous", "points"),
     Endpoint("mg_adl_change_week_52", "Change in MG-ADL score at week 52", "continuous", "points"),
     Endpoint("mg_adl_responder", "MG-ADL responder (2 or more points better for 4 weeks in a row)", "binary"),
     Endpoint("qmg_responder", "QMG responder (3 or more points better for 4 weeks in a row)", "binary"),

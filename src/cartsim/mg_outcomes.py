@@ -24,6 +24,7 @@ ADL_MAX, QMG_MAX = 24, 39
 ADL_RESPONSE, QMG_RESPONSE = 2, 3      # points: a meaningful improvement on each scale
 RUN_VISITS = 4                          # consecutive weekly visits
 START_WEEKS = 12                        # the run starts at a visit in weeks 1-12
+CHANGE_WEEKS = (4, 12, 24, 52)          # MG-ADL change from baseline reported at these weeks
 
 
 def visit_weeks(horizon: float) -> np.ndarray:
@@ -45,8 +46,7 @@ def draw(times: np.ndarray, adl: np.ndarray, qmg: np.ndarray, rngs: list[np.rand
     """Per-patient MG endpoints from the model scores (rows) on ``times`` (from day 0)."""
     n = adl.shape[0]
     weeks = visit_weeks(horizon)
-    out = {k: np.full(n, np.nan) for k in ("mg_adl_change_week_4", "mg_adl_change_week_12",
-                                            "mg_adl_change_week_52")}
+    out = {f"mg_adl_change_week_{w}": np.full(n, np.nan) for w in CHANGE_WEEKS}
     resp_adl, resp_qmg = np.zeros(n, bool), np.zeros(n, bool)
     for i in range(n):
         if not (np.all(np.isfinite(adl[i])) and adl[i, 0] > 0):
@@ -57,7 +57,7 @@ def draw(times: np.ndarray, adl: np.ndarray, qmg: np.ndarray, rngs: list[np.rand
         seen_a = np.clip(np.rint(a - improvement * (weeks > 0)), 0, ADL_MAX)
         seen_q = np.clip(np.rint(q - improvement * q[0] / a[0] * (weeks > 0)), 0, QMG_MAX)
         change = seen_a - seen_a[0]
-        for week in (4, 12, 52):
+        for week in CHANGE_WEEKS:
             if week < weeks.size:
                 out[f"mg_adl_change_week_{week}"][i] = change[week]
         resp_adl[i] = responder(change, ADL_RESPONSE)

@@ -392,6 +392,21 @@ def descartes08_mg() -> dict[str, float]:
     return {"pop_mg_adl_change_week_52": float(np.nanmean(ep["mg_adl_change_week_52"]))}
 
 
+KYSA6_DAYS = 24 * 7.0    # KYSA-6's interim read-out: week 24
+
+
+def kysa6_mg() -> dict[str, float]:
+    """KYV-101 (CD19 CAR-T, CD28) in generalised MG, KYSA-6 phase 2 interim: MG-ADL change at week 24 and
+    high-grade CRS."""
+    ep = _mg_endpoints("kyv-101", KYSA6_DAYS)
+    model = build_model()
+    sc = Scenario.make("kyv-101", "mg", 30)
+    pop = sample(model, sc.disease, POP_N, SEED)
+    crs = _grades(endpoints.compute(sc.run(pop, columns=endpoints.COLUMNS), model.table, None, pop).crs_max_grade)
+    return {"pop_mg_adl_change_week_24": float(np.nanmean(ep["mg_adl_change_week_24"])),
+            "pop_crs_grade3plus": crs["pop_fraction_grade3plus"]}
+
+
 CHECKS: dict[str, Callable[[], dict[str, float]]] = {
     "mackensen2022_bcell_reappearance": bcell_reappearance,
     "mackensen2022_naive_return": naive_return,
@@ -425,6 +440,7 @@ CHECKS: dict[str, Callable[[], dict[str, float]]] = {
     "adapt_mg": adapt_mg,
     "adapt_anti_achr": adapt_anti_achr,
     "descartes08_mg": descartes08_mg,
+    "kysa6_mg": kysa6_mg,
 }
 
 
