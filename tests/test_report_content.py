@@ -11,7 +11,6 @@ import pandas as pd
 import pytest
 import sympy as sp
 
-from cartsim import endpoints
 from cartsim.endpoints import CART_DETECTION_LIMIT, REAPPEARANCE_LIMIT, REPLETION_LIMIT, label
 from cartsim.errors import CartsimInputError
 from cartsim.model import build_model

@@ -2,7 +2,7 @@
 every set, statistics per set, resume, and bad input."""
 
 import json
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd

@@ -27,7 +27,7 @@ from cartsim.trial.config import MsCourse
 from cartsim.web import arms as arms_mod
 from cartsim.web import text
 from cartsim.web.arms import Arm, drawn, kind_of, lymphoma_reference, panel_axis, panel_title, panels, simulate_arm
-from cartsim.web.schemas import (AnswerOut, ArmOut, Axis, Band, Choice, Comparison, Defaults, DoseOut, Grades,
+from cartsim.web.schemas import (AnswerOut, ArmOut, Axis, Band, Choice, Comparison, Defaults, Grades,
                                  Limits, Options, PanelInfo, Problem, Proportion, Safety)
 
 MAX_SEED = 2**31 - 1
