@@ -134,9 +134,9 @@ class Scenario:
         """The model's state-triggered doses this scenario uses: first those every therapy has (the tocilizumab
         rescue), then re-treatment when asked for. The order is the order of ``Solution.trigger_times``, which the
         endpoints read (``cartsim.endpoints``: the rescue first, re-treatment second)."""
-        model = model or build_model()
-        always = [e for e in model.events if e.always]
-        return (*always, *(e for e in model.events if not e.always and self.retreat and e.name == RETREAT))
+        events = (model or build_model()).events
+        asked = (RETREAT,) if self.retreat else ()
+        return (*(e for e in events if e.always), *(e for e in events if e.name in asked))
 
     def triggers(self, model: Model | None = None) -> tuple[Trigger, ...]:
         """:meth:`events` as the engine's triggers."""

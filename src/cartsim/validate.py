@@ -344,11 +344,7 @@ CT103A_FOLLOW_UP_DAYS = 167.0     # median follow-up 5.5 months
 
 def ct103a_nmosd() -> dict[str, float]:
     """Eque-cel (CT103A) in AQP4-IgG+ NMOSD: attack-free by the median follow-up, CRS."""
-    model = build_model()
-    sc = Scenario.make("eque-cel", "nmosd", CT103A_FOLLOW_UP_DAYS)
-    pop = sample(model, sc.disease, POP_N, SEED)
-    sol = sc.run(pop, columns=endpoints.COLUMNS)
-    ep = endpoints.compute(sol, model.table, None, pop)
+    ep, sol = _population_run("eque-cel", "nmosd", CT103A_FOLLOW_UP_DAYS)
     post = sol.times >= 0
     free = nmosd_outcomes.attack_free(sol.times[post], sol.column("attack_cum")[:, post], CT103A_FOLLOW_UP_DAYS)
     crs = _grades(ep.crs_max_grade)
@@ -399,10 +395,7 @@ def kysa6_mg() -> dict[str, float]:
     """KYV-101 (CD19 CAR-T, CD28) in generalised MG, KYSA-6 phase 2 interim: MG-ADL change at week 24 and
     high-grade CRS."""
     ep = _mg_endpoints("kyv-101", KYSA6_DAYS)
-    model = build_model()
-    sc = Scenario.make("kyv-101", "mg", 30)
-    pop = sample(model, sc.disease, POP_N, SEED)
-    crs = _grades(endpoints.compute(sc.run(pop, columns=endpoints.COLUMNS), model.table, None, pop).crs_max_grade)
+    crs = _grades(_population_run("kyv-101", "mg", 30)[0].crs_max_grade)
     return {"pop_mg_adl_change_week_24": float(np.nanmean(ep["mg_adl_change_week_24"])),
             "pop_crs_grade3plus": crs["pop_fraction_grade3plus"]}
 
