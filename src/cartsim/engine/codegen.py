@@ -11,6 +11,8 @@ factorisation and solve of ``I / (h gamma) - J`` used by the implicit solver.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import sympy as sp
 from sympy.printing.pycode import PythonCodePrinter
 
@@ -29,8 +31,14 @@ _LEAF = "@nb.njit(cache=True, _nrt=False, error_model='numpy')"
 
 
 class _Printer(PythonCodePrinter):
-    def _print_Symbol(self, expr: sp.Symbol) -> str:  # names are mapped before printing
-        return expr.name
+    """Prints a model symbol as its array element (``q[12]``, ``y[3]``) through ``names``."""
+
+    def __init__(self, names: Mapping[str, str]):   # a _Names: any other name (t, a temporary) prints as itself
+        super().__init__({"standard": "python3", "fully_qualified_modules": True})
+        self._names = names
+
+    def _print_Symbol(self, expr: sp.Symbol) -> str:
+        return self._names[expr.name]
 
     def _print_Heaviside(self, expr: sp.Heaviside) -> str:  # from differentiating Max, Min and Abs
         x = self._print(expr.args[0])
@@ -65,18 +73,39 @@ def _pow(x, n):
 '''
 
 
-def _print(expr: sp.Expr) -> str:
-    return _Printer({"standard": "python3", "fully_qualified_modules": True}).doprint(expr)
+# Expressions keep the model's names until they are printed, and only the printer maps a name to its array
+# element. SymPy orders the terms of a sum or product by their symbols' names, and floating-point addition and
+# multiplication are not associative, so printing ``q[12]`` ordered by index would tie the rounding of every
+# result to where each parameter sits in the table: adding one parameter would move every number at rounding
+# level. Ordered by name, a model change moves only the arithmetic it changes.
+class _Names(dict):
+    """Model name -> array element; hoisted constants ``_c<k>`` follow the ``n_q`` parameters in ``q``."""
+
+    def __init__(self, items: Mapping[str, str], n_q: int):
+        super().__init__(items)
+        self.n_q = n_q
+
+    def __missing__(self, name: str) -> str:
+        if name.startswith(_CONSTANT) and name[len(_CONSTANT):].isdigit():
+            return f"q[{self.n_q + int(name[len(_CONSTANT):])}]"
+        return name
 
 
-def _body(assignments: list[tuple[str, sp.Expr]], symbol_map: dict[sp.Symbol, sp.Symbol],
+_CONSTANT = "_c"
+
+
+def _print(expr: sp.Expr, names: Mapping[str, str]) -> str:
+    return _Printer(names).doprint(expr)
+
+
+def _body(assignments: list[tuple[str, sp.Expr]], names: Mapping[str, str],
           hoister: Hoister | None = None, assign: str = " = ") -> list[str]:
-    exprs = [e.xreplace(symbol_map) for _, e in assignments]
+    exprs = [e for _, e in assignments]
     if hoister is not None:
         exprs = hoister(exprs)
     temps, reduced = sp.cse(exprs, symbols=sp.numbered_symbols("_x"), optimizations="basic")
-    lines = [f"    {s} = {_print(e)}" for s, e in temps]
-    lines += [f"    {target}{assign}{_print(e)}" for (target, _), e in zip(assignments, reduced)]
+    lines = [f"    {s} = {_print(e, names)}" for s, e in temps]
+    lines += [f"    {target}{assign}{_print(e, names)}" for (target, _), e in zip(assignments, reduced)]
     return lines
 
 
@@ -86,19 +115,18 @@ def generate(model: Model) -> str:
     ns, npar = len(model.states), len(model.parameters)
     q_names = [*model.parameters, *(n for n, _ in model.derived)]
     nq = len(q_names)
-    qmap = {sp.Symbol(n): sp.Symbol(f"q[{i}]") for i, n in enumerate(q_names)}
-    ymap = {sp.Symbol(n): sp.Symbol(f"y[{i}]") for i, n in enumerate(model.state_names)}
-    pmap = {sp.Symbol(n): sp.Symbol(f"q[{i}]") for i, n in enumerate(model.parameters)}
-    smap = {**qmap, **ymap}
-    hoister = Hoister(lambda s: s.name.startswith("q["), lambda k: sp.Symbol(f"q[{nq + k}]"))
+    q_set = set(q_names)
+    names = _Names({**{n: f"q[{i}]" for i, n in enumerate(q_names)},
+                    **{n: f"y[{i}]" for i, n in enumerate(model.state_names)}}, nq)
+    hoister = Hoister(lambda s: s.name in q_set, lambda k: sp.Symbol(f"{_CONSTANT}{k}"))
 
     rhs = model.rhs()
     per_step = ["", _LEAF, "def rhs(t, y, q, dy):"]
-    per_step += _body([(f"dy[{i}]", rhs[n]) for i, n in enumerate(model.state_names)], smap, hoister)
+    per_step += _body([(f"dy[{i}]", rhs[n]) for i, n in enumerate(model.state_names)], names, hoister)
     per_step += ["", _LEAF, "def observe(t, y, q, o):"]
-    per_step += _body([(f"o[{i}]", o.expr) for i, o in enumerate(model.observables)], smap, hoister)
-    per_step += _observable(model, smap, hoister)
-    per_step += _jacobian(model, smap, hoister)
+    per_step += _body([(f"o[{i}]", o.expr) for i, o in enumerate(model.observables)], names, hoister)
+    per_step += _observable(model, names, hoister)
+    per_step += _jacobian(model, names, hoister)
     constants = hoister.definitions
 
     out = [
@@ -119,20 +147,20 @@ def generate(model: Model) -> str:
     ]
     # derived parameters in order: each may use free ones and earlier derived ones
     for i, (name, expr) in enumerate(model.derived):
-        out.append(f"    q[{npar + i}] = {_print(expr.xreplace({**pmap, **qmap}))}")
-    out += [f"    {s.name} = {_print(e)}" for s, e in constants]
+        out.append(f"    q[{npar + i}] = {_print(expr, names)}")
+    out += [f"    {names[s.name]} = {_print(e, names)}" for s, e in constants]
     out += ["", _LEAF, "def init(q, y):"]
-    out += _body([(f"y[{i}]", s.initial) for i, s in enumerate(model.states)], qmap) or ["    pass"]
+    out += _body([(f"y[{i}]", s.initial) for i, s in enumerate(model.states)], names) or ["    pass"]
     out += per_step
     return "\n".join(out) + "\n"
 
 
-def _observable(model: Model, symbol_map: dict[sp.Symbol, sp.Symbol], hoister: Hoister) -> list[str]:
+def _observable(model: Model, names: Mapping[str, str], hoister: Hoister) -> list[str]:
     """``observable(k, t, y, q)``: observable ``k`` alone (a trigger, an output column), without the others."""
     out = ["", _LEAF, "def observable(k, t, y, q):"]
     for k, o in enumerate(model.observables):
         out.append(f"    if k == {k}:")
-        out += ["    " + line for line in _body([("return", o.expr)], symbol_map, hoister, assign=" ")]
+        out += ["    " + line for line in _body([("return", o.expr)], names, hoister, assign=" ")]
     out.append("    return math.nan")
     return out
 
@@ -141,7 +169,7 @@ def _ints(values: list[int]) -> str:
     return f"np.array([{', '.join(map(str, values))}], dtype=np.int64)"
 
 
-def _jacobian(model: Model, symbol_map: dict[sp.Symbol, sp.Symbol], hoister: Hoister) -> list[str]:
+def _jacobian(model: Model, names: Mapping[str, str], hoister: Hoister) -> list[str]:
     """``jac`` (non-zero entries), its pattern, and the LU factorisation and solve for that pattern.
 
     ``error_model='numpy'``: an entry may be 0/0 or infinite where a fractional power meets zero (a Hill
@@ -160,7 +188,7 @@ def _jacobian(model: Model, symbol_map: dict[sp.Symbol, sp.Symbol], hoister: Hoi
         _LEAF,
         "def jac(t, y, q, jv):",
     ]
-    out += _body([(f"jv[{k}]", d) for k, (_, _, d) in enumerate(ents)], symbol_map, hoister) or ["    pass"]
+    out += _body([(f"jv[{k}]", d) for k, (_, _, d) in enumerate(ents)], names, hoister) or ["    pass"]
     out += ["", _LEAF, *sparse_lu.load_source(lu, [(i, j) for i, j, _ in ents])]
     out += ["", _LEAF, *sparse_lu.factor_source(lu)]
     out += ["", _LEAF, *sparse_lu.solve_source(lu)]
