@@ -476,6 +476,36 @@ def test_dose_record_lag_and_bioavailability(model):
     assert a.values.max() > 0.0
 
 
+def test_car_t_infusion_is_split_by_the_models_bioavailability(model):
+    """A dose record counts CAR+ cells; the model's F puts (1 - share) of them in car_eff, share in car_mem and
+    (1 - transduction) / transduction untransduced T cells per CAR+ cell in t_endo. At t0 the outputs are the
+    initial state plus F * AMT, exactly; other states' doses are not scaled."""
+    from cartsim.engine import DoseRecord, Doses
+
+    values = {p: model.table.value(p) for p in model.parameters} | {"car_memory_share": 0.25, "car_transduction": 0.4}
+    params = np.array([[values[p] for p in model.parameters]])
+    cols = ("car_eff", "car_mem", "t_endo", "flu")
+    base = solve(model, params, np.array([0.0]), cols).values[0, 0]
+    recs = [DoseRecord(0.0, s, 8.0) for s in ("car_eff", "car_mem", "t_endo", "flu")]
+    got = solve(model, params, np.array([0.0]), cols, Doses.from_records([recs], model.state_names)).values[0, 0]
+    assert got.tolist() == [8.0 * (1 - 0.25), 8.0 * 0.25, base[2] + 8.0 * ((1 - 0.4) / 0.4), base[3] + 8.0]
+    assert model.dose_factor("flu") == 1 and "car_transduction" in str(model.dose_factor("t_endo"))
+
+
+def test_bioavailability_must_name_a_state_once():
+    from cartsim.model.ir import ModelBuilder
+    from cartsim.model.parameters import ParameterRecord, ParameterTable
+
+    b = ModelBuilder(ParameterTable([ParameterRecord("f", 0.5, "1", "test", "assumed", "test", "x")]))
+    b.state("x", "1", "x", 0.0)
+    with pytest.raises(KeyError, match="undeclared state 'y'"):
+        b.bioavailability("y", b.p("f"), "no such state")
+    b.bioavailability("x", b.p("f"), "half")
+    with pytest.raises(ValueError, match="defined twice"):
+        b.bioavailability("x", b.p("f"), "again")
+    assert b.build().dose_factor("x") == sp.Symbol("f")
+
+
 def test_dose_records_round_trip_through_arrays_and_nonmem(model):
     from cartsim.engine import DoseRecord, Doses
 

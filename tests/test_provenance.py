@@ -22,7 +22,7 @@ from cartsim.trial.sensitivity import ranges
 def test_every_assumed_and_calibrated_value_has_a_range_around_it():
     table = load_table()
     uncertain = [r for r in table if r.kind in ("assumed", "calibrated")]
-    assert len(uncertain) == 107
+    assert len(uncertain) == 109
     ranged = [r for r in uncertain if r.uncertainty is not None]
     assert len(ranged) == 86
     for r in ranged:
@@ -34,8 +34,9 @@ def test_every_assumed_and_calibrated_value_has_a_range_around_it():
     bare = {r.name for r in uncertain if r.uncertainty is None}
     assert all(table[n].no_uncertainty.strip() and table[n].kind == "assumed" for n in bare)
     assert {"auto_share", "car_presence_eps", "car_costim_cd28", "ms_relapse_rate", "target_cd19",
-            "nmosd_attack_rate", "mg_adl0", "car_mrna", "autoantibody_floor"} <= bare
-    assert len(bare) == 21
+            "nmosd_attack_rate", "mg_adl0", "car_mrna", "autoantibody_floor", "car_memory_share",
+            "car_transduction"} <= bare
+    assert len(bare) == 23
     assert not [r.name for r in table if r.kind in ("literature", "derived") and r.uncertainty is not None]
 
 

@@ -254,3 +254,17 @@ def test_state_triggered_doses_come_from_the_model_definition(model):
     html = str(equations_html(model))
     assert 'id="eq-event-tocilizumab_rescue"' in html and 'id="eq-event-retreatment"' in html
     assert "when the scenario asks for it" in html and "with every therapy" in html
+
+
+def test_the_split_of_an_infusion_is_in_the_export_and_the_equations(model):
+    """The make-up of a CAR-T infusion (effector and memory shares, untransduced T cells) was computed by the
+    scenario, so the SBML's dose amounts held numbers no reader could trace; it is the model's bioavailability
+    now: the dose events multiply by it and the report's equations show it."""
+    from cartsim.outputs.equations import equations_html
+
+    doc = sbml_document(model, export_inputs(model, Scenario.make("kyv-101", "ms", 30)))
+    formulas = [libsbml.formulaToL3String(a.getMath()) for e in doc.getModel().getListOfEvents()
+                for a in e.getListOfEventAssignments() if a.getVariable() in ("car_mem", "t_endo")]
+    assert any("car_memory_share" in f for f in formulas) and any("car_transduction" in f for f in formulas)
+    html = str(equations_html(model))
+    assert 'id="eq-F-t_endo"' in html and "car_transduction" in html.split('id="eq-F-t_endo"')[1].split("</tr>")[0]

@@ -269,14 +269,13 @@ class Scenario:
                                                                              reg.cyclophosphamide)):
             unit = model.states[model.state_index(state)].unit
             events += [(d, state, np.full(n, mg), "lymphodepletion", f"{drug} {mg:g} {unit}") for d, mg in given]
-        cells = [self.product.infused_cells(w) for w in weight]
+        car = np.array([self.product.dose.cells(w) for w in weight]) / blood_ul   # CAR+ cells per uL-eq
         if self.retreat:
-            population = population.with_parameters(
-                {"car_retreat_dose": np.array([c["car_eff"] + c["car_mem"] for c in cells]) / blood_ul})
+            population = population.with_parameters({"car_retreat_dose": car})
         label = self._infusion_label()
-        for day in self.product.infusion_days:
+        for day in self.product.infusion_days:   # the model's F splits the CAR+ cells and adds untransduced ones
             for state in ("car_eff", "car_mem", "t_endo"):
-                events.append((day, state, np.array([c[state] for c in cells]) / blood_ul, "car-t", label))
+                events.append((day, state, car, "car-t", label))
         doses = Doses(
             time=np.tile([e[0] for e in events], (n, 1)).astype(float),
             state=np.tile([model.state_index(e[1]) for e in events], (n, 1)).astype(np.int64),

@@ -111,7 +111,7 @@ def _body(assignments: list[tuple[str, sp.Expr]], names: Mapping[str, str],
 
 def generate(model: Model) -> str:
     """Python source defining N_STATES, N_P, N_Q, N_C, N_OBS, derive, init, rhs, observe, observable, jac,
-    lu_factor, lu_solve and the Jacobian's pattern."""
+    lu_factor, lu_solve, the Jacobian's pattern and bioavailability."""
     ns, npar = len(model.states), len(model.parameters)
     q_names = [*model.parameters, *(n for n, _ in model.derived)]
     nq = len(q_names)
@@ -152,7 +152,17 @@ def generate(model: Model) -> str:
     out += ["", _LEAF, "def init(q, y):"]
     out += _body([(f"y[{i}]", s.initial) for i, s in enumerate(model.states)], names) or ["    pass"]
     out += per_step
+    out += _bioavailability(model, names)
     return "\n".join(out) + "\n"
+
+
+def _bioavailability(model: Model, names: Mapping[str, str]) -> list[str]:
+    """``bioavailability(s, q)``: ``F`` of a dose into state ``s`` (the model's, else 1), evaluated at each dose."""
+    out = ["", _LEAF, "def bioavailability(s, q):"]
+    for f in model.bioavailability:
+        out += [f"    if s == {model.state_index(f.state)}:", f"        return {_print(f.expr, names)}"]
+    out.append("    return 1.0")
+    return out
 
 
 def _observable(model: Model, names: Mapping[str, str], hoister: Hoister) -> list[str]:

@@ -257,8 +257,8 @@ def _worker(counter, p, t0, act, trig, method, ctl, res):
                     res.status[i] = STATUS_OK
                 i = patient[lane]
                 t = tl[lane]
-                al[lane] = _apply_actions(t, yl[lane], ul[lane], al[lane], act.count[i], act.time[i], act.state[i],
-                                          act.bolus[i], act.rate[i])
+                al[lane] = _apply_actions(t, yl[lane], ul[lane], ql[lane], al[lane], act.count[i], act.time[i],
+                                          act.state[i], act.bolus[i], act.rate[i])
                 infusing[lane] = _any_nonzero(ul[lane])
                 k_out[lane] = _record_until_at(t, yl[lane], ql[lane], cols, t_out, out, i, k_out[lane])
                 if t >= t_final:

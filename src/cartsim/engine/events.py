@@ -2,7 +2,8 @@
 projection onto non-negative states, the first step size, and taking the next patient.
 
 Doses are NONMEM-style actions sorted in time (a bolus adds to a state; an infusion's start and stop change a
-zero-order input); a dose comes before an output recorded at the same time, as in mrgsolve. A trigger fires
+zero-order input), times the model's ``F`` of that state; a dose comes before an output recorded at the same
+time, as in mrgsolve. A trigger fires
 when its observable crosses its threshold upwards (located by the driver on the dense output) and adds its
 amount to a state.
 
@@ -24,7 +25,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 if TYPE_CHECKING:   # defined earlier in the compiled module, by the generated model code
-    from cartsim.engine.model_interface import observable
+    from cartsim.engine.model_interface import bioavailability, observable
 
 STATUS_OK = 0
 STATUS_MAX_STEPS = 1
@@ -89,13 +90,17 @@ def _trigger_values(t, y, q, trig_obs, trig_thr, g):
 
 
 @nb.njit(cache=True, _nrt=False)
-def _apply_actions(t, y, u, a, n_act, act_t, act_s, act_bolus, act_rate):
-    """Apply the doses and infusion switches due at ``t``, from action ``a`` on; return the next action's index."""
+def _apply_actions(t, y, u, q, a, n_act, act_t, act_s, act_bolus, act_rate):
+    """Apply the doses and infusion switches due at ``t``, from action ``a`` on, each times the model's ``F`` of
+    its state (exactly 1, so no rounding, for most states); return the next action's index."""
     while a < n_act and act_t[a] <= t:
-        y[act_s[a]] += act_bolus[a]
-        u[act_s[a]] += act_rate[a]
-        if abs(u[act_s[a]]) < 1e-12 * abs(act_rate[a]):
-            u[act_s[a]] = 0.0  # an infusion that ended exactly cancels
+        s = act_s[a]
+        f = bioavailability(s, q)
+        rate = act_rate[a] * f
+        y[s] += act_bolus[a] * f
+        u[s] += rate
+        if abs(u[s]) < 1e-12 * abs(rate):
+            u[s] = 0.0  # an infusion that ended exactly cancels
         a += 1
     return a
 

@@ -65,3 +65,9 @@ def lu_factor(lu: np.ndarray) -> None:
 def lu_solve(lu: np.ndarray, r: np.ndarray) -> None:
     """``r = lu^-1 r`` in place."""
     _generated(lu, r)
+
+
+def bioavailability(s: int, q: np.ndarray) -> float:
+    """``F`` of a dose into state ``s``: the model's (``ir.Bioavailability``), else 1."""
+    _generated(s, q)
+    return 1.0

@@ -10,7 +10,9 @@ Everything is generated from the symbolic :class:`~cartsim.model.ir.Model`:
   resets (libRoadRunner: ``rr[name] = value; rr.reset()``) keeps the derived
   parameters and the initial states consistent with it;
 - observables are assignment rules;
-- doses are events: boluses add to their state, infusions switch a rate on and off;
+- doses are events: boluses add to their state, infusions switch a rate on and off,
+  each times the model's bioavailability of that state (NONMEM's F; the split of
+  an infused CAR-T product into effector, memory and untransduced cells);
 - the model's state-triggered doses (its events: the tocilizumab rescue,
   re-treatment when the scenario asks for it) are SBML events, named as in
   the model, that fire when the observable reaches the threshold from below,
@@ -179,13 +181,14 @@ def _write_doses(w: _Writer, model: Model, inputs: ExportInputs) -> dict[str, li
         w.parameter(amount, d.delivered, unit=units[d.state],
                     note=f"{what} into {d.state} on cartsim day {d.start:g}{given}")
         at = at_time(d.start)
+        f = model.dose_factor(d.state)   # the model's F of the state (1 for most)
         if d.duration == 0:
-            at[d.state] = at.get(d.state, sp.Symbol(d.state)) + sp.Symbol(amount)
+            at[d.state] = at.get(d.state, sp.Symbol(d.state)) + sp.Symbol(amount) * f
             continue
         rate, duration = f"{amount}_rate", f"{amount}_duration"
         w.parameter(duration, d.duration, unit="day", note=f"duration of {amount}")
         w.parameter(rate, 0.0, constant=False, unit=f"{units[d.state]}/day", note=f"infusion rate of {amount}")
-        at[rate] = sp.Symbol(amount) / sp.Symbol(duration)
+        at[rate] = sp.Symbol(amount) / sp.Symbol(duration) * f
         at_time(d.start + d.duration)[rate] = sp.Integer(0)
         infusions.setdefault(d.state, []).append(rate)
     for k, (t, assign) in enumerate(sorted(actions.items()), start=1):

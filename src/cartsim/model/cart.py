@@ -15,7 +15,10 @@ expressed for about a week and not passed on when cells divide: such a product
 does not expand (``costim_expansion`` 0) and its cells lose the CAR at
 ``car_expression_loss``. These follow from what each product sets (its CD4:CD8
 ratio, costimulatory domain and CAR encoding) as derived parameters, so the
-SBML export and the report's equations show them.
+SBML export and the report's equations show them. So does the make-up of an
+infusion: a dose record counts CAR+ cells, and the model's bioavailability
+(NONMEM's F) of each state splits them into effector and memory cells and adds
+the untransduced T cells infused with them.
 
 Immunity against the CAR: endogenous T cells that recognise the CAR construct
 (its foreign scFv and junctions) are primed while CAR-T cells are present, at a
@@ -39,6 +42,12 @@ def add(b: ModelBuilder) -> None:
     _product(b)
     e = b.state("car_eff", "cells/uL-eq", "CAR-T effector cells", 0)
     m = b.state("car_mem", "cells/uL-eq", "CAR-T memory cells", 0)
+    # an infusion's dose records count its CAR+ cells (per uL of blood-equivalent volume); the model splits them
+    # into effector and memory phenotypes and adds the untransduced T cells given with them
+    share, tx = b.p("car_memory_share"), b.p("car_transduction")
+    b.bioavailability("car_eff", 1 - share, "infused CAR+ cells with effector phenotype")
+    b.bioavailability("car_mem", share, "infused CAR+ cells with memory phenotype")
+    b.bioavailability("t_endo", (1 - tx) / tx, "untransduced T cells infused with each CAR+ cell")
     total = b.observe("car_total", e + m, "cells/uL-eq", "all CAR-T cells")
     b.observe("car_blood_per_uL", b.p("f_blood_lymph") * total, "cells/uL", "CAR-T cells in blood")
 

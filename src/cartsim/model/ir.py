@@ -66,6 +66,19 @@ class Event:
 
 
 @dataclass(frozen=True)
+class Bioavailability:
+    """NONMEM's ``F`` of a compartment, written in the model (mrgsolve's ``F_CMT``): every dose record into
+    ``state`` enters as ``expr`` times its amount (times the record's own ``F``). ``expr`` is in parameters and
+    may exceed 1 where a record's amount counts something else: the CAR+ cells of an infusion bring their
+    untransduced T cells. State-triggered doses (:class:`Event`) add their amount as it is."""
+
+    state: str
+    expr: sp.Expr
+    component: str
+    description: str
+
+
+@dataclass(frozen=True)
 class Constant:
     """A named number of the model definition (a unit conversion such as ``days_per_year``).
 
@@ -90,6 +103,7 @@ class Model:
     table: ParameterTable
     constants: tuple[Constant, ...] = ()     # named numbers, for display (see :class:`Constant`)
     events: tuple[Event, ...] = ()           # state-triggered doses (see :class:`Event`)
+    bioavailability: tuple[Bioavailability, ...] = ()   # F of doses into a state (1 where none is given)
 
     @property
     def state_names(self) -> tuple[str, ...]:
@@ -120,6 +134,13 @@ class Model:
                 return e
         raise KeyError(f"unknown event {name!r}; events are {', '.join(e.name for e in self.events)}")
 
+    def dose_factor(self, state: str) -> sp.Expr:
+        """``F`` of a dose into ``state`` (1 unless the model gives one)."""
+        for f in self.bioavailability:
+            if f.state == state:
+                return f.expr
+        return sp.Integer(1)
+
     def idle_parameters(self, dosed: Iterable[str], zero_parameters: Iterable[str] = ()) -> frozenset[str]:
         """Parameters that no equation can feel when doses enter only the states ``dosed`` and the parameters
         ``zero_parameters`` are 0 (a disease's rates outside that disease).
@@ -143,7 +164,9 @@ class Model:
         for name, d in self.derived:
             expanded = d.xreplace(derived)
             derived[sp.Symbol(name)] = _zeroed(expanded, {}, zero_p)
-        for e in (*(f.rate for f in self.flows), *(o.expr for o in self.observables), *(s.initial for s in self.states)):
+        doses = (f.expr for f in self.bioavailability if f.state not in zero)   # F of the doses given
+        for e in (*(f.rate for f in self.flows), *(o.expr for o in self.observables), *(s.initial for s in self.states),
+                  *doses):
             felt |= {x.name for x in _zeroed(e.xreplace(derived), subs, zero_p).free_symbols}
         return frozenset(self.parameters) - felt
 
@@ -168,6 +191,7 @@ class Model:
         parts += [f"D {n} {sp.srepr(e)}" for n, e in self.derived]
         parts += [f"F {f.source} {f.target} {sp.srepr(f.rate)}" for f in self.flows]
         parts += [f"O {o.name} {sp.srepr(o.expr)}" for o in self.observables]
+        parts += [f"B {f.state} {sp.srepr(f.expr)}" for f in self.bioavailability]
         return "\n".join(parts)
 
 
@@ -183,6 +207,7 @@ class ModelBuilder:
     _observables: dict[str, Observable] = field(default_factory=dict)
     _constants: dict[str, Constant] = field(default_factory=dict)
     _events: dict[str, Event] = field(default_factory=dict)
+    _bioavailability: dict[str, Bioavailability] = field(default_factory=dict)
     _component: str = "model"
 
     def component(self, name: str) -> "ModelBuilder":
@@ -244,6 +269,14 @@ class ModelBuilder:
         self._events[name] = Event(name, observable, threshold, state, amount, self._component, description,
                                    max_fires, always)
 
+    def bioavailability(self, state: str, expr: sp.Expr, description: str) -> None:
+        """``F`` of every dose record into ``state`` (see :class:`Bioavailability`)."""
+        if state not in self._states:
+            raise KeyError(f"bioavailability of undeclared state {state!r}")
+        if state in self._bioavailability:
+            raise ValueError(f"bioavailability of {state!r} defined twice")
+        self._bioavailability[state] = Bioavailability(state, sp.sympify(expr), self._component, description)
+
     def build(self) -> Model:
         # Observables may refer to each other (in any order): substitute to a fixed point.
         subs = {sp.Symbol(n): o.expr for n, o in self._observables.items()}
@@ -267,6 +300,8 @@ class ModelBuilder:
             _check_symbols(e, set(self._params) | set(self._derived), f"derived {n}")
         for s in self._states.values():
             _check_symbols(s.initial, set(self._params) | set(self._derived), f"initial {s.name}")
+        for f in self._bioavailability.values():
+            _check_symbols(f.expr, set(self._params) | set(self._derived), f"bioavailability of {f.state}")
         for ev in self._events.values():
             if ev.observable not in resolved:
                 raise KeyError(f"event {ev.name!r} watches undeclared observable {ev.observable!r}")
@@ -279,6 +314,7 @@ class ModelBuilder:
             table=self.table,
             constants=tuple(self._constants.values()),
             events=tuple(self._events.values()),
+            bioavailability=tuple(self._bioavailability.values()),
         )
 
 

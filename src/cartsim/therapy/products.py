@@ -91,7 +91,8 @@ class CarTProduct:
 
     def model_parameters(self, table: ParameterTable) -> dict[str, float]:
         """The model parameters the product sets: its target, its construct and make-up. What they change
-        (potency, expansion, memory formation, loss of an mRNA CAR) is written in the model
+        (potency, expansion, memory formation, loss of an mRNA CAR, the cells an infusion brings) is written in the
+        model
         (``cartsim.model.cart``); ``table`` gives the default CAR-expression half-life."""
         mrna = self.mrna_expression_halflife_days
         return {
@@ -101,15 +102,8 @@ class CarTProduct:
             "car_costim_cd28": float(self.costimulation == "CD28"),
             "car_mrna": float(mrna is not None),
             "car_expression_halflife": float(mrna) if mrna else table.value("car_expression_halflife"),
-        }
-
-    def infused_cells(self, weight_kg: float) -> dict[str, float]:
-        """Cells infused (absolute numbers) by phenotype: CAR+ effector, CAR+ memory, untransduced T."""
-        car = self.dose.cells(weight_kg)
-        return {
-            "car_eff": car * (1 - self.memory_share),
-            "car_mem": car * self.memory_share,
-            "t_endo": car * (1 - self.transduction_efficiency) / self.transduction_efficiency,
+            "car_memory_share": float(self.memory_share),
+            "car_transduction": float(self.transduction_efficiency),
         }
 
 
