@@ -310,3 +310,25 @@ def test_html_well_formed_offline_with_contents(page, trial):
         assert f'<section id="{section}">' in html and f'href="#{section}"' in html
     assert html.count("not medical advice") == 2 and "investigational" in html
     assert html.count("<math") > 100
+
+
+def test_cache_key_covers_every_module_the_checks_run_through():
+    """Regression: the outcome modules (MG visit scores, NMOSD attacks, MS relapses) were not keyed, so a change
+    to how MG responders are drawn left the report's validation table stale."""
+    import subprocess
+    import sys
+
+    code = ("import sys, cartsim, cartsim.validate; from pathlib import Path; "
+            "root = Path(cartsim.__file__).parent; "
+            "print('\\n'.join(str(Path(m.__file__).relative_to(root)) for n, m in list(sys.modules.items()) "
+            "if n.startswith('cartsim') and getattr(m, '__file__', None)))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    from pathlib import Path
+
+    import cartsim
+    from cartsim.outputs import validation as val
+
+    root = Path(cartsim.__file__).parent
+    keyed = {str(p.relative_to(root)) for p in val._keyed_files()}
+    # the version is keyed as such; errors only format messages
+    assert set(loaded) - keyed <= {"__init__.py", "errors.py"}, sorted(set(loaded) - keyed)

@@ -25,7 +25,8 @@ from cartsim.validate import Check, run_checks
 
 CACHE_FORMAT = "1"
 # what decides the checks' numbers besides the model's equations (paths inside the cartsim package)
-KEYED = ("data", "engine", "therapy", "validate.py", "scenario.py", "population.py", "endpoints.py", "disease.py")
+KEYED = ("data", "engine", "model", "therapy", "validate.py", "scenario.py", "population.py", "endpoints.py",
+         "endpoint_dictionary.py", "disease.py", "ms_outcomes.py", "nmosd_outcomes.py", "mg_outcomes.py")
 
 
 @dataclass(frozen=True)
