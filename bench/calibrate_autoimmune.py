@@ -1,6 +1,6 @@
 """Reproducible calibration of the NMOSD and myasthenia gravis models (``model/nmosd.py``, ``model/mg.py``).
 
-Five values, each fitted by a root search (SciPy's brentq) to one published number, in an order where each fit
+Seven values, each fitted by a root search (SciPy's brentq) to one published number, in an order where each fit
 leaves the earlier ones unchanged:
 
 1. ``pc_auto_death`` of the nmosd disease (how long AQP4-IgG-making plasma cells live) to the 37% of
@@ -11,7 +11,11 @@ leaves the earlier ones unchanged:
    patients' B cells stay at baseline, so it leaves fit 2 unchanged;
 4. ``mg_placebo_mean`` to 29.7% MG-ADL responders on placebo (ADAPT, AChR+);
 5. ``mg_antibody_share`` to 67.7% MG-ADL responders on efgartigimod (ADAPT, AChR+); the placebo arm has no
-   antibody change, so it leaves fit 4 unchanged.
+   antibody change, so it leaves fit 4 unchanged;
+6. ``mg_qmg_placebo_share`` to 14.1% QMG responders on placebo (ADAPT, AChR+); MG-ADL responders do not
+   depend on it, so it leaves fits 4 and 5 unchanged;
+7. ``mg_qmg_antibody_share`` to 63.1% QMG responders on efgartigimod (ADAPT, AChR+); neither the placebo
+   arm nor the MG-ADL depends on it.
 
 Responder shares are step functions of the fitted value over a seeded population of 1000; brentq still
 finds a crossing. The values are written by hand into diseases.toml and parameters.toml.
@@ -37,7 +41,9 @@ TARGETS = {("n_momentum_aqp4_igg", "pop_fraction_2fold_fall_day_197"): 0.371,
            ("n_momentum_attacks", "pop_attack_free_placebo"): 0.599,
            ("n_momentum_attacks", "pop_hazard_ratio"): 0.272,
            ("adapt_mg", "pop_mg_adl_responders_placebo"): 0.297,
-           ("adapt_mg", "pop_mg_adl_responders_efgartigimod"): 0.677}
+           ("adapt_mg", "pop_mg_adl_responders_efgartigimod"): 0.677,
+           ("adapt_mg", "pop_qmg_responders_placebo"): 0.141,
+           ("adapt_mg", "pop_qmg_responders_efgartigimod"): 0.631}
 FITTED_CHECKS = set(TARGETS)      # labelled calibrated in cartsim validate
 # fitted value, its disease, its check, bracket, whether the search runs on the log of the value
 FITS: tuple[tuple[str, str, Callable[[dict], dict], tuple[str, str], tuple[float, float], bool], ...] = (
@@ -49,6 +55,9 @@ FITS: tuple[tuple[str, str, Callable[[dict], dict], tuple[str, str], tuple[float
      False),
     ("mg_placebo_mean", "mg", adapt_mg, ("adapt_mg", "pop_mg_adl_responders_placebo"), (-2.0, 4.0), False),
     ("mg_antibody_share", "mg", adapt_mg, ("adapt_mg", "pop_mg_adl_responders_efgartigimod"), (0.05, 1.0), False),
+    ("mg_qmg_placebo_share", "mg", adapt_mg, ("adapt_mg", "pop_qmg_responders_placebo"), (0.0, 1.5), False),
+    ("mg_qmg_antibody_share", "mg", adapt_mg, ("adapt_mg", "pop_qmg_responders_efgartigimod"), (0.05, 1.0),
+     False),
 )
 
 

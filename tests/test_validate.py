@@ -24,9 +24,6 @@ KNOWN_MISSES: dict[tuple[str, str], str] = {
     ("ct103a_nmosd", "pop_crs_any"):
         "CRS in 29% of model patients against 12 of 12 with CT103A in NMOSD: the CRS model, fitted to CD19 products, "
         "gives little CRS for the few BCMA+ cells of an autoimmune patient",
-    ("adapt_mg", "pop_qmg_responders_placebo"):
-        "31% QMG responders on placebo (14.1% observed): the assumption that the placebo improvement is the same "
-        "share of the QMG as of the MG-ADL score is refuted",
     ("descartes08_mg", "pop_mg_adl_change_week_52"):
         "MG-ADL back near baseline at month 12 (-0.5 against -4.8, company data): in the model BCMA killing spares "
         "memory B cells, which remake the anti-AChR plasma cells within months",

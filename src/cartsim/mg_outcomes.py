@@ -4,8 +4,11 @@ The model (``cartsim.model.mg``) gives each patient's expected MG-ADL and QMG
 scores over time. Trials also see patients improve on placebo (expectation,
 regression to the mean from a severe entry score): each patient has a lasting
 non-drug improvement drawn once from their own random stream, Normal with mean
-``mg_placebo_mean`` and SD ``mg_placebo_sd`` MG-ADL points, taken as the same
-share of the QMG score (an assumption). The score seen at a visit is the model
+``mg_placebo_mean`` and SD ``mg_placebo_sd`` MG-ADL points. On the QMG it is
+``mg_qmg_placebo_share`` times the same share of the score: the QMG is examined
+by a clinician, the MG-ADL reported by the patient, and in ADAPT half as many
+placebo patients responded on the QMG (14.1%) as on the MG-ADL (29.7%) although
+the QMG has twice the points. The score seen at a visit is the model
 score less that improvement, rounded to whole points and kept within the scale
 (MG-ADL 0-24, QMG 0-39).
 
@@ -42,7 +45,8 @@ def responder(change: np.ndarray, threshold: float) -> bool:
 
 
 def draw(times: np.ndarray, adl: np.ndarray, qmg: np.ndarray, rngs: list[np.random.Generator],
-         placebo_mean: float, placebo_sd: float, horizon: float) -> dict[str, np.ndarray]:
+         placebo_mean: float, placebo_sd: float, horizon: float, qmg_placebo_share: float = 1.0
+         ) -> dict[str, np.ndarray]:
     """Per-patient MG endpoints from the model scores (rows) on ``times`` (from day 0)."""
     n = adl.shape[0]
     weeks = visit_weeks(horizon)
@@ -55,7 +59,7 @@ def draw(times: np.ndarray, adl: np.ndarray, qmg: np.ndarray, rngs: list[np.rand
         a = np.interp(7.0 * weeks, times, adl[i])
         q = np.interp(7.0 * weeks, times, qmg[i])
         seen_a = np.clip(np.rint(a - improvement * (weeks > 0)), 0, ADL_MAX)
-        seen_q = np.clip(np.rint(q - improvement * q[0] / a[0] * (weeks > 0)), 0, QMG_MAX)
+        seen_q = np.clip(np.rint(q - qmg_placebo_share * improvement * q[0] / a[0] * (weeks > 0)), 0, QMG_MAX)
         change = seen_a - seen_a[0]
         for week in CHANGE_WEEKS:
             if week < weeks.size:

@@ -356,14 +356,16 @@ ADAPT_DAYS = 12 * 7.0     # the responder window (a run of 4 weekly visits start
 
 
 def _mg_endpoints(therapy: str, days: float, parameters: dict[str, float] | None = None) -> dict[str, np.ndarray]:
-    """MG endpoints of a seeded population; ``parameters`` may hold ``mg_placebo_mean`` (an outcome value)."""
+    """MG endpoints of a seeded population; ``parameters`` may hold ``mg_placebo_mean`` and
+    ``mg_qmg_placebo_share`` (outcome values)."""
     values = dict(parameters or {})
     table = build_model().table
     placebo_mean = values.pop("mg_placebo_mean", table.value("mg_placebo_mean"))
+    qmg_share = values.pop("mg_qmg_placebo_share", table.value("mg_qmg_placebo_share"))
     sol, pop = _autoimmune_run(therapy, "mg", days, values)
     rngs = [pop.event_rng(k) for k in range(len(pop))]
     return mg_outcomes.draw(sol.times, sol.column("mg_adl"), sol.column("qmg"), rngs, placebo_mean,
-                            table.value("mg_placebo_sd"), days)
+                            table.value("mg_placebo_sd"), days, qmg_share)
 
 
 def adapt_mg(parameters: dict[str, float] | None = None) -> dict[str, float]:
@@ -459,7 +461,8 @@ CALIBRATED = {
     # bench/calibrate_autoimmune.py
     ("n_momentum_aqp4_igg", "pop_fraction_2fold_fall_day_197"), ("n_momentum_attacks", "pop_attack_free_placebo"),
     ("n_momentum_attacks", "pop_hazard_ratio"), ("adapt_mg", "pop_mg_adl_responders_efgartigimod"),
-    ("adapt_mg", "pop_mg_adl_responders_placebo")}
+    ("adapt_mg", "pop_mg_adl_responders_placebo"), ("adapt_mg", "pop_qmg_responders_placebo"),
+    ("adapt_mg", "pop_qmg_responders_efgartigimod")}
 
 
 def _accept_window(target: dict, metric: str) -> list[float]:

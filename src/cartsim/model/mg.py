@@ -7,12 +7,14 @@ the antibody level with the half-life ``mg_junction_halflife`` of receptor loss 
 repair, so weakness lags the antibody by days to weeks. The scores are
 
     MG-ADL = mg_adl0 * (1 - mg_antibody_share * (1 - mg_junction))
-    QMG    = qmg0    * (1 - mg_antibody_share * (1 - mg_junction))
+    QMG    = qmg0    * (1 - mg_qmg_antibody_share * (1 - mg_junction))
 
 ``mg_antibody_share`` is the share of the weakness that goes away when the
 antibody is gone; the rest is fixed damage (and the part of a score that is
-never zero in a patient's life). QMG is taken to follow the same junction
-state with the same share (an assumption). Outside MG the baseline scores are
+never zero in a patient's life). QMG follows the same junction state with a
+share of its own, each fitted to the responders of its scale in ADAPT: the
+QMG examines strength and fatigability that recover less than the daily
+activities patients report. Outside MG the baseline scores are
 zero (their table values). Visit-by-visit scores, with the improvement that
 patients also have on placebo, are drawn per patient (``cartsim.mg_outcomes``).
 """
@@ -32,6 +34,7 @@ def add(b: ModelBuilder) -> None:
                        sp.Symbol("autoantibody0") / (sp.Symbol("autoantibody0") + p("autoantibody_floor")))
     b.flow(None, "mg_junction", k * sp.Symbol("autoantibody_level"), "receptor loss driven by the antibody")
     b.flow("mg_junction", None, k * junction, "receptor repair")
-    weak = 1 - p("mg_antibody_share") * (1 - junction)
-    b.observe("mg_adl", p("mg_adl0") * weak, "points", "MG activities of daily living score (0-24; model mean)")
-    b.observe("qmg", p("qmg0") * weak, "points", "quantitative MG score (0-39; model mean)")
+    b.observe("mg_adl", p("mg_adl0") * (1 - p("mg_antibody_share") * (1 - junction)), "points",
+              "MG activities of daily living score (0-24; model mean)")
+    b.observe("qmg", p("qmg0") * (1 - p("mg_qmg_antibody_share") * (1 - junction)), "points",
+              "quantitative MG score (0-39; model mean)")
