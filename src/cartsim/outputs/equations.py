@@ -385,8 +385,9 @@ def equations_html(model: Model) -> Markup:
             f'<tr id="eq-F-{escape(f.state)}"><td class="what">{escape(f.description)} ({escape(f.component)})</td>'
             f'<td>{math(f"<msub><mi>F</mi><mi>{escape(f.state)}</mi></msub><mo>=</mo>{to_mathml(f.expr)}")}</td></tr>'
             for f in model.bioavailability)
-        parts.append('<h3 id="eq-bioavailability">Dose bioavailability</h3><p class="what">A dose record of amount '
-                     f'AMT into a state adds F &#xd7; AMT; F is 1 for the states not listed.</p>'
+        parts.append('<h3 id="eq-bioavailability">Dose bioavailability (F)</h3><p class="what">How much of a dose '
+                     "enters each state: a dose record of amount AMT adds F &#xd7; AMT, and F is 1 for the states not "
+                     "listed.</p>"
                      f'<table class="eq"><tbody>{rows}</tbody></table>')
     if model.events:
         parts.append('<h3 id="eq-events">State-triggered doses</h3><table class="eq"><tbody>'
