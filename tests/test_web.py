@@ -351,3 +351,38 @@ def test_nmosd_and_mg_pages_speak_of_their_disease(server, browser):
     page.wait_for_selector('body[data-state="ready"]', timeout=60_000)
     assert page.is_visible("#course-label")                  # MS keeps its course selector
     page.close()
+
+
+BELOW_LIMIT = """(column) => {
+  const s = document.querySelector(`#charts svg[data-column="${column}"]`);
+  const shade = s.querySelector('rect.undetectable');
+  const ys = [];
+  for (const p of s.querySelectorAll('polygon.band'))
+    for (const xy of p.getAttribute('points').split(' ')) ys.push(Number(xy.split(',')[1]));
+  for (const p of s.querySelectorAll('path.median'))
+    for (const m of p.getAttribute('d').matchAll(/[ML][^,]+,([^ML]+)/g)) ys.push(Number(m[1]));
+  return { limit_y: shade ? Number(shade.getAttribute('y')) : null, lowest: Math.max(...ys),
+           label: [...s.querySelectorAll('text')].some((t) => t.textContent === 'below detection limit') };
+}"""
+
+
+def test_nothing_is_drawn_below_an_assays_detection_limit(server, browser):
+    """Regression: the page drew eque-cel's CAR-T median on below 0.1 cells/uL, where the assay measures nothing (the
+    report shades that range and draws no line in it); now the page does the same for CAR-T and B cells."""
+    from cartsim.web.arms import panels
+
+    refs = {p.column: p.detection_limit for p in panels()}
+    assert refs["car_blood_per_uL"] == 0.1 and refs["b_blood_per_uL"] == 1.0 and refs.get("igg") is None
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    _ready(page, server + "/?disease=nmosd&therapy_a=eque-cel&therapy_b=inebilizumab&days=730")
+    api = page.evaluate("fetch('/api/compare?disease=nmosd&therapy_a=eque-cel&therapy_b=inebilizumab&days=730')"
+                        ".then((r) => r.json())")
+    car = next(b for arm in api["arms"] for b in arm["panels"] if b["column"] == "car_blood_per_uL")
+    assert min(v for v in car["median"] if v is not None) < 0.1      # the case: the median falls below the limit
+    axis = next(a for a in api["axes"] if a["column"] == "car_blood_per_uL")
+    assert axis["lo"] <= 0.1 / 4 < 0.1 < axis["hi"]
+    for column in ("car_blood_per_uL", "b_blood_per_uL"):
+        drawn = page.evaluate(BELOW_LIMIT, column)
+        assert drawn["label"] and drawn["limit_y"] is not None
+        assert drawn["lowest"] <= drawn["limit_y"] + 0.5, (column, drawn)
+    page.close()

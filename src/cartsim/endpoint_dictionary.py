@@ -35,9 +35,10 @@ class Limit:
 
 
 # The limits that define endpoints and that figures draw on their quantity's axis.
-B_DETECTION = Limit("b_blood_per_uL", 1.0, "cells/uL", "detection limit", "flow cytometry")
+DETECTION = "detection limit"     # an assay's: values below it are not measured, and figures draw no line there
+B_DETECTION = Limit("b_blood_per_uL", 1.0, "cells/uL", DETECTION, "flow cytometry")
 B_LOWER_NORMAL = Limit("b_blood_per_uL", 80.0, "cells/uL", "lower limit of normal")
-CART_DETECTION = Limit("car_blood_per_uL", 0.1, "cells/uL", "detection limit", "qPCR")
+CART_DETECTION = Limit("car_blood_per_uL", 0.1, "cells/uL", DETECTION, "qPCR")
 AUTOREACTIVE_RETURN = Limit("autoreactive_level", 0.1, "1", "return threshold")
 HYPOGAMMA = Limit("igg", 4.0, "g/L", "hypogammaglobulinaemia threshold")
 LIMITS: tuple[Limit, ...] = (B_DETECTION, B_LOWER_NORMAL, CART_DETECTION, AUTOREACTIVE_RETURN, HYPOGAMMA)

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from cartsim.disease import diseases
-from cartsim.endpoint_dictionary import limits_of
+from cartsim.endpoint_dictionary import DETECTION, limits_of
 from cartsim.engine import DoseRecord
 from cartsim.model import Model, build_model
 from cartsim.scenario import THERAPIES_UNTREATED
@@ -50,7 +50,12 @@ class Panel:
     title: str
     unit: str
     log: bool
-    references: tuple[dict, ...] = ()      # reference lines: {value, label}, from the endpoint dictionary's limits
+    references: tuple[dict, ...] = ()      # reference lines: {value, label, detection}, from the endpoint dictionary
+
+    @property
+    def detection_limit(self) -> float | None:
+        """The assay's detection limit on this panel's axis (values below it are not measured), if it has one."""
+        return next((r["value"] for r in self.references if r.get("detection")), None)
 
 
 # Known panels, in page order; a panel shows only when the model has its column.
@@ -126,8 +131,12 @@ def axis(values: list[float | None] | np.ndarray, log: bool) -> Axis:
 
 
 def panel_axis(arms: list[Arm], panel: Panel) -> Axis:
-    """One axis for ``panel`` over all ``arms`` (medians and both percentiles)."""
+    """One axis for ``panel`` over all ``arms`` (medians and both percentiles). Under a detection limit nothing is
+    drawn but the shaded range 'below detection limit', so the axis ends about a decade below the limit."""
     values = [v for a in arms if panel.column in a.bands for s in STATS for v in a.bands[panel.column][s]]
+    limit = panel.detection_limit
+    if limit is not None:
+        values = [v if v is None or v >= limit else limit / 4 for v in values] + [limit / 4]
     return axis(values, panel.log)
 
 
@@ -136,7 +145,8 @@ def panels(model: Model | None = None) -> list[Panel]:
     model = model or build_model()
     meta = {s.name: (s.unit, s.description) for s in model.states}
     meta |= {o.name: (o.unit, o.description) for o in model.observables}
-    out = [Panel(c, title, meta[c][0], log, tuple({"value": x.value, "label": x.text} for x in limits_of(c)))
+    out = [Panel(c, title, meta[c][0], log, tuple({"value": x.value, "label": x.text,
+                                                   "detection": x.meaning == DETECTION} for x in limits_of(c)))
            for c, (title, log) in PANEL_TITLES.items() if c in meta]
     out += [Panel(c, desc[:1].upper() + desc[1:], unit, True) for c, (unit, desc) in meta.items()
             if c not in PANEL_TITLES and c not in model.state_names

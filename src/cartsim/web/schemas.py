@@ -37,6 +37,7 @@ class Choice(BaseModel):
 class Reference(BaseModel):
     value: float
     label: str                       # e.g. the flow-cytometry detection limit (endpoint dictionary)
+    detection: bool = False          # an assay's detection limit: the page draws no line below it
 
 
 class PanelInfo(BaseModel):

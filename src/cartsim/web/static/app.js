@@ -214,6 +214,14 @@ function renderCharts(arms, axes) {
                               "aria-label": `${title} over time`, "data-column": column,
                               "data-y-lo": axis.lo, "data-y-hi": axis.hi, "data-plot-top": T,
                               "data-plot-bottom": H - B });
+    // an assay's detection limit: what lies below it is not measured, so the range is shaded and named, and no
+    // line or band is drawn in it (as in the report)
+    const limit = (panel.references || []).find((r) => r.detection && y.map(r.value) >= 0 && y.map(r.value) <= 1);
+    const floor = limit ? limit.value : -Infinity;
+    if (limit) {
+      plot.append(svg("rect", { x: L, y: Y(limit.value), width: W - R - L, height: H - B - Y(limit.value),
+                                class: "undetectable" }));
+    }
     for (const t of y.ticks) {
       plot.append(svg("line", { class: "grid", x1: L, x2: W - R, y1: Y(t), y2: Y(t) }),
                   svg("text", { x: L - 6, y: Y(t) + 4, "text-anchor": "end" }, fmt(t)));
@@ -228,6 +236,7 @@ function renderCharts(arms, axes) {
                 svg("line", { x1: X(0), x2: X(0), y1: T, y2: H - B, stroke: "#9aa1ad", "stroke-dasharray": "3 3" }));
     // reference lines (assay limits, lower limit of normal: the API's, from the endpoint dictionary); one outside
     // the axis is not drawn (not on its bottom line)
+    if (limit) plot.append(svg("text", { x: L + 6, y: H - B - 6, class: "ref" }, "below detection limit"));
     for (const ref of panel.references || []) {
       const at = y.map(ref.value);
       if (!(at >= 0 && at <= 1)) continue;
@@ -241,13 +250,25 @@ function renderCharts(arms, axes) {
       const pts = arm.days.map((d, k) => [d, band.p05[k], band.median[k], band.p95[k]])
         .filter((p) => p[1] !== null && p[2] !== null && p[3] !== null);
       if (!pts.length || (panel.log && pts.every((p) => !(p[3] > 0)))) return;   // nothing to draw on a log axis
-      const upper = pts.map((p) => `${X(p[0]).toFixed(1)},${Y(p[3]).toFixed(1)}`);
-      const lower = pts.map((p) => `${X(p[0]).toFixed(1)},${Y(p[1]).toFixed(1)}`).reverse();
-      plot.append(svg("polygon", { points: [...upper, ...lower].join(" "), fill: COLORS[i], "fill-opacity": 0.16,
-                                   stroke: "none", class: "band", "data-therapy": arm.therapy }));
-      const d = pts.map((p, k) => `${k ? "L" : "M"}${X(p[0]).toFixed(1)},${Y(p[2]).toFixed(1)}`).join("");
-      plot.append(svg("path", { d, fill: "none", stroke: COLORS[i], "stroke-width": 2, class: "median",
-                                "data-therapy": arm.therapy }, svg("title", {}, `${arm.therapy}: median`)));
+      if (pts.every((p) => p[3] < floor)) {   // undetectable throughout: said, not drawn
+        plot.append(svg("text", { x: L + 6, y: Y(floor) - 6 - 14 * i, fill: COLORS[i], class: "ref undetected",
+                                  "data-therapy": arm.therapy }, `${arm.therapy}: below the detection limit throughout`));
+        return;
+      }
+      // the band where its top is measurable (its bottom held at the limit), the median where it is
+      for (const run of runs(pts, (p) => p[3] >= floor)) {
+        const upper = run.map((p) => `${X(p[0]).toFixed(1)},${Y(p[3]).toFixed(1)}`);
+        const lower = run.map((p) => `${X(p[0]).toFixed(1)},${Y(Math.max(p[1], floor)).toFixed(1)}`).reverse();
+        plot.append(svg("polygon", { points: [...upper, ...lower].join(" "), fill: COLORS[i], "fill-opacity": 0.16,
+                                     stroke: "none", class: "band", "data-therapy": arm.therapy }));
+      }
+      const d = runs(pts, (p) => p[2] >= floor)
+        .map((run) => run.map((p, k) => `${k ? "L" : "M"}${X(p[0]).toFixed(1)},${Y(p[2]).toFixed(1)}`).join(""))
+        .join("");
+      if (d) {
+        plot.append(svg("path", { d, fill: "none", stroke: COLORS[i], "stroke-width": 2, class: "median",
+                                  "data-therapy": arm.therapy }, svg("title", {}, `${arm.therapy}: median`)));
+      }
     });
     return el("figure", { class: "chart", id: `chart-${column}` },
               el("h3", {}, title + (UNITLESS.has(panel.unit) ? "" : ` (${unit(panel.unit)})`) +
@@ -255,6 +276,18 @@ function renderCharts(arms, axes) {
   });
   $("charts").style.gridTemplateColumns = chartWidth() * 2 < $("charts").clientWidth ? "1fr 1fr" : "1fr";
   $("charts").replaceChildren(...charts);
+}
+
+// consecutive points that pass ``keep``, as separate runs (a line or band is broken where they do not)
+function runs(points, keep) {
+  const out = [];
+  let run = [];
+  for (const p of points) {
+    if (keep(p)) run.push(p);
+    else if (run.length) { out.push(run); run = []; }
+  }
+  if (run.length) out.push(run);
+  return out;
 }
 
 function renderTimeline(arms) {
