@@ -179,7 +179,8 @@ def test_decayed_states_are_exactly_zero(model, solver):
 # --------------------------------------------------------------------------------------
 
 def _reference(model, params_row, doses: Doses, t0: float, t_end: float, times: np.ndarray):
-    """Radau on a lambdified RHS, restarted at every bolus; at a dose time, the post-dose state."""
+    """Radau on a lambdified RHS, restarted at every bolus (amount times the model's bioavailability of its state);
+    at a dose time, the post-dose state."""
     vals = _free_values(model, params_row)
     ys = [sp.Symbol(n) for n in model.state_names]
     rhs = model.rhs()
@@ -193,8 +194,9 @@ def _reference(model, params_row, doses: Doses, t0: float, t_end: float, times: 
     bounds = [*events, t_end]
     out = np.full((times.size, len(ys)), np.nan)
     for i, ta in enumerate(events):
-        for k in np.flatnonzero(d_t == ta):
-            y[d_s[k]] += d_a[k]
+        for k in np.flatnonzero(d_t == ta):    # times the model's F of the state (NONMEM semantics)
+            factor = substitute_derived(model, model.dose_factor(model.state_names[d_s[k]])).xreplace(vals)
+            y[d_s[k]] += d_a[k] * float(factor)
         tb = bounds[i + 1]
         r = solve_ivp(lambda t, x: np.asarray(f(x), dtype=float), (ta, tb), y, method="Radau",
                       rtol=1e-11, atol=1e-14, jac=lambda t, x: np.asarray(jf(x), dtype=float),
