@@ -345,8 +345,8 @@ def test_nmosd_and_mg_pages_speak_of_their_disease(server, browser):
                            "&days=365').then((r) => r.json())")
     lo = next(a["lo"] for a in b_axis["axes"] if a["column"] == "b_blood_per_uL")
     assert lo > 1 and "detection limit 1/µL" not in page.inner_text("#chart-b_blood_per_uL")
-    ticks = page.text_content("#chart-car_blood_per_uL svg")    # the axis reaches 1e-4 cells/uL here
-    assert "0.0001" in ticks and "e-" not in ticks               # decimals people read, not '1e-4'
+    ticks = page.text_content("#chart-car_blood_per_uL svg")    # the axis ends a decade under the 0.1/uL limit
+    assert "0.01" in ticks and "e-" not in ticks                 # decimals people read, not '1e-2'
     page.goto(server + "/")
     page.wait_for_selector('body[data-state="ready"]', timeout=60_000)
     assert page.is_visible("#course-label")                  # MS keeps its course selector
@@ -385,4 +385,20 @@ def test_nothing_is_drawn_below_an_assays_detection_limit(server, browser):
         drawn = page.evaluate(BELOW_LIMIT, column)
         assert drawn["label"] and drawn["limit_y"] is not None
         assert drawn["lowest"] <= drawn["limit_y"] + 0.5, (column, drawn)
+    page.close()
+
+
+def test_a_median_on_top_of_another_is_dashed_and_said(server, browser):
+    """Regression: Descartes-08 and efgartigimod leave blood B cells alone, so their medians coincide and the page
+    showed one line: the second arm looked missing. It is dashed now, and the figure says that the lines overlap;
+    different medians stay solid."""
+    page = browser.new_page(viewport={"width": 390, "height": 900})
+    _ready(page, server + "/?disease=mg&therapy_a=descartes-08&therapy_b=efgartigimod&days=365")
+    dashes = page.eval_on_selector_all("#chart-b_blood_per_uL path.median",
+                                       "(ps) => ps.map((p) => [p.dataset.therapy, p.getAttribute('stroke-dasharray')])")
+    assert dashes == [["descartes-08", None], ["efgartigimod", "7 5"]]
+    caption = page.inner_text("#chart-b_blood_per_uL figcaption.overlap")
+    assert "descartes-08 and efgartigimod" in caption and "on top of each other" in caption
+    assert page.locator("#chart-igg figcaption.overlap").count() == 0       # IgG differs: solid lines only
+    assert page.eval_on_selector_all("#chart-igg path.median[stroke-dasharray]", "(ps) => ps.length") == 0
     page.close()

@@ -132,11 +132,12 @@ def axis(values: list[float | None] | np.ndarray, log: bool) -> Axis:
 
 def panel_axis(arms: list[Arm], panel: Panel) -> Axis:
     """One axis for ``panel`` over all ``arms`` (medians and both percentiles). Under a detection limit nothing is
-    drawn but the shaded range 'below detection limit', so the axis ends about a decade below the limit."""
+    drawn but the shaded range 'below detection limit', so an axis that reaches below the limit ends about a
+    decade under it."""
     values = [v for a in arms if panel.column in a.bands for s in STATS for v in a.bands[panel.column][s]]
     limit = panel.detection_limit
     if limit is not None:
-        values = [v if v is None or v >= limit else limit / 4 for v in values] + [limit / 4]
+        values = [v if v is None or v >= limit else limit / 4 for v in values]
     return axis(values, panel.log)
 
 

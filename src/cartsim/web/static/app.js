@@ -244,6 +244,7 @@ function renderCharts(arms, axes) {
                                 "stroke-dasharray": "6 4" }),
                   svg("text", { x: W - R - 2, y: Y(ref.value) - 4, "text-anchor": "end", class: "ref" }, ref.label));
     }
+    const medians = [], overlaps = [];
     arms.forEach((arm, i) => {
       const band = arm.panels.find((p) => p.column === column);
       if (!band) return;
@@ -262,20 +263,55 @@ function renderCharts(arms, axes) {
         plot.append(svg("polygon", { points: [...upper, ...lower].join(" "), fill: COLORS[i], "fill-opacity": 0.16,
                                      stroke: "none", class: "band", "data-therapy": arm.therapy }));
       }
-      const d = runs(pts, (p) => p[2] >= floor)
-        .map((run) => run.map((p, k) => `${k ? "L" : "M"}${X(p[0]).toFixed(1)},${Y(p[2]).toFixed(1)}`).join(""))
+      const line = runs(pts, (p) => p[2] >= floor).map((run) => run.map((p) => [X(p[0]), Y(p[2])]));
+      if (!line.length) return;
+      // a median that lies on an earlier arm's would hide it: it is drawn dashed, and the figure says so
+      const twin = medians.find((m) => sameLine(m.line, line));
+      const d = line.map((run) => run.map(([x, yy], k) => `${k ? "L" : "M"}${x.toFixed(1)},${yy.toFixed(1)}`).join(""))
         .join("");
-      if (d) {
-        plot.append(svg("path", { d, fill: "none", stroke: COLORS[i], "stroke-width": 2, class: "median",
-                                  "data-therapy": arm.therapy }, svg("title", {}, `${arm.therapy}: median`)));
+      plot.append(svg("path", { d, fill: "none", stroke: COLORS[i], "stroke-width": 2, class: "median",
+                                "data-therapy": arm.therapy, ...(twin ? { "stroke-dasharray": "7 5" } : {}) },
+                      svg("title", {}, `${arm.therapy}: median`)));
+      if (twin) {
+        overlaps.push(`${twin.therapy} and ${arm.therapy}: the same median; the lines lie on top of each other ` +
+                      `(${arm.therapy} dashed)`);
       }
+      medians.push({ therapy: arm.therapy, line });
     });
     return el("figure", { class: "chart", id: `chart-${column}` },
               el("h3", {}, title + (UNITLESS.has(panel.unit) ? "" : ` (${unit(panel.unit)})`) +
-                 (panel.log ? ", log scale" : "")), plot);
+                 (panel.log ? ", log scale" : "")), plot,
+              ...overlaps.map((text) => el("figcaption", { class: "overlap" }, text)));
   });
   $("charts").style.gridTemplateColumns = chartWidth() * 2 < $("charts").clientWidth ? "1fr 1fr" : "1fr";
   $("charts").replaceChildren(...charts);
+}
+
+// two medians (runs of [x, y] pixels) that a reader could not tell apart: they span the same x range and each
+// point of one lies within a pixel of the other (arms are sampled on different days, so it is interpolated)
+function sameLine(a, b) {
+  const span = (l) => [l[0][0][0], l[l.length - 1][l[l.length - 1].length - 1][0]];
+  const [a0, a1] = span(a), [b0, b1] = span(b);
+  if (Math.abs(a0 - b0) > 2 || Math.abs(a1 - b1) > 2) return false;
+  const near = (line, other) => line.flat().every(([x, y]) => {
+    const at = yAt(other, x);
+    return at === null || Math.abs(at - y) <= 1.0;
+  });
+  return near(a, b) && near(b, a);
+}
+
+// the y of a line (runs of [x, y]) at x, linearly between its points; null where it has no point around x
+function yAt(line, x) {
+  for (const run of line) {
+    for (let k = 0; k < run.length; k++) {
+      if (run[k][0] === x) return run[k][1];
+      if (k && run[k - 1][0] < x && x < run[k][0]) {
+        const f = (x - run[k - 1][0]) / (run[k][0] - run[k - 1][0]);
+        return run[k - 1][1] + f * (run[k][1] - run[k - 1][1]);
+      }
+    }
+  }
+  return null;
 }
 
 // consecutive points that pass ``keep``, as separate runs (a line or band is broken where they do not)
