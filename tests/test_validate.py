@@ -27,6 +27,14 @@ KNOWN_MISSES: dict[tuple[str, str], str] = {
     ("descartes08_mg", "pop_mg_adl_change_week_52"):
         "MG-ADL back near baseline at month 12 (-0.5 against -4.8, company data): in the model BCMA killing spares "
         "memory B cells, which remake the anti-AChR plasma cells within months",
+    ("muller2024_autoimmune_toxicity", "pop_icans_any"):
+        "no ICANS in the model's SLE patients (1 of 15 had grade 1 ICANS after CD19 CAR-T in NEJM 2024): the "
+        "lagged CNS IL-6 signal stays far below the grade 1 threshold when CRS is mild",
+    ("descartes08_mg_safety", "pop_crs_any"):
+        "grade 1 CRS in 87% and grade 2 in 4.5% of model patients after six weekly infusions of 52.5e6 mRNA CAR-T "
+        "cells/kg, against none of 14 in MG-001: the IL-6 released by antigen-engaged CAR-T cells "
+        "(il6_per_engaged_car, fitted to CD19 products that expand after lymphodepletion) scales with the cells "
+        "infused, and 3.7e9 cells an infusion engage the few BCMA+ cells enough",
     ("kysa6_mg", "pop_mg_adl_change_week_24"):
         "MG-ADL -4.4 at week 24 after KYV-101 against -8.0 (company data): in the model only the share of weakness "
         "fitted to efgartigimod in ADAPT (mg_antibody_share 0.51 of a baseline of 9 points) can go, so no therapy "

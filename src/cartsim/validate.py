@@ -402,6 +402,24 @@ def kysa6_mg() -> dict[str, float]:
             "pop_crs_grade3plus": crs["pop_fraction_grade3plus"]}
 
 
+def muller2024_toxicity() -> dict[str, float]:
+    """CD19 CAR-T in 15 autoimmune patients (Erlangen, NEJM 2024): CRS and ICANS, run as SLE."""
+    ep = _sle()[0]
+    crs, icans = _grades(ep.crs_max_grade), _grades(ep.icans_max_grade)
+    return {"pop_crs_any": crs["pop_fraction_any"], "pop_crs_grade2plus": crs["pop_fraction_grade2plus"],
+            "pop_icans_any": icans["pop_fraction_any"]}
+
+
+DESCARTES08_SAFETY_DAYS = 84.0     # the six weekly infusions and six weeks after the last
+
+
+def descartes08_safety() -> dict[str, float]:
+    """Descartes-08 in MG (MG-001): CRS and ICANS of any grade."""
+    ep = _population_run("descartes-08", "mg", DESCARTES08_SAFETY_DAYS)[0]
+    return {"pop_crs_any": _grades(ep.crs_max_grade)["pop_fraction_any"],
+            "pop_icans_any": _grades(ep.icans_max_grade)["pop_fraction_any"]}
+
+
 CHECKS: dict[str, Callable[[], dict[str, float]]] = {
     "mackensen2022_bcell_reappearance": bcell_reappearance,
     "mackensen2022_naive_return": naive_return,
@@ -436,6 +454,8 @@ CHECKS: dict[str, Callable[[], dict[str, float]]] = {
     "adapt_anti_achr": adapt_anti_achr,
     "descartes08_mg": descartes08_mg,
     "kysa6_mg": kysa6_mg,
+    "muller2024_autoimmune_toxicity": muller2024_toxicity,
+    "descartes08_mg_safety": descartes08_safety,
 }
 
 
