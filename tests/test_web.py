@@ -402,3 +402,24 @@ def test_a_median_on_top_of_another_is_dashed_and_said(server, browser):
     assert page.locator("#chart-igg figcaption.overlap").count() == 0       # IgG differs: solid lines only
     assert page.eval_on_selector_all("#chart-igg path.median[stroke-dasharray]", "(ps) => ps.length") == 0
     page.close()
+
+
+def test_published_safety_sits_beside_the_simulated(client, server, browser):
+    """The page showed CRS in most simulated Descartes-08 patients with nothing to compare it with; none of the 14
+    patients of MG-001 had CRS. Trials of the same therapy in the same disease are shown under its simulated row."""
+    api = client.get("/api/compare", params={"disease": "mg", "therapy_a": "descartes-08",
+                                             "therapy_b": "efgartigimod", "days": 60}).json()
+    arms = {a["therapy"]: a for a in api["arms"]}
+    (mg001,) = arms["descartes-08"]["published"]
+    assert (mg001["label"], mg001["n"], mg001["crs_any"], mg001["icans_any"]) == ("MG-001", 14, 0.0, 0.0)
+    assert arms["efgartigimod"]["published"] == []
+    assert arms["descartes-08"]["safety"]["crs"]["fraction_any"] > 0.5      # the contrast the rows make visible
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    _ready(page, server + "/?disease=sle&therapy_a=mb-cart19&therapy_b=efgartigimod&days=120")
+    names = page.eval_on_selector_all("#safety-table tbody tr", "(rs) => rs.map((r) => r.cells[0].textContent)")
+    i = names.index("mb-cart19")
+    assert names[i + 1:i + 3] == ["mb-cart19, published (Mackensen 2022)", "mb-cart19, published (Mueller 2024)"]
+    mueller = page.locator("#safety-table tr.published").nth(1).inner_text()
+    assert "SLE, myositis or systemic sclerosis" in mueller and "73%" in mueller and "not reported" in mueller
+    assert "published give what a trial" in page.inner_text("#safety")
+    page.close()

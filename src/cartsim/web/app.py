@@ -26,9 +26,10 @@ from cartsim.scenario import THERAPIES_UNTREATED, therapy_names
 from cartsim.trial.config import MsCourse
 from cartsim.web import arms as arms_mod
 from cartsim.web import text
-from cartsim.web.arms import Arm, drawn, kind_of, lymphoma_reference, panel_axis, panel_title, panels, simulate_arm
+from cartsim.web.arms import (Arm, drawn, kind_of, lymphoma_reference, panel_axis, panel_title, panels,
+                              published_safety, simulate_arm)
 from cartsim.web.schemas import (AnswerOut, ArmOut, Axis, Band, Choice, Comparison, Defaults, Grades,
-                                 Limits, Options, PanelInfo, Problem, Proportion, Safety)
+                                 Limits, Options, PanelInfo, Problem, Proportion, PublishedSafety, Safety)
 
 MAX_SEED = 2**31 - 1
 MS = "ms"
@@ -67,7 +68,9 @@ def arm_out(arm: Arm, lymphoma: Arm | None, shown: list[Arm] | None = None) -> A
     return ArmOut(therapy=arm.therapy, kind=arm.kind, description=arm.description, disease=arm.disease, n=arm.n,
                   n_failed=arm.n_failed, days=list(arm.days), panels=bands,
                   doses=list(arm.doses), safety=_safety(arm),
-                  lymphoma=_safety(lymphoma) if lymphoma else None, endpoints=arm.endpoints,
+                  lymphoma=_safety(lymphoma) if lymphoma else None,
+                  published=[PublishedSafety(**p) for p in published_safety(arm.therapy, arm.disease)],
+                  endpoints=arm.endpoints,
                   summary=text.arm_summary(arm, lymphoma))
 
 

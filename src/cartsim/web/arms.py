@@ -277,3 +277,16 @@ def lymphoma_reference(therapy: str, n: int, seed: int) -> Arm | None:
     :data:`SAFETY_PATIENTS` patients); None for other therapies."""
     cancer = CANCER_BY_TARGET.get(products()[therapy].target) if kind_of(therapy) == "car-t" else None
     return simulate_arm(cancer, therapy, min(n, SAFETY_PATIENTS), SAFETY_DAYS, seed) if cancer else None
+
+
+def published_safety(therapy: str, disease: str) -> list[dict]:
+    """What trials of ``therapy`` in ``disease`` reported about CRS and ICANS (the ``safety`` entries of the
+    published targets), for the page to show beside the simulated numbers."""
+    from cartsim.validate import targets
+
+    out = []
+    for t in targets().values():
+        s = t.get("safety")
+        if s and s["therapy"] == therapy and s["disease"] == disease:
+            out.append({k: v for k, v in s.items() if k not in ("therapy", "disease")} | {"source": t["source"]})
+    return out

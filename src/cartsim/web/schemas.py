@@ -107,6 +107,20 @@ class Safety(BaseModel):
                                   "model has no data for the therapy (not applicable, not 0)")
 
 
+class PublishedSafety(BaseModel):
+    """What a trial of the same therapy in the same disease reported (``targets.yaml``): shares of its ``n``
+    patients; null where the source does not say."""
+
+    label: str                       # the trial ('MG-001')
+    population: str                  # its patients, in its words
+    source: str
+    n: int
+    crs_any: float | None = None
+    crs_grade2plus: float | None = None
+    icans_any: float | None = None
+    icans_grade2plus: float | None = None
+
+
 class Axis(BaseModel):
     """The value axis of a panel, shared by both arms: it contains every drawn value (lo <= value <= hi)."""
 
@@ -129,6 +143,8 @@ class ArmOut(BaseModel):
     doses: list[DoseOut]
     safety: Safety
     lymphoma: Safety | None = Field(description="the same CAR-T product in large B-cell lymphoma")
+    published: list[PublishedSafety] = Field(default=[], description="what trials of the same therapy in the same "
+                                                                     "disease reported, beside the simulated safety")
     endpoints: dict[str, Endpoint] = Field(description="summary.json's entry for each endpoint")
     summary: list[str]
 
