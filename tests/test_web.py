@@ -423,3 +423,23 @@ def test_published_safety_sits_beside_the_simulated(client, server, browser):
     assert "SLE, myositis or systemic sclerosis" in mueller and "73%" in mueller and "not reported" in mueller
     assert "published give what a trial" in page.inner_text("#safety")
     page.close()
+
+
+def test_every_published_safety_entry_names_what_the_page_can_show():
+    """A safety entry of the targets that named an unknown therapy or disease, or lacked a field, would never show or
+    would break the page: each names a known therapy and disease and fits the API's schema."""
+    from cartsim.disease import diseases
+    from cartsim.therapy import antibodies, products
+    from cartsim.validate import targets
+    from cartsim.web.arms import published_safety
+    from cartsim.web.schemas import PublishedSafety
+
+    entries = [(tid, t["safety"]) for tid, t in targets().items() if "safety" in t]
+    assert len(entries) >= 6
+    known = set(products()) | set(antibodies())
+    for tid, s in entries:
+        assert s["therapy"] in known and s["disease"] in diseases(), tid
+        assert s["n"] > 0 and all(0 <= s[k] <= 1 for k in ("crs_any", "crs_grade2plus", "icans_any",
+                                                           "icans_grade2plus") if s.get(k) is not None), tid
+        for p in published_safety(s["therapy"], s["disease"]):
+            PublishedSafety(**p)

@@ -28,6 +28,7 @@ from cartsim.trial.chunks import Chunk, bands, simulate_chunk
 from cartsim.trial.config import MsCourse, TrialConfig
 from cartsim.trial.plan import coarse_times
 from cartsim.trial.summary import summarize
+from cartsim.validate import targets
 from cartsim.web.schemas import DoseOut
 
 CANCER_BY_TARGET = {"CD19": "lbcl"}     # the cancer a CAR-T product's target is compared in
@@ -279,14 +280,14 @@ def lymphoma_reference(therapy: str, n: int, seed: int) -> Arm | None:
     return simulate_arm(cancer, therapy, min(n, SAFETY_PATIENTS), SAFETY_DAYS, seed) if cancer else None
 
 
+@lru_cache(maxsize=1)
+def _published() -> tuple[dict, ...]:
+    """The ``safety`` entries of the published targets, each with its target's source (read once)."""
+    return tuple(t["safety"] | {"source": t["source"]} for t in targets().values() if "safety" in t)
+
+
 def published_safety(therapy: str, disease: str) -> list[dict]:
     """What trials of ``therapy`` in ``disease`` reported about CRS and ICANS (the ``safety`` entries of the
     published targets), for the page to show beside the simulated numbers."""
-    from cartsim.validate import targets
-
-    out = []
-    for t in targets().values():
-        s = t.get("safety")
-        if s and s["therapy"] == therapy and s["disease"] == disease:
-            out.append({k: v for k, v in s.items() if k not in ("therapy", "disease")} | {"source": t["source"]})
-    return out
+    return [{k: v for k, v in s.items() if k not in ("therapy", "disease")} for s in _published()
+            if s["therapy"] == therapy and s["disease"] == disease]
