@@ -8,7 +8,11 @@ and later accept). ``CMT`` of a dose record is the index of the dosed state in
 record is its type (:data:`OBSERVATION_TYPES`).
 
 Simulated datasets list the scheduled doses of the scenario (lymphodepletion,
-CAR-T cells, ...). The tocilizumab rescue is part of the model (it is given
+CAR-T cells, ...). ``AMT`` is what the record counts; the model's bioavailability
+of the dosed state (``F1``, ``F2``, ... in a NONMEM ``$PK``) turns it into what
+enters: an infusion's three records (effector, memory and untransduced T cells)
+each carry its CAR+ cells, which ``car_memory_share`` and ``car_transduction``
+split (see the report's equations). The tocilizumab rescue is part of the model (it is given
 when IL-6 reaches the grade-2 threshold), so it is not a dose record. DV is
 the model prediction without residual error. Observation days never coincide
 with a dose day, so no sample is ambiguous between pre- and post-dose.
@@ -56,7 +60,8 @@ LATE_SAMPLING_STEP = 90.0  # after day 365: every 90 days, and the last day
 COLUMN_MEANINGS = {
     "ID": "patient number (1, 2, ...)",
     "TIME": "study day: days since the CAR-T infusion (day 0); lymphodepletion days are negative",
-    "AMT": "dose amount in the unit of the dosed state; 0 on observation records",
+    "AMT": "dose amount in the unit of the dosed state, before the model's bioavailability F of that state (a CAR-T "
+           "infusion's records count its CAR+ cells); 0 on observation records",
     "RATE": "infusion rate (AMT per day); 0 for a bolus and on observation records",
     "EVID": "1 dose, 0 observation",
     "CMT": "dose compartment: index of the dosed model state + 1 (table below); 0 on observation records",
