@@ -32,9 +32,10 @@ KNOWN_MISSES: dict[tuple[str, str], str] = {
         "lagged CNS IL-6 signal stays far below the grade 1 threshold when CRS is mild",
     ("descartes08_mg_safety", "pop_crs_any"):
         "grade 1 CRS in 87% and grade 2 in 4.5% of model patients after six weekly infusions of 52.5e6 mRNA CAR-T "
-        "cells/kg, against none of 14 in MG-001: the IL-6 released by antigen-engaged CAR-T cells "
-        "(il6_per_engaged_car, fitted to CD19 products that expand after lymphodepletion) scales with the cells "
-        "infused, and 3.7e9 cells an infusion engage the few BCMA+ cells enough",
+        "cells/kg, against none of 14 in MG-001: each infusion's 3.7e9 cells kill the patient's BCMA+ plasmablasts "
+        "and plasma cells within hours, and the IL-6 released per killed cell (il6_per_kill) peaks at 52 pg/mL five "
+        "hours after the first (typical patient; CAR-T activation and myeloid release add little); the same killing "
+        "brings IgG to 2% of baseline, which reports of Descartes-08 do not describe",
     ("kysa6_mg", "pop_mg_adl_change_week_24"):
         "MG-ADL -4.4 at week 24 after KYV-101 against -8.0 (company data): in the model only the share of weakness "
         "fitted to efgartigimod in ADAPT (mg_antibody_share 0.51 of a baseline of 9 points) can go, so no therapy "
