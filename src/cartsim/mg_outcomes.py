@@ -45,8 +45,7 @@ def responder(change: np.ndarray, threshold: float) -> bool:
 
 
 def draw(times: np.ndarray, adl: np.ndarray, qmg: np.ndarray, rngs: list[np.random.Generator],
-         placebo_mean: float, placebo_sd: float, horizon: float, qmg_placebo_share: float = 1.0
-         ) -> dict[str, np.ndarray]:
+         placebo_mean: float, placebo_sd: float, horizon: float, qmg_placebo_share: float) -> dict[str, np.ndarray]:
     """Per-patient MG endpoints from the model scores (rows) on ``times`` (from day 0)."""
     n = adl.shape[0]
     weeks = visit_weeks(horizon)

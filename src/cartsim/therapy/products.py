@@ -92,8 +92,7 @@ class CarTProduct:
     def model_parameters(self, table: ParameterTable) -> dict[str, float]:
         """The model parameters the product sets: its target, its construct and make-up. What they change
         (potency, expansion, memory formation, loss of an mRNA CAR, the cells an infusion brings) is written in the
-        model
-        (``cartsim.model.cart``); ``table`` gives the default CAR-expression half-life."""
+        model (``cartsim.model.cart``); ``table`` gives the default CAR-expression half-life."""
         mrna = self.mrna_expression_halflife_days
         return {
             "target_cd19": float(self.target == "CD19"),

@@ -394,47 +394,39 @@ function gradesCell(g) {
 }
 
 function renderSafety(arms, glossary) {
-  const rows = [];
-  for (const arm of arms) {
-    rows.push([arm.therapy, arm.safety]);
-    if (arm.lymphoma && arm.lymphoma.disease !== arm.safety.disease) {
-      rows.push([`${arm.therapy} (same product, dose and lymphodepletion)`, arm.lymphoma]);
-    }
-  }
   const columns = ["therapy", "patients with", "n", "CRS", "CRS grade ≥2", "ICANS", "ICANS grade ≥2",
                    "infusion reactions"];
   const head = el("tr", {}, ...columns.map((h) => el("th", {}, h)));
-  const body = rows.map(([name, s]) => {
-    const tr = el("tr", {}, el("td", {}, name), el("td", {}, s.disease_name), el("td", {}, String(s.n)),
-      gradesCell(s.crs), el("td", {}, pct(s.crs && s.crs.fraction_grade2plus)),
-      gradesCell(s.icans), el("td", {}, pct(s.icans && s.icans.fraction_grade2plus)),
-      el("td", { class: "irr" }, proportionText(s.infusion_reaction)));
+  const labelled = (tr) => {
     [...tr.children].forEach((td, k) => td.setAttribute("data-label", columns[k]));
     return tr;
-  });
-  // what trials of the same therapy in the same disease reported, under the simulated row (real patients)
-  const published = arms.flatMap((arm) => (arm.published || []).map((p) => {
-    const share = (v) => (v === null || v === undefined ? el("span", { class: "na" }, "not reported") : pct(v));
-    const tr = el("tr", { class: "published", "data-therapy": arm.therapy },
-      el("td", {}, `${arm.therapy}, published (${p.label})`), el("td", {}, p.population),
-      el("td", {}, String(p.n)), el("td", {}, share(p.crs_any)), el("td", {}, share(p.crs_grade2plus)),
-      el("td", {}, share(p.icans_any)), el("td", {}, share(p.icans_grade2plus)),
-      el("td", {}, el("span", { class: "na" }, "not reported")));
-    tr.firstChild.setAttribute("title", p.source);
-    [...tr.children].forEach((td, k) => td.setAttribute("data-label", columns[k]));
-    return [arm.therapy, tr];
-  }));
-  for (const [therapy, tr] of published.reverse()) {   // each under its arm's simulated row
-    const at = body.findIndex((row) => row.firstChild.textContent === therapy);
-    body.splice(at + 1, 0, tr);
-  }
+  };
+  const simulated = (name, s) => labelled(el("tr", {}, el("td", {}, name), el("td", {}, s.disease_name),
+    el("td", {}, String(s.n)), gradesCell(s.crs), el("td", {}, pct(s.crs && s.crs.fraction_grade2plus)),
+    gradesCell(s.icans), el("td", {}, pct(s.icans && s.icans.fraction_grade2plus)),
+    el("td", { class: "irr" }, proportionText(s.infusion_reaction))));
+  // what a trial of the same therapy in the same disease reported in real patients
+  const share = (v) => (v === null || v === undefined ? el("span", { class: "na" }, "not reported") : pct(v));
+  const reported = (arm, p) => labelled(el("tr", { class: "published", "data-therapy": arm.therapy },
+    el("td", { title: p.source }, `${arm.therapy}, published (${p.label})`), el("td", {}, p.population),
+    el("td", {}, String(p.n)), el("td", {}, share(p.crs_any)), el("td", {}, share(p.crs_grade2plus)),
+    el("td", {}, share(p.icans_any)), el("td", {}, share(p.icans_grade2plus)),
+    el("td", {}, el("span", { class: "na" }, "not reported"))));
+  // each arm: its simulated row, what trials reported, then the same product in lymphoma
+  const lymphoma = (arm) => arm.lymphoma && arm.lymphoma.disease !== arm.safety.disease;
+  const body = arms.flatMap((arm) => [
+    simulated(arm.therapy, arm.safety),
+    ...(arm.published || []).map((p) => reported(arm, p)),
+    ...(lymphoma(arm) ? [simulated(`${arm.therapy} (same product, dose and lymphodepletion)`, arm.lymphoma)] : []),
+  ]);
+  const published = arms.some((arm) => (arm.published || []).length);
   // the lymphoma rows are explained only where there are some (a BCMA product has no lymphoma to compare with)
   const key = el("p", { class: "caption" }, "Bar colours: grade 0 (none) to grade 4, left to right. " +
-    (rows.length > arms.length ? "The lymphoma rows simulate the same CAR-T product in large B-cell lymphoma " +
+    (arms.some(lymphoma) ? "The lymphoma rows simulate the same CAR-T product in large B-cell lymphoma " +
       "for the first days after infusion, where CRS and ICANS occur. " : "") +
     "Infusion reactions: share of simulated patients with at least one " +
     "reaction to an antibody infusion; not applicable where the model has no data for the therapy." +
-    (published.length ? " Rows marked published give what a trial of the same therapy in the same disease " +
+    (published ? " Rows marked published give what a trial of the same therapy in the same disease " +
       "reported in real patients (small trials: a few patients more or less change these shares a lot); where " +
       "they differ from the simulated row, the model has not captured that yet." : ""));
   $("safety").replaceChildren(el("p", { id: "glossary", class: "glossary" }, glossary),
