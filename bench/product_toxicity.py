@@ -36,22 +36,10 @@ DAYS = 60.0
 
 def observed_crs(row: dict) -> tuple[float | None, float | None, str, tuple[int, int] | None]:
     """(any grade, grade >= 3, scale, (events, patients) for any grade) from a table row."""
-    if "crs_any" in row:
-        any_, g3 = row["crs_any"], row.get("crs_grade3plus", {})
-        counts = re.fullmatch(r"(\d+)/(\d+)", str(any_.get("n", "")))
-        return (any_["value"], g3.get("value"), any_.get("scale", "not stated"),
-                (int(counts[1]), int(counts[2])) if counts else None)
-    text = str(row.get("crs", {}).get("value", ""))
-    m = re.search(r"(\d+) of (\d+)", text)
-    if m is None:
-        return None, None, "not stated", None
-    k, n = int(m[1]), int(m[2])
-    grades = [int(g) for g in re.findall(r"grade (\d)", text)]
-    counted = sum(int(c) for c in re.findall(r"grade \d in (\d+)", text))
-    if counted:                                  # 'grade 1 in 10, grade 2 in 1 of 15'
-        k = counted
-    g3 = 0.0 if grades and max(grades) < 3 or "grade 1 or 2 only" in text or k == 0 else None
-    return k / n, g3, "not stated", (k, n)
+    any_, g3 = row.get("crs_any", {}), row.get("crs_grade3plus", {})
+    counts = re.fullmatch(r"(\d+)/(\d+)", str(any_.get("n", "")))
+    return (any_.get("value"), g3.get("value"), any_.get("scale", "not stated"),
+            (int(counts[1]), int(counts[2])) if counts else None)
 
 
 def predicted_crs(product: str, disease: str, dose: str | None) -> tuple[float, float]:
