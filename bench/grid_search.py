@@ -9,10 +9,30 @@ from __future__ import annotations
 import itertools
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 from pathlib import Path
 
-from cartsim.model import build_model
+from cartsim.model import Model, build_model
+from cartsim.model.parameters import ParameterTable
+from cartsim.population import Population
+
+
+def iiv_reference(model: Model, names: Iterable[str]) -> Model:
+    """``model`` with each of ``names`` that has random effects but the value 0 set to 1, so that a population
+    sampled from it keeps every patient's random effect (0 times any effect is 0) for :func:`with_values`."""
+    zero = {n for n in names if model.table[n].iiv_omega > 0 and model.table.value(n) == 0}
+    if not zero:
+        return model
+    records = [replace(r, value=1.0, uncertainty=None) if r.name in zero else r for r in model.table]
+    return replace(model, table=ParameterTable(records))
+
+
+def with_values(pop: Population, values: Mapping[str, float], table: ParameterTable) -> Population:
+    """Set grid values; parameters with random effects keep each patient's ratio to the table value (sample
+    ``pop`` from :func:`iiv_reference` when a table value is 0)."""
+    scaled = {k: (pop.column(k) * v / table.value(k) if table[k].iiv_omega > 0 else v) for k, v in values.items()}
+    return pop.with_parameters(scaled)
 
 
 def loss(metrics: Mapping[str, float], observed: Mapping[str, tuple[float, float]]) -> float:
@@ -22,15 +42,18 @@ def loss(metrics: Mapping[str, float], observed: Mapping[str, tuple[float, float
 
 def grid_search(grid: Mapping[str, list[float]], score: Callable[[dict[str, float]], dict[str, float]],
                 observed: Mapping[str, tuple[float, float]], out: Path, *, extra: Mapping[str, object] | None = None,
-                progress: bool = False) -> dict[str, float]:
-    """Score every point of ``grid``, print the ten best, write the record to ``out``; return the best point."""
+                progress: bool = False,
+                objective: Callable[[Mapping[str, float]], float] | None = None) -> dict[str, float]:
+    """Score every point of ``grid``, print the ten best, write the record to ``out``; return the best point.
+    ``objective``: the loss of a point's metrics (default: :func:`loss` against ``observed``)."""
+    objective = objective or (lambda metrics: loss(metrics, observed))
     table = build_model().table
     rows = []
     start = time.perf_counter()
     for point in itertools.product(*grid.values()):
         values = dict(zip(grid, point))
         metrics = score(values)
-        rows.append({**values, **metrics, "loss": loss(metrics, observed)})
+        rows.append({**values, **metrics, "loss": objective(metrics)})
         if progress:
             print(" ".join(f"{k}={v:.4g}" for k, v in rows[-1].items()), flush=True)
     rows.sort(key=lambda r: r["loss"])

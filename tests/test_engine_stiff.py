@@ -292,8 +292,10 @@ def test_default_tolerance_is_accurate_with_less_work_than_dp5(model, solver):
     def err(sol):
         return (np.abs(sol.values - ref.values)[big] / np.abs(ref.values)[big]).max()
 
-    # largest on CAR-T cells in their steep decline (anti-CAR immunity), where errors grow along the trajectory
-    assert err(stiff) < min(err(dp5), 1e-3)
+    # largest on the activated share of CAR-T cells after they re-activate on returning B cells near day 520: a
+    # switch-like trigger late in the run, which Rodas5P places about 0.04 day (an hour) off, so the decay that
+    # follows is shifted by that much (1.3% of a value falling at 0.33/day); DP5 is off by more
+    assert err(stiff) < min(err(dp5), 2e-2)
 
 
 def test_strong_responders_are_not_limited_by_stiffness(model):

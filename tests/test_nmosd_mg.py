@@ -6,11 +6,13 @@ import math
 
 import numpy as np
 import pytest
+import sympy as sp
 
 from cartsim import endpoints, mg_outcomes, nmosd_outcomes
 from cartsim.errors import CartsimInputError
 from cartsim.exporters.sbml import to_sbml
 from cartsim.model import build_model
+from cartsim.model.ir import substitute_derived
 from cartsim.population import sample, typical
 from cartsim.scenario import Scenario
 from cartsim.therapy import products
@@ -89,6 +91,18 @@ def test_an_mrna_car_does_not_expand_and_is_lost_at_its_expression_halflife(mode
     assert max(peaks) <= peaks[0] * 1.05
     i, j = np.searchsorted(times, [40.0, 45.0])
     assert math.log(car[i] / car[j]) / 5.0 >= math.log(2) / 2.5
+
+
+def test_an_mrna_car_kills_and_is_activated_at_its_signal_share(model):
+    """The same cells kill and are activated at ``mrna_car_signal`` of the rate when their CAR is from mRNA."""
+    table = model.table
+    values = {sp.Symbol(n): table.value(n) for n in model.parameters if table.value(n) is not None}
+    potency = substitute_derived(model, sp.Symbol("car_potency"))
+    viral, mrna = (float(potency.subs(values | {sp.Symbol("car_mrna"): v})) for v in (0, 1))
+    assert mrna / viral == pytest.approx(table.value("mrna_car_signal"), rel=1e-12)
+    assert 0 < table.value("mrna_car_signal") < 1
+    activation = [f for f in model.flows if f.target == "car_act" and f.source is None]
+    assert len(activation) == 1 and sp.Symbol("car_signal") in activation[0].rate.free_symbols
 
 
 def test_efgartigimod_improves_mg_adl_after_the_antibody_falls(model):

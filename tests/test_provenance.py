@@ -22,12 +22,13 @@ from cartsim.trial.sensitivity import ranges
 def test_every_assumed_and_calibrated_value_has_a_range_around_it():
     table = load_table()
     uncertain = [r for r in table if r.kind in ("assumed", "calibrated")]
-    assert len(uncertain) == 111
+    assert len(uncertain) == 112
     ranged = [r for r in uncertain if r.uncertainty is not None]
-    assert len(ranged) == 88
+    assert len(ranged) == 89
     for r in ranged:
         u = r.uncertainty
-        assert u.distribution in DISTRIBUTIONS and u.low < r.value < u.high and u.reason.strip(), r.name
+        on_bound = u.distribution == "uniform" and r.bounds is not None and r.value == r.bounds[0] == u.low
+        assert u.distribution in DISTRIBUTIONS and (u.low < r.value < u.high or on_bound) and u.reason.strip(), r.name
         if r.bounds is not None:                       # fractions stay fractions in every draw
             assert u.bounded and r.bounds[0] <= u.low and u.high <= r.bounds[1], r.name
     # the rest are placeholders, switches and numerical guards, each saying so; none is calibrated
@@ -136,6 +137,18 @@ def test_a_bad_range_is_refused_with_the_parameter_named(fields, message):
         parse_table({"k_ok": _entry(no_uncertainty="a placeholder"), "k_test": _entry(**fields)})
 
 
+def test_a_value_fitted_onto_its_lower_bound_starts_a_uniform_range_there():
+    """A calibration may put a rate on 0, its physical bound (il6_per_kill): the range then starts at 0; the same
+    range is refused for a value that is not a bound, and for a distribution that cannot start at 0."""
+    fitted = {"value": 0.0, "bounds": [0.0, 1.0],
+              "uncertainty": {"distribution": "uniform", "low": 0.0, "high": 0.5, "reason": "grid"}}
+    assert parse_table({"k_test": _entry(**fitted)})["k_test"].uncertainty.low == 0.0
+    with pytest.raises(ValueError, match="outside its uncertainty range"):
+        parse_table({"k_test": _entry(**(fitted | {"bounds": [-1.0, 1.0]}))})
+    with pytest.raises(ValueError, match="must be > 0"):
+        parse_table({"k_test": _entry(**(fitted | {"uncertainty": fitted["uncertainty"] | {"distribution": "loguniform"}}))})
+
+
 def test_a_good_small_table_loads():
     t = parse_table({"k_test": _entry(uncertainty={"distribution": "lognormal", "low": 0.75, "high": 3.0,
                                                    "reason": "2-fold"})})
@@ -192,7 +205,7 @@ def test_no_source_is_quoted_from_memory():
 def test_every_literature_and_calibrated_value_cites_a_reference():
     table = load_table()
     cited = [r for r in table if r.kind in ("literature", "calibrated")]
-    assert len(cited) == 68 and all(r.reference and all(c.strip() for c in r.reference) for r in cited)
+    assert len(cited) == 71 and all(r.reference and all(c.strip() for c in r.reference) for r in cited)
     assert not [r.name for r in table if r.kind == "derived" and r.reference]
     # calibrated values cite their calibration target's paper, as the targets do
     assert table["ms_relapse_imax"].reference == ("Hauser SL et al. N Engl J Med 2017;376:221-234",)
@@ -240,7 +253,7 @@ def test_parameters_json_carries_references():
     rows = {r["name"]: r for r in json.loads(CliRunner().invoke(app, ["parameters", "--json"]).output)}
     assert rows["mab_csf_ratio"]["reference"] == ["Rubenstein JL et al. Blood 2003;101:466"]
     assert all(isinstance(r["reference"], list) for r in rows.values())
-    assert sum(bool(r["reference"]) for n, r in rows.items() if "[" not in n) == 69
+    assert sum(bool(r["reference"]) for n, r in rows.items() if "[" not in n) == 72
 
 
 def test_values_a_disease_sets_carry_their_own_ranges():

@@ -38,7 +38,7 @@ def test_il6_peak_rises_with_tumour_burden(model):
     myeloid = sol.column("il6_myeloid")[:, post].max(axis=1)
     assert np.all(np.diff(il6) > 0), il6
     assert np.all(np.diff(myeloid) > 0), myeloid
-    assert il6[-1] > 100 * il6[0]
+    assert il6[-1] > 30 * il6[0]      # B cells alone: activated CAR-T cells only; a bulky tumour: far more
     # the myeloid share grows with the burden: negligible with B cells only, a large part for a bulky tumour
     share = myeloid / model.table.value("il6_k_el") / il6
     assert np.all(np.diff(share) > 0), share

@@ -22,24 +22,28 @@ KNOWN_MISSES: dict[tuple[str, str], str] = {
         "every model patient stays below 4 B cells/uL to week 28 (68% observed); fitting inebilizumab's EC50 to it "
         "needs 5.2 ug/mL, against a published EC50 below the assay limit (Yan 2022), so it was not fitted",
     ("ct103a_nmosd", "pop_crs_any"):
-        "CRS in 29% of model patients against 12 of 12 with CT103A in NMOSD: the CRS model, fitted to CD19 products, "
-        "gives little CRS for the few BCMA+ cells of an autoimmune patient",
+        "CRS in 70% of model patients against 12 of 12 with CT103A in NMOSD: one CRS rule for all products "
+        "(bench/calibrate_crs.py) cannot give eque-cel in NMOSD more CRS than MB-CART19.1 in lupus (80% against 11 "
+        "of 15), because the BCMA product expands less on the few BCMA+ cells of an autoimmune patient",
     ("descartes08_mg", "pop_mg_adl_change_week_52"):
         "MG-ADL back near baseline at month 12 (-0.5 against -4.8, company data): in the model BCMA killing spares "
         "memory B cells, which remake the anti-AChR plasma cells within months",
-    ("muller2024_autoimmune_toxicity", "pop_icans_any"):
-        "no ICANS in the model's SLE patients (1 of 15 had grade 1 ICANS after CD19 CAR-T in NEJM 2024): the "
-        "lagged CNS IL-6 signal stays far below the grade 1 threshold when CRS is mild",
-    ("descartes08_mg_safety", "pop_crs_any"):
-        "grade 1 CRS in 87% and grade 2 in 4.5% of model patients after six weekly infusions of 52.5e6 mRNA CAR-T "
-        "cells/kg, against none of 14 in MG-001: each infusion's 3.7e9 cells kill the patient's BCMA+ plasmablasts "
-        "and plasma cells within hours, and the IL-6 released per killed cell (il6_per_kill) peaks at 52 pg/mL five "
-        "hours after the first (typical patient; CAR-T activation and myeloid release add little); the same killing "
-        "brings IgG to 2% of baseline, which reports of Descartes-08 do not describe",
     ("kysa6_mg", "pop_mg_adl_change_week_24"):
         "MG-ADL -4.4 at week 24 after KYV-101 against -8.0 (company data): in the model only the share of weakness "
         "fitted to efgartigimod in ADAPT (mg_antibody_share 0.51 of a baseline of 9 points) can go, so no therapy "
         "that lowers anti-AChR can improve MG-ADL by more than about 5 points",
+    ("zuma1_cart_peak", "pop_median"):
+        "median CAR-T peak 731/uL after axi-cel in lymphoma against 12-66/uL (ZUMA-1 by response group): antigen "
+        "stimulation stays maximal while a large tumour is killed, so expansion runs on for days",
+    ("axicel_bcell_recovery", "pop_fraction_detectable_day_30"):
+        "no B cells detectable on day 30 after axi-cel in any model patient against 4 of 34",
+    ("axicel_bcell_recovery", "pop_fraction_detectable_day_365"):
+        "B cells back within a year after axi-cel in 99% of model patients against 11 of 19: in lymphoma the model's "
+        "CAR-T cells do not keep B cells away long enough",
+    ("ytb323_sle_kinetics", "pop_median_persistence"):
+        "CAR-T cells in blood for a median 186 days after a low flat dose (12.5e6) of a 4-1BB CD19 CAR-T in lupus "
+        "against about 2 months (YTB323): immunity against the CAR clears them too slowly in immune-competent "
+        "patients, or the assay's limit is higher than the model's 0.1/uL",
 }
 
 
@@ -79,7 +83,7 @@ def test_validate_json_contract_and_exit_code(checks):
 
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
-CALIBRATION_SCRIPTS = ("calibrate", "calibrate_toxicity", "calibrate_ms", "calibrate_ocrelizumab", "calibrate_irr",
+CALIBRATION_SCRIPTS = ("calibrate", "calibrate_crs", "calibrate_ms", "calibrate_ocrelizumab", "calibrate_irr",
                        "calibrate_igg", "calibrate_fcrn", "calibrate_autoimmune")
 
 
@@ -98,6 +102,6 @@ def test_a_check_is_calibrated_exactly_when_a_calibration_objective_uses_it(chec
 
 
 def test_every_term_of_a_grid_objective_is_a_labelled_check():
-    for name in ("calibrate", "calibrate_toxicity"):
+    for name in ("calibrate", "calibrate_crs"):
         mod = _script(name)
         assert set(mod.TARGETS) == set(mod.OBSERVED), name

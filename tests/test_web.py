@@ -422,7 +422,8 @@ def test_published_safety_sits_beside_the_simulated(client, server, browser):
     (mg001,) = arms["descartes-08"]["published"]
     assert (mg001["label"], mg001["n"], mg001["crs_any"], mg001["icans_any"]) == ("MG-001", 14, 0.0, 0.0)
     assert arms["efgartigimod"]["published"] == []
-    assert arms["descartes-08"]["safety"]["crs"]["fraction_any"] > 0.5      # the contrast the rows make visible
+    # since CRS is fitted across products (bench/calibrate_crs.py) the simulated share is as rare as MG-001's
+    assert arms["descartes-08"]["safety"]["crs"]["fraction_any"] < 0.2
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     _ready(page, server + "/?disease=sle&therapy_a=mb-cart19&therapy_b=efgartigimod&days=120")
     names = page.eval_on_selector_all("#safety-table tbody tr", "(rs) => rs.map((r) => r.cells[0].textContent)")

@@ -420,6 +420,31 @@ def descartes08_safety() -> dict[str, float]:
             "pop_icans_any": _grades(ep.icans_max_grade)["pop_fraction_any"]}
 
 
+def zuma1_cart_peak() -> dict[str, float]:
+    return {"pop_median": float(_population_run("axi-cel", "lbcl")[0].cart_peak_per_uL.median())}
+
+
+def axicel_bcell_recovery() -> dict[str, float]:
+    """B cells detectable (>= 1/uL, the flow-cytometry limit) after axi-cel in lymphoma."""
+    _, sol = _population_run("axi-cel", "lbcl")
+    b = sol.column("b_blood_per_uL")
+    return {f"pop_fraction_detectable_day_{d}": float(np.mean(b[:, np.searchsorted(sol.times, d)]
+                                                              >= endpoints.REAPPEARANCE_LIMIT)) for d in (30, 365)}
+
+
+YTB323_DOSE = "12.5e6 cells"
+
+
+def ytb323_kinetics() -> dict[str, float]:
+    """A 4-1BB CD19 CAR-T at YTB323's low flat dose in SLE (run as MB-CART19.1 at that dose)."""
+    model = build_model()
+    sc = Scenario.make("mb-cart19", "sle", HORIZON, dose=YTB323_DOSE)
+    pop = sample(model, sc.disease, POP_N, SEED)
+    ep = endpoints.compute(sc.run(pop, columns=endpoints.COLUMNS), model.table, population=pop)
+    return {"pop_median_tmax": float(ep.cart_tmax_day.astype(float).median()),
+            "pop_median_persistence": float(ep.cart_persistence_day.astype(float).median())}
+
+
 CHECKS: dict[str, Callable[[], dict[str, float]]] = {
     "mackensen2022_bcell_reappearance": bcell_reappearance,
     "mackensen2022_naive_return": naive_return,
@@ -456,6 +481,29 @@ CHECKS: dict[str, Callable[[], dict[str, float]]] = {
     "kysa6_mg": kysa6_mg,
     "muller2024_autoimmune_toxicity": muller2024_toxicity,
     "descartes08_mg_safety": descartes08_safety,
+    "zuma1_cart_peak": zuma1_cart_peak,
+    "axicel_bcell_recovery": axicel_bcell_recovery,
+    "ytb323_sle_kinetics": ytb323_kinetics,
+}
+
+
+# Targets about one CAR-T product in one setting (its kinetics, B-cell course and toxicity), with a short label
+# for the report's figure of products against published data (cartsim.outputs.product_checks)
+PRODUCT_TARGETS = {
+    "autoimmune_cart_tmax": "MB-CART19.1, SLE (Erlangen): CAR-T peak day",
+    "mackensen2022_bcell_reappearance": "MB-CART19.1, SLE (Mackensen 2022): day B cells back",
+    "mackensen2022_crs": "MB-CART19.1, SLE (Mackensen 2022): CRS",
+    "mackensen2022_icans": "MB-CART19.1, SLE (Mackensen 2022): ICANS",
+    "muller2024_autoimmune_toxicity": "MB-CART19.1, SLE+ (Mueller 2024)",
+    "ytb323_sle_kinetics": "4-1BB CD19 at 12.5e6, SLE (YTB323)",
+    "stein2019_multiphasic_kinetics": "tisa-cel, B-ALL (Stein 2019)",
+    "zuma1_cart_peak": "axi-cel, lymphoma (ZUMA-1): CAR-T peak/uL",
+    "zuma1_crs_icans": "axi-cel, lymphoma (ZUMA-1)",
+    "axicel_bcell_recovery": "axi-cel, lymphoma: B cells",
+    "ct103a_nmosd": "eque-cel, NMOSD (CT103A)",
+    "bcma_cart_pms": "eque-cel, progressive MS",
+    "descartes08_mg_safety": "Descartes-08, MG (MG-001)",
+    "kysa6_mg": "KYV-101, MG (KYSA-6)",
 }
 
 
@@ -465,11 +513,16 @@ CALIBRATED = {
     # bench/calibrate.py: CAR-T kinetics and B-cell recovery
     ("mackensen2022_bcell_reappearance", "pop_mean"), ("mackensen2022_bcell_reappearance", "pop_sd"),
     ("autoimmune_bcell_depletion_onset", "pop_fraction_below_1_per_uL_at_day_7"), ("autoimmune_cart_tmax", "pop_median"),
-    ("mackensen2022_crs", "pop_fraction_any"), ("stein2019_multiphasic_kinetics", "typical_tmax_day"),
+    ("stein2019_multiphasic_kinetics", "typical_tmax_day"),
     ("stein2019_multiphasic_kinetics", "typical_contraction_halflife_day"),
-    # bench/calibrate_toxicity.py (and lupus CRS, as above)
+    # bench/calibrate_crs.py: CRS and ICANS across products, one rule for all (Mackensen's 5 are among Mueller's 15)
+    ("mackensen2022_crs", "pop_fraction_any"),
     ("zuma1_crs_icans", "pop_crs_any"), ("zuma1_crs_icans", "pop_crs_grade3plus"),
     ("zuma1_crs_icans", "pop_icans_any"), ("zuma1_crs_icans", "pop_icans_grade3plus"),
+    ("muller2024_autoimmune_toxicity", "pop_crs_any"), ("muller2024_autoimmune_toxicity", "pop_crs_grade2plus"),
+    ("muller2024_autoimmune_toxicity", "pop_icans_any"), ("ct103a_nmosd", "pop_crs_any"),
+    ("ct103a_nmosd", "pop_crs_grade3plus"), ("descartes08_mg_safety", "pop_crs_any"),
+    ("descartes08_mg_safety", "pop_icans_any"),
     # bench/calibrate_ocrelizumab.py, bench/calibrate_ms.py
     ("ocrelizumab_repletion", "pop_median"), ("opera_arr", "pop_ocrelizumab"),
     ("opera_gd_lesions", "pop_ocrelizumab"), ("opera_cdp12", "pop_interferon"),

@@ -16,7 +16,9 @@ Files of the problem (:func:`petab_files`):
 - ``measurements.tsv``: the observation records (EVID 0, MDV 0);
 - ``parameters.tsv``: every free model parameter not set by a condition;
   those of kind ``calibrated`` are estimated (log10 scale, one decade either
-  side of the table value), all others fixed at the value the SBML holds;
+  side of the table value; one fitted onto its physical bound 0 on linear scale,
+  from 0 to a decade above its uncertainty range), all others fixed at the value
+  the SBML holds;
 - ``problem.yaml``.
 
 PEtab v1 has no random effects: IDs share one parameter vector (a pooled fit)
@@ -199,7 +201,11 @@ def _parameters(model: Model, inputs: ExportInputs, observables: pd.DataFrame, s
         row = {"parameterId": name, "parameterName": _clean(f"{record.description} ({record.unit}), {kind}"),
                "parameterScale": "lin", "lowerBound": np.nan, "upperBound": np.nan,
                "nominalValue": float(value), "estimate": int(estimate)}
-        if estimate:
+        on_bound = estimate and value == 0 and record.bounds is not None and record.bounds[0] == 0 \
+            and record.uncertainty is not None
+        if on_bound:    # fitted onto its physical bound 0: linear scale, from 0 to a decade above its range
+            row |= {"lowerBound": 0.0, "upperBound": _round(record.uncertainty.high * 10**DECADES)}
+        elif estimate:
             if not value > 0:
                 raise CartsimInputError("--therapy", f"calibrated parameter {name} = {value:g} cannot be "
                                                      "estimated on log10 scale (it must be positive)")

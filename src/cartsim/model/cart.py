@@ -12,9 +12,11 @@ antigen is gone (Kaech & Ahmed 2001), which is why CAR-T cells peak around day
 9-10 even when targets are cleared within days. Costimulation (CD28 vs 4-1BB)
 scales expansion and memory formation. A CAR made from mRNA (Descartes-08) is
 expressed for about a week and not passed on when cells divide: such a product
-does not expand (``costim_expansion`` 0) and its cells lose the CAR at
-``car_expression_loss``. These follow from what each product sets (its CD4:CD8
-ratio, costimulatory domain and CAR encoding) as derived parameters, so the
+does not expand (``costim_expansion`` 0), its cells lose the CAR at
+``car_expression_loss``, and it signals more weakly (``car_signal``: its cells
+kill and are activated less), fitted to the absence of CRS after Descartes-08.
+These follow from what each product sets (its CD4:CD8 ratio, costimulatory
+domain and CAR encoding) as derived parameters, so the
 SBML export and the report's equations show them. So does the make-up of an
 infusion: a dose record counts CAR+ cells, and the model's bioavailability
 (NONMEM's F) of each state splits them into effector and memory cells and adds
@@ -67,7 +69,7 @@ def add(b: ModelBuilder) -> None:
     # No activation before CAR-T cells are infused: a smooth gate (a step would stall implicit solvers
     # whenever round-off leaves the count slightly negative after CAR-T cells are cleared).
     present = (e + m)**2 / ((e + m)**2 + b.p("car_presence_eps")**2)
-    b.flow(None, "car_act", present * b.p("car_k_on") * stim * (1 - act), "activation by antigen")
+    b.flow(None, "car_act", present * b.p("car_k_on") * b.p("car_signal") * stim * (1 - act), "activation by antigen")
     b.flow("car_act", None, act / b.p("car_program"), "end of the proliferation programme")
     b.flow(None, "car_eff", (b.p("car_r_exp") * b.p("costim_expansion") * act + boost) * e,
            "antigen-driven and homeostatic expansion")
@@ -107,9 +109,11 @@ def _product(b: ModelBuilder) -> None:
     p = b.p
     f8 = 1 / (1 + p("car_cd4_cd8_ratio"))                 # CD8+ share of the CAR-T cells
     w = p("cd4_kill_weight")
-    b.derive("car_potency", (f8 + w * (1 - f8)) / (sp.Float(0.5) + sp.Float(0.5) * w))   # 1 at CD4:CD8 = 1:1
     cd28 = sp.Eq(p("car_costim_cd28"), 1)                 # switches: 1 or 0
     mrna = sp.Eq(p("car_mrna"), 1)
+    # an mRNA CAR signals more weakly than one from a viral vector: its cells kill and are activated less
+    signal = b.derive("car_signal", sp.Piecewise((p("mrna_car_signal"), mrna), (1, True)))
+    b.derive("car_potency", signal * (f8 + w * (1 - f8)) / (sp.Float(0.5) + sp.Float(0.5) * w))   # 1 at CD4:CD8 = 1:1
     # an mRNA CAR is not passed on when cells divide: the product does not expand
     b.derive("costim_expansion", sp.Piecewise((0, mrna), (p("cd28_expansion_factor"), cd28), (1, True)))
     b.derive("costim_memory", sp.Piecewise((p("cd28_memory_factor"), cd28), (1, True)))

@@ -63,9 +63,12 @@ class Uncertainty:
             out.append(f"uncertainty.low ({self.low:g}) must be below uncertainty.high ({self.high:g})")
         if self.distribution in ("lognormal", "loguniform") and self.low <= 0:
             out.append(f"uncertainty.low must be > 0 for a {self.distribution} range, got {self.low:g}")
-        if value is not None and not self.low < value < self.high:
+        # a value fitted onto its physical lower bound may start a uniform range there
+        on_bound = (value is not None and self.distribution == "uniform" and bounds is not None
+                    and value == bounds[0] == self.low < self.high)
+        if value is not None and not (self.low < value < self.high or on_bound):
             out.append(f"the value {value:g} lies outside its uncertainty range {self.low:g}..{self.high:g} "
-                       "(low < value < high)")
+                       "(low < value < high, or low = value = the lower bound for a uniform range)")
         if bounds is not None:
             lo, hi = bounds
             if not self.bounded and (math.isfinite(hi) or (self.distribution == "normal" and math.isfinite(lo))

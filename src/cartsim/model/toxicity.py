@@ -1,8 +1,10 @@
 """Cytokine release and toxicity: IL-6, a lagged CNS cytokine signal, tocilizumab.
 
-IL-6 has three sources, all driven by target engagement, so it tracks target
-burden rather than dose (Hardiansyah 2019): release per target cell killed,
-release by antigen-stimulated CAR-T effectors, and the myeloid amplification.
+IL-6 has three sources, all driven by the CAR meeting its target, so it tracks
+target burden and expansion rather than dose (Hardiansyah 2019): release per
+target cell killed, release by activated (dividing) CAR-T effectors for as long
+as their proliferation programme runs, which is why CRS follows expansion
+(Awasthi 2020), and the myeloid amplification.
 CAR-T cells kill their targets by pyroptosis, and what the dying cells release
 activates macrophages and monocytes to secrete IL-6 and IL-1 (Liu Y et al. Sci
 Immunol 2020; Giavridis 2018; Norelli 2018). Inflammasome activation needs two
@@ -16,7 +18,9 @@ the IL-6 receptor. CRS is read from a cytokine signal in IL-6 equivalents of
 which a share, carried by cytokines tocilizumab does not block (IL-1, GM-CSF,
 IFN-gamma), stays after the rescue dose. ICANS follows a lagged CNS exposure to
 IL-6, which tocilizumab does not reach. Grades map signal thresholds onto the
-ASTCT 0-4 scale (see ``cartsim.endpoints``).
+ASTCT 0-4 scale (see ``cartsim.endpoints``). The same rule holds for every
+product and setting; its sizes are fitted jointly to the CRS and ICANS of four
+trials (lymphoma, lupus, NMOSD, myasthenia gravis) by ``bench/calibrate_crs.py``.
 """
 
 from __future__ import annotations
@@ -33,12 +37,12 @@ def add(b: ModelBuilder) -> None:
     il6 = b.state("il6", "pg/mL", "serum IL-6", p("il6_0"))
     flux = b.observe("kill_flux", sp.Symbol("kill_flux_b") + sp.Symbol("kill_flux_tumour"),
                      "cells/uL-eq/day", "target cells killed by CAR-T per day")
-    engaged = sp.Symbol("car_stimulation") * sp.Symbol("car_eff")
+    activated = sp.Symbol("car_act") * sp.Symbol("car_eff")
     h = p("il6_myeloid_hill")
     myeloid = b.observe("il6_myeloid", p("il6_myeloid_max") * flux**h / (flux**h + p("il6_myeloid_k50")**h),
                         "pg/mL/day", "IL-6 release by macrophages and monocytes activated by dying target cells "
                         "(zero without target killing)")
-    b.flow(None, "il6", k6 * p("il6_0") + p("il6_per_kill") * flux + p("il6_per_engaged_car") * engaged,
+    b.flow(None, "il6", k6 * p("il6_0") + p("il6_per_kill") * flux + p("il6_per_activated_car") * activated,
            "basal and CAR-T activation-driven production")
     b.flow(None, "il6", myeloid, "myeloid amplification (saturable in the target kill rate)")
     b.flow("il6", None, k6 * il6, "elimination")

@@ -32,6 +32,7 @@ from cartsim.model import Model, build_model  # noqa: E402
 from cartsim.outputs.equations import equations_html  # noqa: E402
 from cartsim.outputs.files import write_text_atomic  # noqa: E402
 from cartsim.outputs.plots import FOOTER  # noqa: E402
+from cartsim.outputs.product_checks import product_figure  # noqa: E402
 from cartsim.outputs.validation import Validation  # noqa: E402
 from cartsim.scenario import Scenario  # noqa: E402
 from cartsim.stats import kaplan_meier  # noqa: E402
@@ -527,7 +528,12 @@ def validation_table(data: ReportData) -> Section:
                   "clinical context) must fall in the acceptance window. Missed checks are targets the model does "
                   "not reproduce yet; they are listed, not adjusted. The same checks: "
                   "<code>cartsim validate</code>.</p>")
-    return Section("validation", title, text + _validation_rows(v))
+    fig = product_figure(v.checks)
+    products = Markup("") if fig is None else Markup(
+        "<p>CAR-T products, one row per check: where the model's prediction falls on the published acceptance "
+        "window (shaded), so products and settings can be compared at a glance.</p>") + _figure(
+        fig, "CAR-T products: each check's prediction against its published acceptance window")
+    return Section("validation", title, text + products + _validation_rows(v))
 
 
 def methods(data: ReportData) -> Section:
