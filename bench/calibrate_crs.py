@@ -7,18 +7,19 @@ only by its disease (target burden) and lymphodepletion. Six parameters are fitt
 ``il6_per_kill``, ``il6_per_activated_car``, ``crs_il6_grade1`` (the IL-6 signal of a fever, CRS grade 1),
 ``il6_myeloid_k50`` (the kill rate for half-maximal myeloid release), ``crs_toci_resistant`` (the share of the
 CRS signal that tocilizumab does not block) and ``mrna_car_signal`` (how strongly an mRNA CAR kills and
-activates its cell, relative to a CAR from a viral vector), to the CRS and ICANS of four trials: ZUMA-1
+activates its cell, relative to a CAR from a viral vector), to the CRS and ICANS of five trials: ZUMA-1
 (axicabtagene ciloleucel, CD28, large B-cell lymphoma, n=101), the Erlangen series (MB-CART19.1, 4-1BB, SLE,
-myositis and systemic sclerosis, n=15), CT103A in NMOSD (equecabtagene autoleucel, BCMA, 4-1BB, n=12) and
-MG-001 (Descartes-08, an mRNA BCMA CAR-T without lymphodepletion, in myasthenia gravis, n=14).
+myositis and systemic sclerosis, n=15), KYSA-1 (KYV-101, CD28, lupus nephritis, n=2), CT103A in NMOSD
+(equecabtagene autoleucel, BCMA, 4-1BB, n=12) and MG-001 (Descartes-08, an mRNA BCMA CAR-T without
+lymphodepletion, in myasthenia gravis, n=14).
 
 Objective: the binomial deviance of the trials' counts (-2 log-likelihood against each observed share), the
 natural measure for counts of patients, which weighs 0 of 14 and 12 of 12 without special cases. The model's
 shares come from the virtual populations of ``cartsim validate`` (n=200, seed 20221), kept half a patient away
 from 0 and 1 so that a count the population cannot show costs a finite amount. Held out as predictions (not in
-the objective): JULIET and ELIANA (tisa-cel), KYSA-1 (KYV-101 in lupus nephritis), KYSA-6 (KYV-101 in MG), the
-progressive-MS series of eque-cel, the Mackensen 2022 subset of the Erlangen series, and the product table's
-other rows (bench/product_toxicity.py prints all of them).
+the objective): JULIET and ELIANA (tisa-cel), KYSA-6 (KYV-101 in MG), the progressive-MS series of eque-cel,
+the Mackensen 2022 subset of the Erlangen series, and the product table's other rows (bench/product_toxicity.py
+prints all of them).
 
     python bench/calibrate_crs.py [--quick] [--out bench/calibration_crs.json]
 
@@ -64,6 +65,7 @@ class Trial:
     disease: str
     days: float
     counts: dict[str, tuple[int, int]]
+    dose: str | None = None       # the trial's dose where it differs from the product's
 
 
 TRIALS = {
@@ -75,6 +77,9 @@ TRIALS = {
                                                    "icans_any": (1, 15)}),
     # Qin C et al. Signal Transduct Target Ther 2023;8:5 (n=12): CRS in all, grade 1 or 2 only
     "ct103a": Trial("eque-cel", "nmosd", HORIZON, {"crs_any": (12, 12), "crs_grade3plus": (0, 12)}),
+    # KYSA-1 (KYV-101, CD28, 0.5e8 cells in lupus nephritis; Lupus Sci Med 2024;11(Suppl 1):A109, n=2): "both
+    # patients experienced grade 1 cytokine release syndrome consisting of fever"
+    "kysa1": Trial("kyv-101", "sle", HORIZON, {"crs_any": (2, 2), "crs_grade2plus": (0, 2)}, dose="0.5e8 cells"),
     # Granit V et al. Lancet Neurol 2023;22:578 (MG-001, n=14): no CRS, no neurotoxicity
     "mg001": Trial("descartes-08", "mg", DESCARTES08_SAFETY_DAYS, {"crs_any": (0, 14), "icans_any": (0, 14)}),
 }
@@ -113,7 +118,8 @@ TARGETS = {"zuma1_crs_any": ("zuma1_crs_icans", "pop_crs_any"),
            "ct103a_crs_any": ("ct103a_nmosd", "pop_crs_any"),
            "ct103a_crs_grade3plus": ("ct103a_nmosd", "pop_crs_grade3plus"),
            "mg001_crs_any": ("descartes08_mg_safety", "pop_crs_any"),
-           "mg001_icans_any": ("descartes08_mg_safety", "pop_icans_any")}
+           "mg001_icans_any": ("descartes08_mg_safety", "pop_icans_any"),
+           "kysa1_crs_any": ("kysa1_crs", "pop_crs_any"), "kysa1_crs_grade2plus": ("kysa1_crs", "pop_crs_grade2plus")}
 # labelled calibrated in cartsim validate; Mackensen 2022's 5 patients are among the Erlangen series' 15
 FITTED_CHECKS = set(TARGETS.values()) | {("mackensen2022_crs", "pop_fraction_any")}
 
@@ -123,7 +129,7 @@ def shares(trial: Trial, values: dict[str, float]) -> dict[str, float]:
     applied to the simulated IL-6 signal (grades 2-4 and the tocilizumab rescue keep the table's thresholds)."""
     model = build_model()
     table = model.table
-    sc = Scenario.make(trial.therapy, trial.disease, trial.days)
+    sc = Scenario.make(trial.therapy, trial.disease, trial.days, dose=trial.dose)
     in_model = {k: v for k, v in values.items() if k != "crs_il6_grade1"}
     ref = iiv_reference(model, in_model)
     pop = with_values(sample(ref, sc.disease, POP_N, SEED, course=sc.course), in_model, ref.table)

@@ -432,6 +432,18 @@ def axicel_bcell_recovery() -> dict[str, float]:
                                                               >= endpoints.REAPPEARANCE_LIMIT)) for d in (30, 365)}
 
 
+KYSA1_DOSE = "0.5e8 cells"
+
+
+def kysa1_crs() -> dict[str, float]:
+    """KYV-101 at KYSA-1's dose in lupus (run as SLE)."""
+    model = build_model()
+    sc = Scenario.make("kyv-101", "sle", 60.0, dose=KYSA1_DOSE)
+    pop = sample(model, sc.disease, POP_N, SEED)
+    g = _grades(endpoints.compute(sc.run(pop, columns=endpoints.COLUMNS), model.table, population=pop).crs_max_grade)
+    return {"pop_crs_any": g["pop_fraction_any"], "pop_crs_grade2plus": g["pop_fraction_grade2plus"]}
+
+
 YTB323_DOSE = "12.5e6 cells"
 
 
@@ -484,6 +496,7 @@ CHECKS: dict[str, Callable[[], dict[str, float]]] = {
     "zuma1_cart_peak": zuma1_cart_peak,
     "axicel_bcell_recovery": axicel_bcell_recovery,
     "ytb323_sle_kinetics": ytb323_kinetics,
+    "kysa1_crs": kysa1_crs,
 }
 
 
@@ -503,6 +516,7 @@ PRODUCT_TARGETS = {
     "ct103a_nmosd": "eque-cel, NMOSD (CT103A)",
     "bcma_cart_pms": "eque-cel, progressive MS",
     "descartes08_mg_safety": "Descartes-08, MG (MG-001)",
+    "kysa1_crs": "KYV-101, lupus nephritis (KYSA-1)",
     "kysa6_mg": "KYV-101, MG (KYSA-6)",
 }
 
@@ -522,7 +536,7 @@ CALIBRATED = {
     ("muller2024_autoimmune_toxicity", "pop_crs_any"), ("muller2024_autoimmune_toxicity", "pop_crs_grade2plus"),
     ("muller2024_autoimmune_toxicity", "pop_icans_any"), ("ct103a_nmosd", "pop_crs_any"),
     ("ct103a_nmosd", "pop_crs_grade3plus"), ("descartes08_mg_safety", "pop_crs_any"),
-    ("descartes08_mg_safety", "pop_icans_any"),
+    ("descartes08_mg_safety", "pop_icans_any"), ("kysa1_crs", "pop_crs_any"), ("kysa1_crs", "pop_crs_grade2plus"),
     # bench/calibrate_ocrelizumab.py, bench/calibrate_ms.py
     ("ocrelizumab_repletion", "pop_median"), ("opera_arr", "pop_ocrelizumab"),
     ("opera_gd_lesions", "pop_ocrelizumab"), ("opera_cdp12", "pop_interferon"),
