@@ -407,3 +407,32 @@ def test_report_draws_the_disease_course_where_it_has_one(tmp_path, page_html):
     for col, title, log in rep._disease_panels(data):
         fig = rep.trajectory_figure(data, col, title, log)
         assert fig.axes[0].get_ylim()[0] == 0, col        # a share or a score starts at 0, not at its lowest value
+
+
+def test_product_figure_stays_legible_on_a_phone(tmp_path, browser, monkeypatch):
+    """The figure of CAR-T products against their windows was shrunk to a 390 px phone's width, where its labels
+    could not be read: it keeps its own width in a box that scrolls sideways, and the page does not."""
+    from dataclasses import replace
+
+    from cartsim.outputs.validation import Validation
+    from cartsim.validate import Check
+
+    checks = (Check("zuma1_cart_peak", "pop_median", 731.0, [12.08, 65.76], False),
+              Check("zuma1_crs_icans", "pop_crs_any", 0.9, [0.75, 1.0], True))
+    path = tmp_path / "report.html"
+    monkeypatch.setattr(report, "SECTIONS", (report.validation_table,))     # the validation section alone
+    data = replace(synthetic(), summary={"trial": "t", "seed": 1, "cartsim_version": "test", "arms": [],
+                                         "config": {"trial": {"horizon_days": 60}}},
+                   validation=Validation(checks, 1.0, False))
+    report.write_report(path, data)
+    page = browser.new_page(viewport={"width": 390, "height": 900})
+    page.goto(path.as_uri())
+    m = page.evaluate("""() => {
+      const img = document.querySelector('#validation .scroll img.wide');
+      return {W: document.documentElement.clientWidth, scroll: document.documentElement.scrollWidth,
+              img: img ? img.getBoundingClientRect().width : 0,
+              box: img ? img.parentElement.getBoundingClientRect().width : 0};
+    }""")
+    page.close()
+    assert m["scroll"] <= m["W"] and m["box"] <= m["W"]      # the page itself does not scroll sideways
+    assert m["img"] >= 900                                    # the figure is not shrunk to the phone's width

@@ -435,6 +435,20 @@ def test_published_safety_sits_beside_the_simulated(client, server, browser):
     page.close()
 
 
+def test_an_arm_without_published_safety_in_its_disease_shows_its_product_in_other_autoimmune_diseases():
+    """The default page (KYV-101 in MS) showed simulated CRS and ICANS with nothing published beside them, though
+    KYV-101's patients with lupus nephritis (KYSA-1) are published: the rows of the same product in other
+    autoimmune diseases are shown, never those of a cancer, and a disease's own rows take precedence."""
+    from cartsim.web.arms import published_safety
+
+    ms = published_safety("kyv-101", "ms")
+    assert [(p["label"], p["population"], p["n"]) for p in ms] == [("KYSA-1", "lupus nephritis", 2)]
+    assert [p["label"] for p in published_safety("mb-cart19", "sle")] == ["Mackensen 2022", "Mueller 2024"]
+    assert [p["label"] for p in published_safety("eque-cel", "nmosd")] == ["CT103A"]
+    assert published_safety("kyv-101", "lbcl") == [] and published_safety("ocrelizumab", "ms") == []
+    assert all(p["label"] != "ZUMA-1" for p in published_safety("axi-cel", "ms"))
+
+
 def test_every_published_safety_entry_names_what_the_page_can_show():
     """A safety entry of the targets that named an unknown therapy or disease, or lacked a field, would never show or
     would break the page: each names a known therapy and disease and fits the API's schema."""

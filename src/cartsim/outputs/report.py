@@ -96,13 +96,15 @@ def _table(header: list[str], rows: list[list[str | Markup]], attrs: list[str] |
     return _scroll(Markup(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"))
 
 
-def _figure(fig: plt.Figure, alt: str) -> Markup:
+def _figure(fig: plt.Figure, alt: str, wide: bool = False) -> Markup:
+    """The figure as an inline PNG; ``wide``: drawn at its own width (in a scrolling box) rather than shrunk."""
     buf = io.BytesIO()
     fig.text(0.99, 0.005, FOOTER, ha="right", va="bottom", fontsize=7, color="grey")
     fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
     data = base64.b64encode(buf.getvalue()).decode()
-    return Markup(f'<img alt="{escape(alt)}" src="data:image/png;base64,{data}">')
+    cls = ' class="wide"' if wide else ""
+    return Markup(f'<img{cls} alt="{escape(alt)}" src="data:image/png;base64,{data}">')
 
 
 def _panels(figures: list[Markup]) -> Markup:
@@ -531,8 +533,9 @@ def validation_table(data: ReportData) -> Section:
     fig = product_figure(v.checks)
     products = Markup("") if fig is None else Markup(
         "<p>CAR-T products, one row per check: where the model's prediction falls on the published acceptance "
-        "window (shaded), so products and settings can be compared at a glance.</p>") + _figure(
-        fig, "CAR-T products: each check's prediction against its published acceptance window")
+        "window (shaded), so products and settings can be compared at a glance. On a narrow screen the figure "
+        "scrolls sideways.</p>") + _scroll(_figure(
+            fig, "CAR-T products: each check's prediction against its published acceptance window", wide=True))
     return Section("validation", title, text + products + _validation_rows(v))
 
 

@@ -286,8 +286,15 @@ def _published() -> tuple[dict, ...]:
     return tuple(t["safety"] | {"source": t["source"]} for t in targets().values() if "safety" in t)
 
 
+CANCERS = ("b-all", "lbcl")
+
+
 def published_safety(therapy: str, disease: str) -> list[dict]:
     """What trials of ``therapy`` in ``disease`` reported about CRS and ICANS (the ``safety`` entries of the
-    published targets), for the page to show beside the simulated numbers."""
-    return [{k: v for k, v in s.items() if k not in ("therapy", "disease")} for s in _published()
-            if s["therapy"] == therapy and s["disease"] == disease]
+    published targets), for the page to show beside the simulated numbers. Where none was in ``disease``, an
+    autoimmune disease, the trials of the same therapy in other autoimmune diseases (each row names its patients),
+    so a simulated arm is never shown without the nearest published experience of its product."""
+    rows = [s for s in _published() if s["therapy"] == therapy]
+    same = [s for s in rows if s["disease"] == disease]
+    near = same or ([] if disease in CANCERS else [s for s in rows if s["disease"] not in CANCERS])
+    return [{k: v for k, v in s.items() if k not in ("therapy", "disease")} for s in near]

@@ -108,7 +108,8 @@ class Safety(BaseModel):
 
 
 class PublishedSafety(BaseModel):
-    """What a trial of the same therapy in the same disease reported (``targets.yaml``): shares of its ``n``
+    """What a trial of the same therapy in the same disease (else in another autoimmune disease) reported
+    (``targets.yaml``): shares of its ``n``
     patients; null where the source does not say."""
 
     label: str                       # the trial ('MG-001')

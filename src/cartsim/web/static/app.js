@@ -405,7 +405,7 @@ function renderSafety(arms, glossary) {
     el("td", {}, String(s.n)), gradesCell(s.crs), el("td", {}, pct(s.crs && s.crs.fraction_grade2plus)),
     gradesCell(s.icans), el("td", {}, pct(s.icans && s.icans.fraction_grade2plus)),
     el("td", { class: "irr" }, proportionText(s.infusion_reaction))));
-  // what a trial of the same therapy in the same disease reported in real patients
+  // what a trial of the same therapy reported in real patients (in the same disease, else another autoimmune one)
   const share = (v) => (v === null || v === undefined ? el("span", { class: "na" }, "not reported") : pct(v));
   const reported = (arm, p) => labelled(el("tr", { class: "published", "data-therapy": arm.therapy },
     el("td", { title: p.source }, `${arm.therapy}, published (${p.label})`), el("td", {}, p.population),
@@ -426,9 +426,10 @@ function renderSafety(arms, glossary) {
       "for the first days after infusion, where CRS and ICANS occur. " : "") +
     "Infusion reactions: share of simulated patients with at least one " +
     "reaction to an antibody infusion; not applicable where the model has no data for the therapy." +
-    (published ? " Rows marked published give what a trial of the same therapy in the same disease " +
-      "reported in real patients (small trials: a few patients more or less change these shares a lot); where " +
-      "they differ from the simulated row, the model has not captured that yet." : ""));
+    (published ? " Rows marked published give what a trial of the same therapy reported in real patients, in " +
+      "the same disease or, where there is none yet, in another autoimmune disease (the row names its " +
+      "patients). These are small trials: a few patients more or less change these shares a lot. Where they " +
+      "differ from the simulated row, the model has not captured that yet." : ""));
   $("safety").replaceChildren(el("p", { id: "glossary", class: "glossary" }, glossary),
     el("div", { class: "scroll" }, el("table", { id: "safety-table" }, el("thead", {}, head),
                                       el("tbody", {}, ...body))), key);
