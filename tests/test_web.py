@@ -301,10 +301,10 @@ def test_page_speaks_plainly_and_shows_infusion_reactions(server, browser):
     summary = re.sub(r"The model's expected rates[^.]*\.\d+[^.]*\.\d+\.", "", page.inner_text("#summary-section"))
     assert re.search(r"\d\.\d{3,}", summary) is None
     api = page.evaluate("fetch('/api/compare').then((r) => r.json())")
-    for i, arm in enumerate(api["arms"]):
-        cell = page.locator("#safety-table tbody tr td.irr").nth(
-            [r for r in range(page.locator("#safety-table tbody tr").count())
-             if page.locator("#safety-table tbody tr").nth(r).locator("td").first.inner_text() == arm["therapy"]][0])
+    rows = page.locator("#safety-table tbody tr")
+    for arm in api["arms"]:     # the arm's own row (published rows, when shown, sit between the arms)
+        row = [r for r in range(rows.count()) if rows.nth(r).locator("td").first.inner_text() == arm["therapy"]][0]
+        cell = rows.nth(row).locator("td.irr")
         irr = arm["safety"]["infusion_reaction"]
         if irr is None:
             assert cell.inner_text() == "not applicable"
