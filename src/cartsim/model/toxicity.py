@@ -2,9 +2,10 @@
 
 IL-6 has three sources, all driven by the CAR meeting its target, so it tracks
 target burden and expansion rather than dose (Hardiansyah 2019): release per
-target cell killed, release by activated (dividing) CAR-T effectors for as long
-as their proliferation programme runs, which is why CRS follows expansion
-(Awasthi 2020), and the myeloid amplification.
+target cell killed (which the joint fit puts at 0: the trials need no more of it
+than the myeloid amplification makes), release by activated (dividing) CAR-T
+effectors for as long as their proliferation programme runs, which is why CRS
+follows expansion (Awasthi 2020), and the myeloid amplification.
 CAR-T cells kill their targets by pyroptosis, and what the dying cells release
 activates macrophages and monocytes to secrete IL-6 and IL-1 (Liu Y et al. Sci
 Immunol 2020; Giavridis 2018; Norelli 2018). Inflammasome activation needs two
