@@ -62,8 +62,9 @@ def main() -> None:
         any_obs, g3_obs, scale, counts = observed_crs(row)
         trial = row["trial"].split(" (")[0][:27]
         where = row.get("model")
-        if where is None:
-            print(f"{row['product'][:13]:<14}{trial:<28}{'-':<8}{'not run: product or setting not in the model':>40}")
+        if where is None or any_obs is None:
+            why = "not run: no CRS in the row" if any_obs is None else "not run: product or setting not in the model"
+            print(f"{row['product'][:13]:<14}{trial:<28}{'-':<8}{why:>40}")
             rows.append({"product": row["product"], "trial": row["trial"], "run": False})
             continue
         any_pred, g3_pred = predicted_crs(row["product"], where["disease"], where.get("dose"))
