@@ -155,7 +155,7 @@ def score(values: dict[str, float]) -> dict[str, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="a 2x2x2 grid")
+    ap.add_argument("--quick", action="store_true", help="8 points over 3 of the 6 parameters, to check the script runs")
     ap.add_argument("--out", type=Path, default=Path(__file__).with_name("calibration_crs.json"))
     args = ap.parse_args()
     grid_search(QUICK_GRID if args.quick else GRID, score, OBSERVED, args.out, objective=deviance,
