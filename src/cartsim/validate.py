@@ -52,9 +52,10 @@ def targets() -> dict[str, dict]:
 
 @lru_cache(maxsize=16)
 def _population_run(therapy: str, disease: str, days: float = HORIZON, regimen: str | None = None,
-                    course: str | None = None, n: int = POP_N) -> tuple[pd.DataFrame, Solution]:
+                    course: str | None = None, n: int = POP_N,
+                    dose: str | None = None) -> tuple[pd.DataFrame, Solution]:
     model = build_model()
-    sc = Scenario.make(therapy, disease, days, regimen=regimen, course=course)
+    sc = Scenario.make(therapy, disease, days, dose=dose, regimen=regimen, course=course)
     pop = sample(model, sc.disease, n, SEED, course=sc.course)
     sol = sc.run(pop, columns=endpoints.COLUMNS)
     return endpoints.compute(sol, model.table, sc.last_dose_day(), pop,
@@ -437,10 +438,7 @@ KYSA1_DOSE = "0.5e8 cells"
 
 def kysa1_crs() -> dict[str, float]:
     """KYV-101 at KYSA-1's dose in lupus (run as SLE)."""
-    model = build_model()
-    sc = Scenario.make("kyv-101", "sle", 60.0, dose=KYSA1_DOSE)
-    pop = sample(model, sc.disease, POP_N, SEED)
-    g = _grades(endpoints.compute(sc.run(pop, columns=endpoints.COLUMNS), model.table, population=pop).crs_max_grade)
+    g = _grades(_population_run("kyv-101", "sle", 60.0, dose=KYSA1_DOSE)[0].crs_max_grade)
     return {"pop_crs_any": g["pop_fraction_any"], "pop_crs_grade2plus": g["pop_fraction_grade2plus"]}
 
 
@@ -449,10 +447,7 @@ YTB323_DOSE = "12.5e6 cells"
 
 def ytb323_kinetics() -> dict[str, float]:
     """A 4-1BB CD19 CAR-T at YTB323's low flat dose in SLE (run as MB-CART19.1 at that dose)."""
-    model = build_model()
-    sc = Scenario.make("mb-cart19", "sle", HORIZON, dose=YTB323_DOSE)
-    pop = sample(model, sc.disease, POP_N, SEED)
-    ep = endpoints.compute(sc.run(pop, columns=endpoints.COLUMNS), model.table, population=pop)
+    ep = _population_run("mb-cart19", "sle", dose=YTB323_DOSE)[0]
     return {"pop_median_tmax": float(ep.cart_tmax_day.astype(float).median()),
             "pop_median_persistence": float(ep.cart_persistence_day.astype(float).median())}
 
