@@ -3,11 +3,12 @@
 In cartsim every product releases IL-6 by the same three routes (``model/toxicity.py``): per target cell killed,
 per activated (dividing) CAR-T effector, and through macrophages and monocytes activated by dying target cells.
 A product differs only by what it is (target, costimulation, dose, an mRNA or a viral-vector CAR) and a setting
-only by its disease (target burden) and lymphodepletion. Six parameters are fitted together on a grid:
+only by its disease (target burden) and lymphodepletion. Seven parameters are fitted together on a grid:
 ``il6_per_kill``, ``il6_per_activated_car``, ``crs_il6_grade1`` (the IL-6 signal of a fever, CRS grade 1),
 ``il6_myeloid_k50`` (the kill rate for half-maximal myeloid release), ``crs_toci_resistant`` (the share of the
 CRS signal that tocilizumab does not block) and ``mrna_car_signal`` (how strongly an mRNA CAR kills and
-activates its cell, relative to a CAR from a viral vector), to the CRS and ICANS of five trials: ZUMA-1
+activates its cell, relative to a CAR from a viral vector) and ``icans_grade1`` (the CNS cytokine exposure of
+ICANS grade 1), to the CRS and ICANS of five trials: ZUMA-1
 (axicabtagene ciloleucel, CD28, large B-cell lymphoma, n=101), the Erlangen series (MB-CART19.1, 4-1BB, SLE,
 myositis and systemic sclerosis, n=15), KYSA-1 (KYV-101, CD28, lupus nephritis, n=2), CT103A in NMOSD
 (equecabtagene autoleucel, BCMA, 4-1BB, n=12) and MG-001 (Descartes-08, an mRNA BCMA CAR-T without
@@ -44,17 +45,19 @@ from cartsim.scenario import Scenario
 from cartsim.validate import DESCARTES08_SAFETY_DAYS, POP_N, SEED
 
 GRID = {
-    "il6_per_kill": [0.0, 0.003125, 0.00625, 0.0125],
+    "il6_per_kill": [0.0, 0.003125],
     "il6_per_activated_car": [0.1, 0.2, 0.4],
-    "crs_il6_grade1": [10.0, 15.0, 20.0],
-    "il6_myeloid_k50": [250000.0, 500000.0, 1000000.0],
+    "crs_il6_grade1": [15.0, 20.0, 30.0],
+    "il6_myeloid_k50": [31250.0, 62500.0, 125000.0],
     "crs_toci_resistant": [0.15, 0.2, 0.3],
     # listed from the largest: CRS bounds it from above only, so tied points keep the signal closest to a
     # viral-vector CAR's (the grid search keeps the first of equal losses)
-    "mrna_car_signal": [0.02, 0.01, 0.005],
+    "mrna_car_signal": [0.01, 0.005],
+    "icans_grade1": [150.0, 225.0, 300.0],
 }
-QUICK_GRID = {"il6_per_kill": [0.05, 0.1], "il6_per_activated_car": [0.05, 0.1], "crs_il6_grade1": [15.0, 20.0],
-              "il6_myeloid_k50": [1000000.0], "crs_toci_resistant": [0.2], "mrna_car_signal": [0.1]}
+QUICK_GRID = {"il6_per_kill": [0.0], "il6_per_activated_car": [0.1, 0.2], "crs_il6_grade1": [20.0, 30.0],
+              "il6_myeloid_k50": [62500.0], "crs_toci_resistant": [0.2], "mrna_car_signal": [0.005],
+              "icans_grade1": [150.0, 225.0]}
 HORIZON = 60.0   # days: CRS and ICANS are over within the first weeks
 
 
@@ -124,13 +127,17 @@ TARGETS = {"zuma1_crs_any": ("zuma1_crs_icans", "pop_crs_any"),
 FITTED_CHECKS = set(TARGETS.values()) | {("mackensen2022_crs", "pop_fraction_any")}
 
 
+READ_OUT = ("crs_il6_grade1", "icans_grade1")   # grade thresholds: they read the signals, they do not change them
+
+
 def shares(trial: Trial, values: dict[str, float]) -> dict[str, float]:
-    """The model's shares of patients with CRS and ICANS by grade in the trial's setting; ``crs_il6_grade1`` is
-    applied to the simulated IL-6 signal (grades 2-4 and the tocilizumab rescue keep the table's thresholds)."""
+    """The model's shares of patients with CRS and ICANS by grade in the trial's setting; ``crs_il6_grade1`` and
+    ``icans_grade1`` are applied to the simulated signals (read-outs: grades 2-4 and the tocilizumab rescue keep
+    the table's thresholds)."""
     model = build_model()
     table = model.table
     sc = Scenario.make(trial.therapy, trial.disease, trial.days, dose=trial.dose)
-    in_model = {k: v for k, v in values.items() if k != "crs_il6_grade1"}
+    in_model = {k: v for k, v in values.items() if k not in READ_OUT}
     ref = iiv_reference(model, in_model)
     pop = with_values(sample(ref, sc.disease, POP_N, SEED, course=sc.course), in_model, ref.table)
     sol = sc.run(pop, columns=endpoints.COLUMNS)
@@ -140,7 +147,9 @@ def shares(trial: Trial, values: dict[str, float]) -> dict[str, float]:
         table.value(f"crs_il6_grade{g}") for g in range(2, 5)]
     crs = endpoints.grade(np.nanmax(sol.column("il6_signal"), axis=1), thresholds)
     crs = np.where(ep.tocilizumab_given, np.maximum(crs, 2), crs)[ok]
-    icans = ep.icans_max_grade.to_numpy()[ok]
+    icans_thresholds = [values.get("icans_grade1", table.value("icans_grade1"))] + [
+        table.value(f"icans_grade{g}") for g in range(2, 5)]
+    icans = endpoints.grade(np.nanmax(sol.column("icans_signal"), axis=1), icans_thresholds)[ok]
     return {"crs_any": float(np.mean(crs >= 1)), "crs_grade2plus": float(np.mean(crs >= 2)),
             "crs_grade3plus": float(np.mean(crs >= 3)), "icans_any": float(np.mean(icans >= 1)),
             "icans_grade3plus": float(np.mean(icans >= 3))}

@@ -3,11 +3,14 @@ every literature and calibrated value a reference, no source is a recollection (
 bad range or a missing reference naming the parameter and the field, and `cartsim parameters --json` carries
 them."""
 
+import importlib
 import json
 import math
 import re
+import sys
 import tomllib
 from importlib import resources
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,9 +25,9 @@ from cartsim.trial.sensitivity import ranges
 def test_every_assumed_and_calibrated_value_has_a_range_around_it():
     table = load_table()
     uncertain = [r for r in table if r.kind in ("assumed", "calibrated")]
-    assert len(uncertain) == 112
+    assert len(uncertain) == 116
     ranged = [r for r in uncertain if r.uncertainty is not None]
-    assert len(ranged) == 89
+    assert len(ranged) == 93
     for r in ranged:
         u = r.uncertainty
         on_bound = u.distribution == "uniform" and r.bounds is not None and r.value == r.bounds[0] == u.low
@@ -53,10 +56,21 @@ def test_every_ranged_value_the_model_uses_is_a_model_parameter():
     assert {"car_potency", "costim_expansion", "costim_memory", "car_expression_loss"} <= set(derived)
 
 
+def _bench(name: str):
+    bench = str(Path(__file__).resolve().parents[1] / "bench")
+    sys.path.insert(0, bench)
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(bench)
+
+
 def test_calibrated_ranges_are_the_calibration_grids():
     table = load_table()
-    k = table["car_k_stim"].uncertainty             # bench/calibrate.py's car_k_stim grid reaches 2000
-    assert (k.distribution, k.high) == ("loguniform", 2000.0)
+    grid = _bench("calibrate").GRID                 # bench/calibrate.py: the range is the grid of each fit
+    for name in ("car_k_stim", "car_k_kill", "car_k_exh", "cd28_exhaustion_factor"):
+        u = table[name].uncertainty
+        assert (u.distribution, u.low, u.high) == ("loguniform", min(grid[name]), max(grid[name])), name
     igg = table["pc_death"].uncertainty              # bench/calibrate_igg.py: half-lives 20-80 years
     assert math.log(2) / igg.high / 365.25 == pytest.approx(20, rel=1e-3)
     assert math.log(2) / igg.low / 365.25 == pytest.approx(80, rel=1e-3)
@@ -162,7 +176,7 @@ def test_parameters_json_carries_the_ranges():
     assert r.exit_code == 0
     by_name = {row["name"]: row for row in json.loads(r.output)}
     assert by_name["car_k_stim"]["uncertainty"] == {
-        "distribution": "loguniform", "low": 350.0, "high": 2000.0,
+        "distribution": "loguniform", "low": 125.0, "high": 375.0,
         "reason": load_table()["car_k_stim"].uncertainty.reason}
     assert by_name["k_el_flu"]["uncertainty"] is None
     assert by_name["igg_pc_share"]["bounds"] == [0.0, 1.0]
@@ -205,7 +219,7 @@ def test_no_source_is_quoted_from_memory():
 def test_every_literature_and_calibrated_value_cites_a_reference():
     table = load_table()
     cited = [r for r in table if r.kind in ("literature", "calibrated")]
-    assert len(cited) == 71 and all(r.reference and all(c.strip() for c in r.reference) for r in cited)
+    assert len(cited) == 74 and all(r.reference and all(c.strip() for c in r.reference) for r in cited)
     assert not [r.name for r in table if r.kind == "derived" and r.reference]
     # calibrated values cite their calibration target's paper, as the targets do
     assert table["ms_relapse_imax"].reference == ("Hauser SL et al. N Engl J Med 2017;376:221-234",)
@@ -253,7 +267,7 @@ def test_parameters_json_carries_references():
     rows = {r["name"]: r for r in json.loads(CliRunner().invoke(app, ["parameters", "--json"]).output)}
     assert rows["mab_csf_ratio"]["reference"] == ["Rubenstein JL et al. Blood 2003;101:466"]
     assert all(isinstance(r["reference"], list) for r in rows.values())
-    assert sum(bool(r["reference"]) for n, r in rows.items() if "[" not in n) == 72
+    assert sum(bool(r["reference"]) for n, r in rows.items() if "[" not in n) == 75
 
 
 def test_values_a_disease_sets_carry_their_own_ranges():

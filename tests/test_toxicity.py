@@ -39,10 +39,11 @@ def test_il6_peak_rises_with_tumour_burden(model):
     assert np.all(np.diff(il6) > 0), il6
     assert np.all(np.diff(myeloid) > 0), myeloid
     assert il6[-1] > 30 * il6[0]      # B cells alone: activated CAR-T cells only; a bulky tumour: far more
-    # the myeloid share grows with the burden: negligible with B cells only, a large part for a bulky tumour
+    # the myeloid share grows with the burden: negligible with B cells only, and it carries the IL-6 peak (a ratio
+    # of peaks: about 1) once the tumour is bulky
     share = myeloid / model.table.value("il6_k_el") / il6
-    assert np.all(np.diff(share) > 0), share
-    assert share[0] < 0.01 and share[-1] > 0.2 and share[-1] > 100 * share[0]
+    assert np.all(np.diff(share[:4]) > 0), share
+    assert share[0] < 0.01 and np.all(share[3:] > 0.9) and share[-1] > 100 * share[0]
 
 
 def test_myeloid_release_is_saturable(model):
@@ -78,8 +79,9 @@ def test_tocilizumab_leaves_the_resistant_share_of_the_crs_signal(model):
     share = sol.column("il6_signal")[0, after] / sol.column("il6")[0, after]
     f = model.table.value("crs_toci_resistant")
     assert share.min() >= f and share[0] < f + 0.01
-    # ICANS follows the CNS exposure to IL-6, which tocilizumab does not reach
-    assert sol.column("icans_signal")[0, after].max() > model.table.value("icans_grade1")
+    # ICANS follows the CNS exposure to IL-6, which tocilizumab does not reach: it keeps rising after the rescue
+    cns = sol.column("icans_signal")[0]
+    assert cns[after].max() > 1.5 * cns[np.searchsorted(sol.times, tf)]
 
 
 def test_crs_grade_counts_a_rescue_missed_by_the_output_grid(model):

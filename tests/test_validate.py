@@ -22,26 +22,24 @@ KNOWN_MISSES: dict[tuple[str, str], str] = {
         "every model patient stays below 4 B cells/uL to week 28 (68% observed); fitting inebilizumab's EC50 to it "
         "needs 5.2 ug/mL, against a published EC50 below the assay limit (Yan 2022), so it was not fitted",
     ("ct103a_nmosd", "pop_crs_any"):
-        "CRS in 70% of model patients against 12 of 12 with CT103A in NMOSD: one CRS rule for all products "
-        "(bench/calibrate_crs.py) cannot give eque-cel in NMOSD more CRS than MB-CART19.1 in lupus (80% against 11 "
+        "CRS in 63% of model patients against 12 of 12 with CT103A in NMOSD: one CRS rule for all products "
+        "(bench/calibrate_crs.py) cannot give eque-cel in NMOSD more CRS than MB-CART19.1 in lupus (74% against 11 "
         "of 15), because the BCMA product expands less on the few BCMA+ cells of an autoimmune patient",
+    ("mackensen2022_icans", "pop_fraction_any"):
+        "ICANS in 16% of model lupus patients against none of Mackensen 2022's 5 (window 0-15%): the joint CRS fit "
+        "puts ICANS in 16% of the Erlangen series, where 1 of 15 was seen",
     ("descartes08_mg", "pop_mg_adl_change_week_52"):
-        "MG-ADL back near baseline at month 12 (-0.5 against -4.8, company data): in the model BCMA killing spares "
+        "MG-ADL back near baseline at month 12 (-0.4 against -4.8, company data): in the model BCMA killing spares "
         "memory B cells, which remake the anti-AChR plasma cells within months",
     ("kysa6_mg", "pop_mg_adl_change_week_24"):
         "MG-ADL -4.4 at week 24 after KYV-101 against -8.0 (company data): in the model only the share of weakness "
         "fitted to efgartigimod in ADAPT (mg_antibody_share 0.51 of a baseline of 9 points) can go, so no therapy "
         "that lowers anti-AChR can improve MG-ADL by more than about 5 points",
-    ("zuma1_cart_peak", "pop_median"):
-        "median CAR-T peak 731/uL after axi-cel in lymphoma against 12-66/uL (ZUMA-1 by response group): antigen "
-        "stimulation stays maximal while a large tumour is killed, so expansion runs on for days",
-    ("axicel_bcell_recovery", "pop_fraction_detectable_day_30"):
-        "no B cells detectable on day 30 after axi-cel in any model patient against 4 of 34",
     ("axicel_bcell_recovery", "pop_fraction_detectable_day_365"):
-        "B cells back within a year after axi-cel in 99% of model patients against 11 of 19: in lymphoma the model's "
-        "CAR-T cells do not keep B cells away long enough",
+        "B cells back within a year after axi-cel in 98.5% of model patients against 11 of 19: in lymphoma the "
+        "model's CAR-T cells do not keep B cells away long enough",
     ("ytb323_sle_kinetics", "pop_median_persistence"):
-        "CAR-T cells in blood for a median 186 days after a low flat dose (12.5e6) of a 4-1BB CD19 CAR-T in lupus "
+        "CAR-T cells in blood for a median 173 days after a low flat dose (12.5e6) of a 4-1BB CD19 CAR-T in lupus "
         "against about 2 months (YTB323): immunity against the CAR clears them too slowly in immune-competent "
         "patients, or the assay's limit is higher than the model's 0.1/uL",
 }

@@ -188,7 +188,9 @@ def autoimmune_vs_cancer() -> dict[str, float]:
     sle, lbcl = _population_run("mb-cart19", "sle")[0], _population_run("mb-cart19", "lbcl")[0]
     crs = [_grades(d.crs_max_grade)["pop_fraction_grade2plus"] for d in (sle, lbcl)]
     repl = [float(d.bcell_reappearance_day.astype(float).median()) for d in (sle, lbcl)]
-    return {"sle_crs_grade2plus_lower": float(crs[0] < crs[1]), "sle_bcell_recovery_faster": float(repl[0] < repl[1])}
+    peak = [float(d.cart_peak_per_uL.median()) for d in (sle, lbcl)]
+    return {"sle_crs_grade2plus_lower": float(crs[0] < crs[1]), "sle_bcell_recovery_faster": float(repl[0] < repl[1]),
+            "pop_median_cart_peak_ratio_lymphoma_to_sle": peak[1] / peak[0]}
 
 
 def bcma_cart_pms() -> dict[str, float]:
@@ -524,6 +526,8 @@ CALIBRATED = {
     ("autoimmune_bcell_depletion_onset", "pop_fraction_below_1_per_uL_at_day_7"), ("autoimmune_cart_tmax", "pop_median"),
     ("stein2019_multiphasic_kinetics", "typical_tmax_day"),
     ("stein2019_multiphasic_kinetics", "typical_contraction_halflife_day"),
+    ("stein2019_multiphasic_kinetics", "typical_persistence_halflife_day"), ("zuma1_cart_peak", "pop_median"),
+    ("autoimmune_vs_cancer_toxicity", "pop_median_cart_peak_ratio_lymphoma_to_sle"),
     # bench/calibrate_crs.py: CRS and ICANS across products, one rule for all (Mackensen's 5 are among Mueller's 15)
     ("mackensen2022_crs", "pop_fraction_any"),
     ("zuma1_crs_icans", "pop_crs_any"), ("zuma1_crs_icans", "pop_crs_grade3plus"),

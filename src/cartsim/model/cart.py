@@ -22,6 +22,19 @@ infusion: a dose record counts CAR+ cells, and the model's bioavailability
 (NONMEM's F) of each state splits them into effector and memory cells and adds
 the untransduced T cells infused with them.
 
+Exhaustion: CAR-T cells that keep meeting a large excess of targets (a
+lymphoma's burden, not the few B cells left after lymphodepletion in
+autoimmune disease) lose their capacity to divide, and regain it slowly once
+the targets are gone (Good 2021; Wherry & Kurachi 2015), CD28 products
+faster than 4-1BB ones (Long AH et al. Nat Med 2015). They keep killing:
+exhausted T cells lose their functions in order, proliferation first and
+cytotoxicity last (Wherry 2011), and B-cell aplasia follows CD19 CAR-T in
+lymphoma also where the tumour does not respond. This is
+why the CAR-T peak after axi-cel in lymphoma is no higher than in lupus
+(Mueller F et al. Blood 2025), although its targets outnumber a lupus
+patient's B cells many times; its sizes are fitted to ZUMA-1's peak and to
+that similarity.
+
 Immunity against the CAR: endogenous T cells that recognise the CAR construct
 (its foreign scFv and junctions) are primed while CAR-T cells are present, at a
 rate that rises steeply with the recovery of the patient's own T cells, and
@@ -69,9 +82,19 @@ def add(b: ModelBuilder) -> None:
     # No activation before CAR-T cells are infused: a smooth gate (a step would stall implicit solvers
     # whenever round-off leaves the count slightly negative after CAR-T cells are cleared).
     present = (e + m)**2 / ((e + m)**2 + b.p("car_presence_eps")**2)
+    # exhaustion by a large target burden: the exhausted share no longer divides (it still kills: exhausted T
+    # cells lose their functions in order, proliferation first and killing last)
+    burden = b.observe("car_exhausting_stimulation",
+                       antigen**2 / (antigen**2 + b.p("car_exh_antigen")**2), "1",
+                       "stimulation by a target burden that exhausts CAR-T cells")
+    exh = b.state("car_exh", "1", "exhausted share of CAR-T cells", 0)
+    b.flow(None, "car_exh", present * b.p("car_k_exh") * b.p("costim_exhaustion") * b.p("car_signal") * burden * (1 - exh),
+           "exhaustion by a target excess")
+    b.flow("car_exh", None, b.p("car_exh_recovery") * exh, "recovery from exhaustion")
+    fit = 1 - exh
     b.flow(None, "car_act", present * b.p("car_k_on") * b.p("car_signal") * stim * (1 - act), "activation by antigen")
     b.flow("car_act", None, act / b.p("car_program"), "end of the proliferation programme")
-    b.flow(None, "car_eff", (b.p("car_r_exp") * b.p("costim_expansion") * act + boost) * e,
+    b.flow(None, "car_eff", (b.p("car_r_exp") * b.p("costim_expansion") * act * fit + boost) * e,
            "antigen-driven and homeostatic expansion")
     b.flow("car_mem", "car_eff", b.p("car_r_act") * stim * m, "memory re-activation by antigen")
     b.flow("car_eff", "car_mem", k_em * b.p("costim_memory") * e, "memory formation")
@@ -117,4 +140,6 @@ def _product(b: ModelBuilder) -> None:
     # an mRNA CAR is not passed on when cells divide: the product does not expand
     b.derive("costim_expansion", sp.Piecewise((0, mrna), (p("cd28_expansion_factor"), cd28), (1, True)))
     b.derive("costim_memory", sp.Piecewise((p("cd28_memory_factor"), cd28), (1, True)))
+    # 4-1BB signalling protects CAR-T cells from exhaustion that CD28 signalling drives (Long AH et al. 2015)
+    b.derive("costim_exhaustion", sp.Piecewise((p("cd28_exhaustion_factor"), cd28), (1, True)))
     b.derive("car_expression_loss", sp.Piecewise((sp.log(2) / p("car_expression_halflife"), mrna), (0, True)))
