@@ -7,7 +7,7 @@ import math
 import pytest
 
 from cartsim.outputs.product_checks import SHOWN, product_checks, product_figure, window_position
-from cartsim.validate import CHECKS, PRODUCT_TARGETS, Check
+from cartsim.validate import CHECKS, PRODUCT_TARGETS, Check, targets
 
 
 def test_window_position_is_0_at_the_low_end_1_at_the_high_end():
@@ -38,3 +38,24 @@ def test_figure_draws_a_missed_check_outside_the_window_and_a_passed_one_inside(
     labels = [t.get_text() for t in ax.get_yticklabels()]
     assert labels == ["axi-cel, lymphoma (ZUMA-1): CAR-T peak/uL: median", "axi-cel, lymphoma (ZUMA-1): CRS, any grade"]
     assert product_figure([checks[2]]) is None
+
+
+def test_a_yes_no_check_is_written_as_yes_or_no_not_as_a_window():
+    checks = [Check("autoimmune_vs_cancer_toxicity", "sle_crs_grade2plus_lower", 1.0, [1.0, 1.0], True),
+              Check("autoimmune_vs_cancer_toxicity", "sle_bcell_recovery_faster", 0.0, [1.0, 1.0], False),
+              Check("autoimmune_vs_cancer_toxicity", "pop_median_cart_peak_ratio_lymphoma_to_sle", 1.006, [0.333, 3.0],
+                    True)]
+    texts = [t.get_text() for t in product_figure(checks).axes[0].texts]
+    assert texts == ["yes (expected: yes)", "no (expected: yes)", "1.01  [0.333, 3]"]
+
+
+def test_every_row_label_fits_inside_the_figure():
+    """Each product check's label (its target and metric, as the report draws them) lies within the figure: a
+    long label was once cut off at the left edge."""
+    checks = [Check(tid, metric, 0.5, [0.0, 1.0], True) for tid in PRODUCT_TARGETS for metric in targets()[tid]["accept"]]
+    fig = product_figure(checks)
+    fig.canvas.draw()
+    width = fig.bbox.width
+    for label in fig.axes[0].get_yticklabels():
+        box = label.get_window_extent()
+        assert 0 <= box.x0 and box.x1 <= width, label.get_text()

@@ -507,6 +507,7 @@ PRODUCT_TARGETS = {
     "muller2024_autoimmune_toxicity": "MB-CART19.1, SLE+ (Mueller 2024)",
     "ytb323_sle_kinetics": "4-1BB CD19 at 12.5e6, SLE (YTB323)",
     "stein2019_multiphasic_kinetics": "tisa-cel, B-ALL (Stein 2019)",
+    "autoimmune_vs_cancer_toxicity": "MB-CART19.1, lymphoma vs SLE",
     "zuma1_cart_peak": "axi-cel, lymphoma (ZUMA-1): CAR-T peak/uL",
     "zuma1_crs_icans": "axi-cel, lymphoma (ZUMA-1)",
     "axicel_bcell_recovery": "axi-cel, lymphoma: B cells",

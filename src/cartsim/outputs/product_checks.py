@@ -43,6 +43,9 @@ METRICS = {
     "typical_cns_plasma_cell_reduction_day_90": "CNS plasma cells gone, day 90",
     "typical_intrathecal_igg_reduction_day_180": "intrathecal IgG gone, day 180",
     "pop_mg_adl_change_week_24": "MG-ADL change, week 24",
+    "sle_crs_grade2plus_lower": "less grade 2+ CRS in SLE",
+    "sle_bcell_recovery_faster": "B cells back sooner in SLE",
+    "pop_median_cart_peak_ratio_lymphoma_to_sle": "CAR-T peak ratio",
 }
 
 
@@ -54,6 +57,13 @@ def product_checks(checks: list[Check] | tuple[Check, ...]) -> list[Check]:
     """The checks of CAR-T product targets, in the order of :data:`PRODUCT_TARGETS`."""
     order = {tid: i for i, tid in enumerate(PRODUCT_TARGETS)}
     return sorted((c for c in checks if c.id in order), key=lambda c: order[c.id])
+
+
+def _value(c: Check) -> str:
+    """The prediction and its window as printed beside a row; a yes/no check says which."""
+    if c.accept[0] == c.accept[1]:
+        return ("yes" if c.predicted == 1 else "no") + f" (expected: {'yes' if c.accept[0] == 1 else 'no'})"
+    return f"{c.predicted:.3g}  [{c.accept[0]:g}, {c.accept[1]:g}]"
 
 
 def product_figure(checks: list[Check] | tuple[Check, ...]) -> plt.Figure | None:
@@ -73,7 +83,7 @@ def product_figure(checks: list[Check] | tuple[Check, ...]) -> plt.Figure | None
         marker = "o" if clipped == u else (">" if u > clipped else "<")
         ax.plot(clipped, yi, marker=marker if c.passed else ("X" if clipped == u else marker), ms=7,
                 color="black" if c.passed else "tab:red", ls="none")
-        ax.text(1.01, yi, f"{c.predicted:.3g}  [{c.accept[0]:g}, {c.accept[1]:g}]", transform=ax.get_yaxis_transform(),
+        ax.text(1.01, yi, _value(c), transform=ax.get_yaxis_transform(),
                 va="center", fontsize=7.5, color="black" if c.passed else "tab:red")
     ax.set_yticks(y, [f"{PRODUCT_TARGETS[c.id]}: {_metric(c.metric)}" for c in rows], fontsize=7.5)
     ax.set_xlim(*SHOWN)
