@@ -72,6 +72,13 @@ TARGETS = {"sle_reappearance_mean": ("mackensen2022_bcell_reappearance", "pop_me
 FITTED_CHECKS = set(TARGETS.values())      # labelled calibrated in cartsim validate
 
 
+def _lymphoma_peaks(model, product: str, values: dict[str, float]) -> np.ndarray:
+    """Each patient's CAR-T peak in blood (cells/uL) over the first 60 days of ``product`` in lymphoma."""
+    sc = Scenario.make(product, "lbcl", 60)
+    sol = sc.run(with_values(sample(model, sc.disease, 200, 20221), values, model.table), columns=("car_blood_per_uL",))
+    return sol.values[:, :, 0].max(axis=1)
+
+
 def score(values: dict[str, float]) -> dict[str, float]:
     model = build_model()
     sle = Scenario.make("mb-cart19", "sle", 365)
@@ -84,13 +91,7 @@ def score(values: dict[str, float]) -> dict[str, float]:
     car = tsol.values[:, :, 0]
     tmax = tsol.times[np.argmax(car, axis=1)]
     contraction, persistence = endpoints.persistence_halflives(tsol.times, car, tmax)
-    lbcl = Scenario.make("axi-cel", "lbcl", 60)
-    lsol = lbcl.run(with_values(sample(model, lbcl.disease, 200, 20221), values, model.table),
-                    columns=("car_blood_per_uL",))
-    peak = lsol.values[:, :, 0].max(axis=1)
-    same = Scenario.make("mb-cart19", "lbcl", 60)
-    same_peak = same.run(with_values(sample(model, same.disease, 200, 20221), values, model.table),
-                         columns=("car_blood_per_uL",)).values[:, :, 0].max(axis=1)
+    peak, same_peak = (_lymphoma_peaks(model, product, values) for product in ("axi-cel", "mb-cart19"))
     m = {
         "sle_reappearance_mean": float(ep.bcell_reappearance_day.mean()),
         "sle_reappearance_sd": float(ep.bcell_reappearance_day.std()),
