@@ -91,10 +91,9 @@ def add(b: ModelBuilder) -> None:
     b.flow(None, "car_exh", present * b.p("car_k_exh") * b.p("costim_exhaustion") * b.p("car_signal") * burden * (1 - exh),
            "exhaustion by a target excess")
     b.flow("car_exh", None, b.p("car_exh_recovery") * exh, "recovery from exhaustion")
-    fit = 1 - exh
     b.flow(None, "car_act", present * b.p("car_k_on") * b.p("car_signal") * stim * (1 - act), "activation by antigen")
     b.flow("car_act", None, act / b.p("car_program"), "end of the proliferation programme")
-    b.flow(None, "car_eff", (b.p("car_r_exp") * b.p("costim_expansion") * act * fit + boost) * e,
+    b.flow(None, "car_eff", (b.p("car_r_exp") * b.p("costim_expansion") * act * (1 - exh) + boost) * e,
            "antigen-driven and homeostatic expansion")
     b.flow("car_mem", "car_eff", b.p("car_r_act") * stim * m, "memory re-activation by antigen")
     b.flow("car_eff", "car_mem", k_em * b.p("costim_memory") * e, "memory formation")

@@ -20,8 +20,8 @@ which a share, carried by cytokines tocilizumab does not block (IL-1, GM-CSF,
 IFN-gamma), stays after the rescue dose. ICANS follows a lagged CNS exposure to
 IL-6, which tocilizumab does not reach. Grades map signal thresholds onto the
 ASTCT 0-4 scale (see ``cartsim.endpoints``). The same rule holds for every
-product and setting; its sizes are fitted jointly to the CRS and ICANS of four
-trials (lymphoma, lupus, NMOSD, myasthenia gravis) by ``bench/calibrate_crs.py``.
+product and setting; its sizes are fitted jointly to the CRS and ICANS of five
+trials (lymphoma, two in lupus, NMOSD, myasthenia gravis) by ``bench/calibrate_crs.py``.
 """
 
 from __future__ import annotations
