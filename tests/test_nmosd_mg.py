@@ -107,12 +107,31 @@ def test_an_mrna_car_kills_and_is_activated_at_its_signal_share(model):
 
 def test_efgartigimod_improves_mg_adl_after_the_antibody_falls(model):
     """The junction lags the antibody: MG-ADL is lowest after the anti-AChR antibody's lowest point, and the
-    improvement is mg_antibody_share of the junction's recovery."""
+    improvement is mg_antibody_share of the recovery of the failing share of junctions (safety factor)."""
     t, sol = _run(model, "efgartigimod", "mg", 84.0, ("autoantibody_level", "mg_junction", "mg_adl"))
     aab, junction, adl = (sol.column(c)[0] for c in ("autoantibody_level", "mg_junction", "mg_adl"))
     assert t[np.argmin(adl)] > t[np.argmin(aab)]
-    share = model.table.value("mg_antibody_share")
-    assert adl == pytest.approx(9.0 * (1 - share * (1 - junction)), rel=1e-12)
+    value = model.table.value
+    share, k50, h = value("mg_antibody_share"), value("mg_junction_k50"), value("mg_junction_hill")
+    failing = junction ** h * (1 + k50 ** h) / (junction ** h + k50 ** h)
+    assert adl == pytest.approx(9.0 * (1 - share * (1 - failing)), rel=1e-12)
+
+
+def test_safety_factor_spares_a_partial_fall_and_lifts_a_deep_one(model):
+    """The failing share of junctions is 1 untreated, 0 without damage, a Hill function with the table's
+    threshold, and below proportion for any partial damage: a quarter of the damage leaves less than a quarter
+    of its weakness in proportion."""
+    value = model.table.value
+    k50, h = value("mg_junction_k50"), value("mg_junction_hill")
+    failing = lambda j: j ** h * (1 + k50 ** h) / (j ** h + k50 ** h)  # noqa: E731
+    assert failing(1.0) == pytest.approx(1.0, rel=1e-12) and failing(0.0) == 0.0
+    assert failing(k50) == pytest.approx((1 + k50 ** h) / 2, rel=1e-12)
+    partial = np.linspace(0.01, 0.99, 99)
+    assert np.all(failing(partial) < partial) and failing(0.25) < 0.25 / 4
+    t, sol = _run(model, "kyv-101", "mg", 168.0, ("mg_junction", "mg_adl"))
+    j, adl = sol.column("mg_junction")[0], sol.column("mg_adl")[0]
+    assert adl == pytest.approx(9.0 * (1 - value("mg_antibody_share") * (1 - failing(j))), rel=1e-9)
+    assert j[-1] < 0.3 and failing(j[-1]) < 0.1      # a deep lasting antibody fall lifts nearly all the weakness
 
 
 def test_responder_needs_four_consecutive_improved_visits_starting_by_week_12():
@@ -180,3 +199,31 @@ def test_the_simulate_figure_names_inebilizumab_and_the_disease_antibody(tmp_pat
     labels = [ax.get_ylabel() for ax in drawn[0].axes]
     assert "anti-CD19 antibody\n(ug/mL)" in labels and "AQP4-IgG\n(% of baseline)" in labels
     assert not any("anti-CD20" in label for label in labels)
+
+
+def test_visit_swings_have_the_fitted_spread_and_no_bias():
+    """Week-to-week swings: with no lasting improvement, a steady score's change from baseline has the swing's
+    SD (plus the rounding's 1/12) and mean 0 over patients and visits."""
+    n, weeks = 400, 52
+    times = np.arange(0.0, 7.0 * weeks + 1e-9)
+    adl = np.full((n, times.size), 12.0)
+    rngs = [np.random.default_rng(k) for k in range(n)]
+    out = mg_outcomes.draw(times, adl, 2 * adl, rngs, 0.0, 0.0, float(times[-1]), 0.5, 2.0)
+    change = out["mg_adl_change_week_24"]
+    assert abs(change.mean()) < 0.25
+    assert change.std() == pytest.approx(np.sqrt(4.0 + 1 / 12), rel=0.1)
+
+
+def test_large_improvement_and_minimal_symptoms_count_only_within_the_first_cycle():
+    """Without placebo effect or swings: a fall from 9 to 1 point by week 3 is 6 points better and minimal
+    symptom expression (MG-ADL 0 or 1); the same fall from week 9 is neither (after weeks 1-8), though both
+    are responders (4 better visits in a row starting by week 12)."""
+    times = np.arange(0.0, 84.0 + 1e-9)
+    early = np.where(times >= 21.0, 1.0, 9.0)
+    late = np.where(times >= 63.0, 1.0, 9.0)
+    adl = np.vstack([early, late])
+    rngs = [np.random.default_rng(k) for k in range(2)]
+    out = mg_outcomes.draw(times, adl, 2 * adl, rngs, 0.0, 0.0, 84.0, 0.5, 0.0)
+    assert out["mg_adl_improved_6"].tolist() == [True, False]
+    assert out["mg_adl_mse"].tolist() == [True, False]
+    assert out["mg_adl_responder"].tolist() == [True, True]

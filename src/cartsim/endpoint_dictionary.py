@@ -100,6 +100,8 @@ ENDPOINTS: dict[str, Endpoint] = {e.name: e for e in (
     Endpoint("mg_adl_change_week_52", "Change in MG-ADL score at week 52", "continuous", "points"),
     Endpoint("mg_adl_responder", "MG-ADL responder (2 or more points better for 4 weeks in a row)", "binary"),
     Endpoint("qmg_responder", "QMG responder (3 or more points better for 4 weeks in a row)", "binary"),
+    Endpoint("mg_adl_improved_6", "MG-ADL 6 or more points better at a visit in weeks 1-8", "binary"),
+    Endpoint("mg_adl_mse", "Minimal symptom expression (MG-ADL 0 or 1) at a visit in weeks 1-8", "binary"),
     Endpoint("infusions_count", "Number of drug administrations", "count"),
     _tte("retreatment_day", "Day of a second CAR-T infusion"),
     _tte("autoreactive_return_day", "Day autoreactive B cells come back (10% of baseline)", limit=AUTOREACTIVE_RETURN),

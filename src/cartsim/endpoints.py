@@ -112,7 +112,7 @@ def mg_events(sol: Solution, table: ParameterTable, population: Population) -> d
     """MG-ADL and QMG endpoints at weekly visits (``cartsim.mg_outcomes``), from day 0 to the horizon."""
     t, (adl, qmg), rngs = _from_day0(sol, population, "mg_adl", "qmg")
     return mg_outcomes.draw(t, adl, qmg, rngs, table.value("mg_placebo_mean"), table.value("mg_placebo_sd"),
-                            float(t[-1]), table.value("mg_qmg_placebo_share"))
+                            float(t[-1]), table.value("mg_qmg_placebo_share"), table.value("mg_visit_sd"))
 
 
 def infusion_reactions(population: Population, risks: list[float]) -> np.ndarray:

@@ -358,26 +358,35 @@ def ct103a_nmosd() -> dict[str, float]:
 ADAPT_DAYS = 12 * 7.0     # the responder window (a run of 4 weekly visits starting by week 12)
 
 
+MG_OUTCOME_VALUES = ("mg_placebo_mean", "mg_placebo_sd", "mg_visit_sd", "mg_qmg_placebo_share")
+
+
+@lru_cache(maxsize=8)
+def _mg_run(therapy: str, days: float, model_values: tuple[tuple[str, float], ...]) -> tuple[Solution, Population]:
+    """A seeded MG population, kept for the outcome values a calibration tries on the same solution."""
+    return _autoimmune_run(therapy, "mg", days, dict(model_values))
+
+
 def _mg_endpoints(therapy: str, days: float, parameters: dict[str, float] | None = None) -> dict[str, np.ndarray]:
-    """MG endpoints of a seeded population; ``parameters`` may hold ``mg_placebo_mean`` and
-    ``mg_qmg_placebo_share`` (outcome values)."""
+    """MG endpoints of a seeded population; ``parameters`` may hold model values and the outcome values
+    ``MG_OUTCOME_VALUES`` (which only the visit draws use)."""
     values = dict(parameters or {})
     table = build_model().table
-    placebo_mean = values.pop("mg_placebo_mean", table.value("mg_placebo_mean"))
-    qmg_share = values.pop("mg_qmg_placebo_share", table.value("mg_qmg_placebo_share"))
-    sol, pop = _autoimmune_run(therapy, "mg", days, values)
+    outcome = {name: values.pop(name, table.value(name)) for name in MG_OUTCOME_VALUES}
+    sol, pop = _mg_run(therapy, days, tuple(sorted(values.items())))
     rngs = [pop.event_rng(k) for k in range(len(pop))]
-    return mg_outcomes.draw(sol.times, sol.column("mg_adl"), sol.column("qmg"), rngs, placebo_mean,
-                            table.value("mg_placebo_sd"), days, qmg_share)
+    return mg_outcomes.draw(sol.times, sol.column("mg_adl"), sol.column("qmg"), rngs, outcome["mg_placebo_mean"],
+                            outcome["mg_placebo_sd"], days, outcome["mg_qmg_placebo_share"], outcome["mg_visit_sd"])
 
 
 def adapt_mg(parameters: dict[str, float] | None = None) -> dict[str, float]:
-    """ADAPT, AChR-antibody positive, cycle 1: MG-ADL and QMG responders with efgartigimod and placebo."""
-    efg, pbo = (_mg_endpoints(t, ADAPT_DAYS, parameters) for t in ("efgartigimod", "placebo"))
-    return {"pop_mg_adl_responders_efgartigimod": float(efg["mg_adl_responder"].mean()),
-            "pop_mg_adl_responders_placebo": float(pbo["mg_adl_responder"].mean()),
-            "pop_qmg_responders_efgartigimod": float(efg["qmg_responder"].mean()),
-            "pop_qmg_responders_placebo": float(pbo["qmg_responder"].mean())}
+    """ADAPT, AChR-antibody positive, cycle 1, efgartigimod and placebo: MG-ADL and QMG responders, and the
+    shares 6 or more MG-ADL points better and with minimal symptom expression at a visit in weeks 1-8."""
+    arms = {t: _mg_endpoints(t, ADAPT_DAYS, parameters) for t in ("efgartigimod", "placebo")}
+    names = {"mg_adl_responders": "mg_adl_responder", "qmg_responders": "qmg_responder",
+             "mg_adl_improved_6": "mg_adl_improved_6", "mg_adl_mse": "mg_adl_mse"}
+    return {f"pop_{metric}_{arm}": float(ep[endpoint].mean())
+            for metric, endpoint in names.items() for arm, ep in arms.items()}
 
 
 def adapt_anti_achr() -> dict[str, float]:
@@ -549,7 +558,9 @@ CALIBRATED = {
     ("n_momentum_aqp4_igg", "pop_fraction_2fold_fall_day_197"), ("n_momentum_attacks", "pop_attack_free_placebo"),
     ("n_momentum_attacks", "pop_hazard_ratio"), ("adapt_mg", "pop_mg_adl_responders_efgartigimod"),
     ("adapt_mg", "pop_mg_adl_responders_placebo"), ("adapt_mg", "pop_qmg_responders_placebo"),
-    ("adapt_mg", "pop_qmg_responders_efgartigimod")}
+    ("adapt_mg", "pop_qmg_responders_efgartigimod"), ("adapt_mg", "pop_mg_adl_improved_6_efgartigimod"),
+    ("adapt_mg", "pop_mg_adl_improved_6_placebo"), ("adapt_mg", "pop_mg_adl_mse_efgartigimod"),
+    ("adapt_mg", "pop_mg_adl_mse_placebo")}
 
 
 def _accept_window(target: dict, metric: str) -> list[float]:
