@@ -290,9 +290,11 @@ def mg_sentence(arm: Arm) -> str | None:
         return None
     text = (f"{arm.therapy}: {_pct(resp)} of simulated patients were MG-ADL responders (2 points or more better "
             f"for 4 weeks in a row, on a 0-24 scale of symptoms in daily life)")
-    change = _ep(arm, "mg_adl_change_week_12", "mean")
-    if change is not None:
-        text += f"; the score changed by {change:+.1f} points on average by week 12"
+    # week 12 for the early effect, week 52 for how long it lasts (a CAR-T's grows; a drug's wears off)
+    changes = [(week, _ep(arm, f"mg_adl_change_week_{week}", "mean")) for week in (12, 52)]
+    changes = [f"{c:+.1f} points on average by week {week}" for week, c in changes if c is not None]
+    if changes:
+        text += "; the score changed by " + " and ".join(changes)
     return text + "."
 
 
