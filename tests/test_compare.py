@@ -141,3 +141,25 @@ def test_nmosd_and_mg_panels_name_the_drug_class_and_the_disease_antibody(tmp_pa
         fig.canvas.draw()
         box = fig._suptitle.get_window_extent()
         assert box.x0 >= 0 and box.x1 <= fig.bbox.width              # the title fits inside the figure
+
+
+def test_mg_comparison_draws_the_mg_adl_score_and_the_complement_inhibitor(tmp_path, monkeypatch):
+    """A comparison in myasthenia gravis drew the antibody but not the MG-ADL score, the outcome people with MG
+    ask about; it has its own panel now (NMOSD and MS have none). Ravulizumab leaves the antibody alone and
+    lowers the score a little; KYV-101 lowers both, the score much more by month 6."""
+    import cartsim.outputs.compare as figure
+
+    drawn = []
+    monkeypatch.setattr(figure, "save_figure", lambda fig, path, svg=False: drawn.append(fig))
+    compare("kyv-101", "ravulizumab", "mg", 182).write(tmp_path / "m", "csv")
+    compare("eque-cel", "inebilizumab", "nmosd", 60).write(tmp_path / "n", "csv")
+    mg, nmosd = ([ax.get_ylabel() for ax in fig.axes] for fig in drawn)
+    assert "complement C5\ninhibitor in blood\n(µg/mL)" in mg
+    assert "MG-ADL score\n(0 none to 24)" in mg and not any("MG-ADL" in label for label in nmosd)
+    panel = drawn[0].axes[mg.index("MG-ADL score\n(0 none to 24)")]
+    adl = {ln.get_label(): ln.get_ydata() for ln in panel.get_lines() if ln.get_label() in ("kyv-101", "ravulizumab")}
+    anti = {ln.get_label(): ln.get_ydata() for ln in drawn[0].axes[mg.index("anti-AChR antibody\n(% of baseline)")]
+            .get_lines() if ln.get_label() in ("kyv-101", "ravulizumab")}
+    assert adl["kyv-101"][0] == pytest.approx(9.0) and adl["ravulizumab"][0] == pytest.approx(9.0)
+    assert 6.0 < adl["ravulizumab"][-1] < 8.5 and adl["kyv-101"][-1] < 4.0
+    assert min(anti["ravulizumab"]) == pytest.approx(100.0) and anti["kyv-101"][-1] < 20

@@ -78,7 +78,7 @@ def test_validate_json_contract_and_exit_code(checks):
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 CALIBRATION_SCRIPTS = ("calibrate", "calibrate_crs", "calibrate_ms", "calibrate_ocrelizumab", "calibrate_irr",
-                       "calibrate_igg", "calibrate_fcrn", "calibrate_autoimmune")
+                       "calibrate_igg", "calibrate_fcrn", "calibrate_autoimmune", "calibrate_complement")
 
 
 def _script(name: str):

@@ -36,7 +36,7 @@ class Format(str, Enum):
 def simulate(
     therapy: str = typer.Option(..., "--therapy", help="CAR-T product (mb-cart19, kyv-101, tisa-cel, axi-cel, "
                                 "eque-cel), drug given by a regimen (ocrelizumab, ofatumumab, rituximab, "
-                                "interferon-beta-1a, efgartigimod), 'placebo' or 'untreated'"),
+                                "interferon-beta-1a, efgartigimod, ravulizumab, eculizumab), 'placebo' or 'untreated'"),
     out: Path = typer.Option(..., "--out", help="output directory"),
     disease: str = typer.Option("sle", "--disease", help="healthy | sle | ms | b-all | lbcl"),
     days: str = typer.Option("365", "--days", help="days to simulate after infusion"),

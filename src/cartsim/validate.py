@@ -414,6 +414,23 @@ def kysa6_mg() -> dict[str, float]:
             "pop_crs_grade3plus": crs["pop_fraction_grade3plus"]}
 
 
+CHAMPION_DAYS = 182.0     # CHAMPION MG's primary read-out: week 26
+
+
+def champion_mg(parameters: dict[str, float] | None = None) -> dict[str, float]:
+    """Ravulizumab against placebo in AChR+ generalised MG (CHAMPION MG): the difference of the mean MG-ADL and
+    QMG changes at week 26. The same seeded patients in both arms, so the difference is the drug's effect on
+    each patient's expected scores; the placebo improvement and visit swings of ``cartsim.mg_outcomes`` are the
+    same in both arms and cancel."""
+    at = {}
+    for arm in ("ravulizumab", "placebo"):
+        sol, _ = _mg_run(arm, CHAMPION_DAYS, tuple(sorted((parameters or {}).items())))
+        i = int(np.searchsorted(sol.times, CHAMPION_DAYS))
+        at[arm] = {c: sol.column(c)[:, i] for c in ("mg_adl", "qmg")}
+    return {f"pop_{'mg_adl' if c == 'mg_adl' else 'qmg'}_difference_week_26":
+            float(np.mean(at["ravulizumab"][c] - at["placebo"][c])) for c in ("mg_adl", "qmg")}
+
+
 def muller2024_toxicity() -> dict[str, float]:
     """CD19 CAR-T in 15 autoimmune patients (Erlangen, NEJM 2024): CRS and ICANS, run as SLE."""
     ep = _sle()[0]
@@ -497,6 +514,7 @@ CHECKS: dict[str, Callable[[], dict[str, float]]] = {
     "adapt_anti_achr": adapt_anti_achr,
     "descartes08_mg": descartes08_mg,
     "kysa6_mg": kysa6_mg,
+    "champion_mg": champion_mg,
     "muller2024_autoimmune_toxicity": muller2024_toxicity,
     "descartes08_mg_safety": descartes08_safety,
     "zuma1_cart_peak": zuma1_cart_peak,
@@ -560,7 +578,9 @@ CALIBRATED = {
     ("adapt_mg", "pop_mg_adl_responders_placebo"), ("adapt_mg", "pop_qmg_responders_placebo"),
     ("adapt_mg", "pop_qmg_responders_efgartigimod"), ("adapt_mg", "pop_mg_adl_improved_6_efgartigimod"),
     ("adapt_mg", "pop_mg_adl_improved_6_placebo"), ("adapt_mg", "pop_mg_adl_mse_efgartigimod"),
-    ("adapt_mg", "pop_mg_adl_mse_placebo")}
+    ("adapt_mg", "pop_mg_adl_mse_placebo"),
+    # bench/calibrate_complement.py
+    ("champion_mg", "pop_mg_adl_difference_week_26")}
 
 
 def _accept_window(target: dict, metric: str) -> list[float]:

@@ -4,7 +4,9 @@ Anti-AChR IgG (``autoantibody``, ``model/antibodies.py``) blocks, cross-links an
 with complement, destroys acetylcholine receptors at the neuromuscular junction.
 The junction's damage ``mg_junction`` (1 at the untreated steady state) follows
 the antibody level with the half-life ``mg_junction_halflife`` of receptor loss and
-repair, so weakness lags the antibody by days to weeks.
+repair, so weakness lags the antibody by days to weeks. Blocking complement C5
+(``model/complement.py``) spares the share ``mg_complement_share`` of that loss
+which the membrane attack complex causes.
 
 How much of that damage a patient feels is set by the safety factor of
 neuromuscular transmission: a nerve impulse normally releases several times the
@@ -42,7 +44,9 @@ def add(b: ModelBuilder) -> None:
     k = sp.log(2) / p("mg_junction_halflife")
     junction = b.state("mg_junction", "1", "anti-AChR damage at the neuromuscular junction (relative to untreated)",
                        sp.Symbol("autoantibody0") / (sp.Symbol("autoantibody0") + p("autoantibody_floor")))
-    b.flow(None, "mg_junction", k * sp.Symbol("autoantibody_level"), "receptor loss driven by the antibody")
+    # a blocked C5 (model/complement.py) spares the complement-mediated share of the receptor loss
+    spared = p("mg_complement_share") * sp.Symbol("c5_block")
+    b.flow(None, "mg_junction", k * sp.Symbol("autoantibody_level") * (1 - spared), "receptor loss driven by the antibody")
     b.flow("mg_junction", None, k * junction, "receptor repair")
     h, k50 = p("mg_junction_hill"), p("mg_junction_k50")
     # share of the untreated weakness from junctions that fail; written into the scores (not an observable of

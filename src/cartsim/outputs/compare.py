@@ -86,8 +86,8 @@ def _decades_above(peak: float, floor: float, decades: float) -> float:
 
 
 def plot_comparison(results: Sequence[SimulationResult], path: Path | str, title: str) -> None:
-    """Stacked panels over months: B cells, drug level(s), IgG, the autoantibody (where the disease has one) and
-    the dosing timeline.
+    """Stacked panels over months: B cells, drug level(s), IgG, the autoantibody (where the disease has one), the
+    MG-ADL score (in myasthenia gravis) and the dosing timeline.
 
     Writes ``path`` (PNG) and the same figure as SVG beside it, each atomically. The drug panel
     shows CAR-T cells (cells/uL) and each drug's serum level (ug/mL) on panels of their own.
@@ -99,7 +99,9 @@ def plot_comparison(results: Sequence[SimulationResult], path: Path | str, title
     drug_panels: list[str] = sorted({k for k in kinds if k != "none"}, key=lambda k: (k != "car-t", k)) or ["none"]
     # the autoantibody panel where a disease has one (autoreactive cells at baseline), as a share of baseline
     auto = any(float(_col(r.trajectories, "autoantibody")[0]) > 0 for r in results)
-    ratios = [3.0] + [2.2] * len(drug_panels) + [2.0] * (1 + auto) + [0.5 + 0.45 * len(results)]
+    # the MG-ADL score where the disease has one (myasthenia gravis): what the antibody does to daily life
+    mg = "mg_adl" in results[0].trajectories and any(float(_col(r.trajectories, "mg_adl")[0]) > 0 for r in results)
+    ratios = [3.0] + [2.2] * len(drug_panels) + [2.0] * (1 + auto + mg) + [0.5 + 0.45 * len(results)]
     fig, axes = plt.subplots(len(ratios), 1, figsize=(12, 0.85 * sum(ratios) + 1.5), sharex=True, dpi=120,
                              gridspec_kw={"height_ratios": ratios})
     ab, drug_axes, ai, ad = axes[0], list(axes[1:1 + len(drug_panels)]), axes[1 + len(drug_panels)], axes[-1]
@@ -155,13 +157,20 @@ def plot_comparison(results: Sequence[SimulationResult], path: Path | str, title
     ai.set_ylabel("total IgG\n(g/L)")
     _legend(ai)
     if auto:     # (3b) the autoantibody: the IgG that the autoreactive cells make
-        aa = axes[-2]
+        aa = axes[-3] if mg else axes[-2]
         for m, r, lab, c in zip(months, results, labels, COLORS):
             a = _col(r.trajectories, "autoantibody")
             aa.plot(m, 100 * a / a[0] if a[0] > 0 else np.full(a.size, np.nan), color=c, lw=2, label=lab)
         aa.set_ylim(0, 115)
         aa.set_ylabel(f"{results[0].scenario.disease.autoantibody}\n(% of baseline)")
         _legend(aa)
+    if mg:       # (3c) the MG-ADL score of the typical patient (the model's, without the placebo improvement)
+        am = axes[-2]
+        for m, r, lab, c in zip(months, results, labels, COLORS):
+            am.plot(m, _col(r.trajectories, "mg_adl"), color=c, lw=2, label=lab)
+        am.set_ylim(0, max(float(np.nanmax(_col(r.trajectories, "mg_adl"))) for r in results) * 1.15)
+        am.set_ylabel("MG-ADL score\n(0 none to 24)")
+        _legend(am)
 
     # (4) dosing timeline: one marker per administration, one row per therapy
     rows = list(range(len(results)))[::-1]

@@ -24,7 +24,7 @@ FOOTER = "cartsim research simulation - not medical advice"
 # level beside the CAR-T cells on the second panel)
 OBSERVED_QUANTITIES = ("b_blood_per_uL", "car_blood_per_uL", "il6", "igg", "mab_conc")
 # serum levels of the drugs given by a regimen (ug/mL), by trajectory column: what the figures call them
-DRUG_LEVELS = {"mab_conc": "anti-CD20 antibody", "fcrnb_conc": "FcRn blocker"}
+DRUG_LEVELS = {"mab_conc": "anti-CD20 antibody", "fcrnb_conc": "FcRn blocker", "c5i_conc": "C5 inhibitor"}
 
 
 def time_label(df: pd.DataFrame) -> str:

@@ -1,6 +1,7 @@
 """Drugs given by a regimen, as data: the anti-CD20 antibodies (``cartsim/data/antibodies.toml``), the
-MS immunomodulators (``cartsim/data/immunomodulators.toml``) and the FcRn blockers
-(``cartsim/data/fcrn_blockers.toml``): model parameters, dosed states and a regimen."""
+MS immunomodulators (``cartsim/data/immunomodulators.toml``), the FcRn blockers
+(``cartsim/data/fcrn_blockers.toml``) and the complement C5 inhibitors
+(``cartsim/data/complement_inhibitors.toml``): model parameters, dosed states and a regimen."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from cartsim.therapy.regimen import Dose, Regimen
 DOSE_STATE = {"IV": "mab_central", "SC": "mab_depot"}
 # states set to 1 by the first dose (the clocks of time-dependent clearance and target synthesis)
 FIRST_DOSE_STATES = ("mab_started", "mab_clock")
-DATA_FILES = ("antibodies.toml", "immunomodulators.toml", "fcrn_blockers.toml")
+DATA_FILES = ("antibodies.toml", "immunomodulators.toml", "fcrn_blockers.toml", "complement_inhibitors.toml")
 
 
 @dataclass(frozen=True)

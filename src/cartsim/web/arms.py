@@ -66,6 +66,7 @@ PANEL_TITLES: dict[str, tuple[str, bool]] = {
     "igg": ("Total IgG in serum", False),
     "mab_conc": ("Anti-CD20 antibody in serum", False),
     "fcrnb_conc": ("FcRn blocker (efgartigimod) in serum", False),
+    "c5i_conc": ("Complement C5 inhibitor (ravulizumab, eculizumab) in serum", False),
     "autoantibody_level": ("Autoantibody, share of the untreated level", False),
     "attack_cum": ("NMOSD attacks expected since day 0 (per patient)", False),
     "mg_adl": ("MG-ADL score: myasthenia symptoms in daily life, 0 none to 24 worst", False),
