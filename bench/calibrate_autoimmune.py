@@ -12,16 +12,21 @@ each fit leaves the earlier ones unchanged:
 
 Myasthenia gravis, ADAPT (AChR+, cycle 1), where each arm gives three shares of patients: MG-ADL responders
 (Howard 2021), at least 6 MG-ADL points better at a visit, and minimal symptom expression (MG-ADL 0 or 1) at a
-visit (ADAPT post hoc, Can J Neurol Sci 2023 abstract P034). Each arm is fitted on a grid by the binomial
-deviance of its three shares (responder shares are step functions of the values over a seeded population, so a
-grid, not a gradient):
+visit (ADAPT post hoc, Can J Neurol Sci 2023 abstract P034):
 
-4. the placebo arm fits ``mg_placebo_mean``, ``mg_placebo_sd`` (the lasting improvement patients have whatever
-   they are given) and ``mg_visit_sd`` (week-to-week swings). Without swings no placebo patient could be 6 points
-   better at one visit while only 29.7% are 2 points better for 4 weeks in a row;
-5. the efgartigimod arm fits ``mg_antibody_share`` and ``mg_junction_k50`` (the safety-factor threshold), with
-   the placebo values of fit 4; the placebo arm has no antibody change, so fit 4 stays. The two lie on a ridge
-   (a larger share with a lower threshold fits as well): the profile along it is printed and written;
+4-5. one grid (responder shares are step functions of the values over a seeded population, so a grid, not a
+   gradient) over five values: ``mg_placebo_mean`` and ``mg_placebo_sd`` (the lasting improvement patients have
+   whatever they are given), ``mg_visit_sd`` (week-to-week swings), ``mg_antibody_share`` and
+   ``mg_junction_k50`` (the safety-factor threshold). The objective is the binomial deviance of the six shares
+   plus ((model - observed) / SE)^2 of the mean MG-ADL change of CHAMPION MG's placebo arm at week 26, -1.4
+   (Vu 2022), which fixes the mean of the lasting improvement (the ADAPT shares alone let it drift to a slight
+   worsening), and of KYV-101's MG-ADL change at week 24 in KYSA-6, -8.0 (company data, SE 1.5 assumed): ADAPT
+   and CHAMPION MG leave the share of the weakness that a deep, lasting antibody fall lifts on a ridge (0.4 to
+   0.8 within 0.3 of the objective, KYSA-6 -4.6 to -7.4), and KYSA-6 is the one such fall in the data. The arms
+   are fitted together because the placebo spread also sets how many drug-treated patients reach minimal
+   symptoms. Without swings no placebo patient could be 6 points better at one visit
+   while only 29.7% are 2 points better for 4 weeks in a row. The share and the threshold lie on a ridge (a
+   larger share with a lower threshold fits as well): the profile along it is printed and written;
 6. ``mg_qmg_placebo_share`` to 14.1% QMG responders on placebo by brentq (the MG-ADL does not depend on it);
 7. ``mg_qmg_antibody_share`` to 63.1% QMG responders on efgartigimod by brentq.
 
@@ -42,7 +47,7 @@ from typing import Callable
 from scipy.optimize import brentq
 
 from cartsim.outputs.files import write_text_atomic
-from cartsim.validate import adapt_mg, n_momentum_aqp4_igg, n_momentum_attacks
+from cartsim.validate import adapt_mg, champion_mg, kysa6_mg_adl, n_momentum_aqp4_igg, n_momentum_attacks
 
 # (check id, metric) of cartsim validate that this script fits: observed value
 TARGETS = {("n_momentum_aqp4_igg", "pop_fraction_2fold_fall_day_197"): 0.371,
@@ -55,10 +60,19 @@ TARGETS = {("n_momentum_aqp4_igg", "pop_fraction_2fold_fall_day_197"): 0.371,
            ("adapt_mg", "pop_mg_adl_improved_6_efgartigimod"): 0.569,
            ("adapt_mg", "pop_mg_adl_mse_efgartigimod"): 0.400,
            ("adapt_mg", "pop_qmg_responders_placebo"): 0.141,
-           ("adapt_mg", "pop_qmg_responders_efgartigimod"): 0.631}
+           ("adapt_mg", "pop_qmg_responders_efgartigimod"): 0.631,
+           ("champion_mg", "pop_mg_adl_change_week_24_placebo"): -1.4,
+           ("kysa6_mg", "pop_mg_adl_change_week_24"): -8.0}
 FITTED_CHECKS = set(TARGETS)      # labelled calibrated in cartsim validate
 # patients in each ADAPT share (AChR+: 65 on efgartigimod; 64 on placebo for responders, 63 for the post hoc)
 ARM_N = {"placebo": 63, "efgartigimod": 65}
+# a mean change in the placebo objective, with its standard error: CHAMPION MG's placebo arm (89 patients, an SD
+# of the change of about 3.3 points assumed), scored as ((model - observed) / SE)^2 beside the binomial deviances
+PLACEBO_CHANGE = (("champion_mg", "pop_mg_adl_change_week_24_placebo"), 0.35)
+# KYV-101's MG-ADL change at week 24 in KYSA-6 (company data; neither its spread nor its size is published): the
+# one deep, lasting antibody fall in the data, which places the fit on the share-threshold ridge that ADAPT and
+# CHAMPION MG leave open; its SE, 1.5 points, is half the check's assumed window
+CART_CHANGE = (("kysa6_mg", "pop_mg_adl_change_week_24"), 1.5)
 # fitted value, its disease, its check, bracket, whether the search runs on the log of the value
 FITS: tuple[tuple[str, str, Callable[[dict], dict], tuple[str, str], tuple[float, float], bool], ...] = (
     ("pc_auto_death", "nmosd", n_momentum_aqp4_igg, ("n_momentum_aqp4_igg", "pop_fraction_2fold_fall_day_197"),
@@ -68,13 +82,15 @@ FITS: tuple[tuple[str, str, Callable[[dict], dict], tuple[str, str], tuple[float
     ("nmosd_attack_imax", "nmosd", n_momentum_attacks, ("n_momentum_attacks", "pop_hazard_ratio"), (0.0, 1.0),
      False),
 )
-MG_GRIDS: tuple[tuple[str, dict[str, list[float]]], ...] = (
-    ("placebo", {"mg_placebo_mean": [-2.0, -1.5, -1.0, -0.5, 0.0, 0.5],
-                 "mg_placebo_sd": [3.0, 3.5, 4.0, 4.5, 5.0, 6.0],
-                 "mg_visit_sd": [1.0, 1.25, 1.5, 1.75, 2.0, 2.5]}),
-    ("efgartigimod", {"mg_antibody_share": [0.5, 0.6, 0.7, 0.8, 0.9, 1.0],
-                      "mg_junction_k50": [0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.2, 1.5, 2.0]}),
-)
+# the joint grid: the efficacy values (the model is solved once for each pair) and the placebo values (only the
+# visit draws change)
+MG_GRID: dict[str, list[float]] = {
+    "mg_antibody_share": [0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0],
+    "mg_junction_k50": [0.4, 0.5, 0.6, 0.8, 1.0, 1.5],
+    "mg_placebo_mean": [0.0, 0.5, 1.0, 1.5],
+    "mg_placebo_sd": [1.5, 2.5, 3.5],
+    "mg_visit_sd": [1.5, 2.0, 2.5],
+}
 MG_ROOTS = (("mg_qmg_placebo_share", ("adapt_mg", "pop_qmg_responders_placebo"), (0.0, 1.5)),
             ("mg_qmg_antibody_share", ("adapt_mg", "pop_qmg_responders_efgartigimod"), (0.05, 1.0)))
 
@@ -88,21 +104,33 @@ def binomial_deviance(p: float, observed: float, n: int) -> float:
     return 2.0 * dev
 
 
-def _arm_keys(arm: str) -> list[tuple[str, str]]:
-    return [k for k in TARGETS if k[0] == "adapt_mg" and k[1].endswith(arm) and "qmg" not in k[1]]
+def _share_keys() -> list[tuple[str, str]]:
+    return [k for k in TARGETS if k[0] == "adapt_mg" and "qmg" not in k[1]]
 
 
-def fit_grid(arm: str, grid: dict[str, list[float]], fixed: dict[str, float], trace: list[dict]) -> dict:
-    """The grid point of least binomial deviance over the arm's three ADAPT shares."""
+def mg_objective(values: dict[str, float]) -> tuple[float, dict[str, float]]:
+    """Binomial deviance of ADAPT's six MG-ADL shares (both arms) plus ((model - observed) / SE)^2 of CHAMPION
+    MG's placebo change, and the model's values of them."""
+    got = adapt_mg(values)
+    dev = sum(binomial_deviance(got[m], TARGETS[(c, m)], ARM_N["placebo" if m.endswith("placebo") else
+                                                              "efgartigimod"]) for c, m in _share_keys())
+    for (check, metric), se in (PLACEBO_CHANGE, CART_CHANGE):
+        got[metric] = (champion_mg if check == "champion_mg" else kysa6_mg_adl)(values)[metric]
+        dev += ((got[metric] - TARGETS[(check, metric)]) / se) ** 2
+    return dev, {m: round(got[m], 4) for m in [k[1] for k in _share_keys()] + [PLACEBO_CHANGE[0][1],
+                                                                                 CART_CHANGE[0][1]]}
+
+
+def fit_grid(trace: list[dict]) -> dict:
+    """The point of least objective on MG_GRID."""
     rows = []
-    for point in itertools.product(*grid.values()):
-        values = dict(zip(grid, point))
-        got = adapt_mg(fixed | values)
-        dev = sum(binomial_deviance(got[m], TARGETS[(c, m)], ARM_N[arm]) for c, m in _arm_keys(arm))
-        rows.append({**values, "deviance": round(dev, 4), **{m: round(got[m], 4) for _, m in _arm_keys(arm)}})
+    for point in itertools.product(*MG_GRID.values()):
+        values = dict(zip(MG_GRID, point))
+        dev, got = mg_objective(values)
+        rows.append({**values, "deviance": round(dev, 4), **got})
     trace.extend(rows)
     best = min(rows, key=lambda r: r["deviance"])
-    print(f"-> {arm}: {best}", flush=True)
+    print(f"-> MG: {best}", flush=True)
     return best
 
 
@@ -130,21 +158,15 @@ def main() -> None:
         predicted[key[1]] = round(check({**earlier, name: fitted[name]})[key[1]], 4)
         print(f"-> {name} = {fitted[name]} ({key[1]} {predicted[key[1]]})", flush=True)
 
-    mg: dict[str, float] = {}
-    deviance: dict[str, float] = {}
-    profile: list[dict] = []
-    for arm, grid in MG_GRIDS:
-        best = fit_grid(arm, grid, mg, trace)
-        mg.update({k: best[k] for k in grid})
-        deviance[arm] = best["deviance"]
-        if arm == "efgartigimod":      # the share-threshold ridge: the best threshold for each share
-            rows = [r for r in trace if "mg_antibody_share" in r]
-            for share in grid["mg_antibody_share"]:
-                profile.append(min((r for r in rows if r["mg_antibody_share"] == share),
-                                   key=lambda r: r["deviance"]))
-            for r in profile:
-                print(f"   share {r['mg_antibody_share']}: threshold {r['mg_junction_k50']}, "
-                      f"deviance {r['deviance']}", flush=True)
+    best = fit_grid(trace)
+    mg: dict[str, float] = {k: best[k] for k in MG_GRID}
+    deviance = best["deviance"]
+    rows = [r for r in trace if "mg_antibody_share" in r]
+    profile = [min((r for r in rows if r["mg_antibody_share"] == share), key=lambda r: r["deviance"])
+               for share in MG_GRID["mg_antibody_share"]]        # the share-threshold ridge: best of the rest
+    for r in profile:
+        print(f"   share {r['mg_antibody_share']}: threshold {r['mg_junction_k50']}, deviance {r['deviance']}",
+              flush=True)
     for name, key, bracket in MG_ROOTS:
         earlier = dict(mg)
 
@@ -159,10 +181,10 @@ def main() -> None:
     predicted.update({m: round(final[m], 4) for c, m in TARGETS if c == "adapt_mg"})
     fitted.update(mg)
     doc = {"fitted": fitted, "targets": [list(k) for k in TARGETS], "observed": {k[1]: v for k, v in TARGETS.items()},
-           "predicted": predicted, "mg_deviance": deviance, "mg_share_threshold_profile": profile,
+           "predicted": predicted, "mg_objective": deviance, "mg_share_threshold_profile": profile,
            "method": "NMOSD: brentq in the order above (log scale for rates), xtol 1e-4, rounded to 4 significant "
-           "digits; MG: grids of least binomial deviance per ADAPT arm (placebo first), then brentq for the QMG "
-           "shares", "evaluations": trace}
+           "digits; MG: one grid over five values, least binomial deviance of ADAPT's six shares plus the squared "
+           "z of CHAMPION MG's placebo change and of KYSA-6's change, then brentq for the QMG shares", "evaluations": trace}
     write_text_atomic(args.out, json.dumps(doc, indent=1, default=float) + "\n")
     print(f"fitted {fitted}; wrote {args.out}")
 

@@ -118,16 +118,16 @@ def test_efgartigimod_improves_mg_adl_after_the_antibody_falls(model):
 
 
 def test_safety_factor_spares_a_partial_fall_and_lifts_a_deep_one(model):
-    """The failing share of junctions is 1 untreated, 0 without damage, a Hill function with the table's
-    threshold, and below proportion for any partial damage: a quarter of the damage leaves less than a quarter
-    of its weakness in proportion."""
+    """The failing share of junctions is 1 untreated, 0 without damage and a Hill function with the table's
+    threshold: a partial fall of the damage (to 0.6 or more of untreated, as in an efgartigimod cycle) lifts
+    less of the weakness than in proportion, a deep one (to 0.3 or less) more."""
     value = model.table.value
     k50, h = value("mg_junction_k50"), value("mg_junction_hill")
     failing = lambda j: j ** h * (1 + k50 ** h) / (j ** h + k50 ** h)  # noqa: E731
     assert failing(1.0) == pytest.approx(1.0, rel=1e-12) and failing(0.0) == 0.0
     assert failing(k50) == pytest.approx((1 + k50 ** h) / 2, rel=1e-12)
-    partial = np.linspace(0.01, 0.99, 99)
-    assert np.all(failing(partial) < partial) and failing(0.25) < 0.25 / 4
+    partial, deep = np.linspace(0.6, 0.99, 40), np.linspace(0.01, 0.3, 30)
+    assert np.all(failing(partial) > partial) and np.all(failing(deep) < deep)
     t, sol = _run(model, "kyv-101", "mg", 168.0, ("mg_junction", "mg_adl"))
     j, adl = sol.column("mg_junction")[0], sol.column("mg_adl")[0]
     assert adl == pytest.approx(9.0 * (1 - value("mg_antibody_share") * (1 - failing(j))), rel=1e-9)

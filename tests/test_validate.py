@@ -29,7 +29,7 @@ KNOWN_MISSES: dict[tuple[str, str], str] = {
         "ICANS in 16% of model lupus patients against none of Mackensen 2022's 5 (window 0-15%): the joint CRS fit "
         "puts ICANS in 16% of the Erlangen series, where 1 of 15 was seen",
     ("descartes08_mg", "pop_mg_adl_change_week_52"):
-        "MG-ADL at month 12 no better than on placebo (+0.3 against -4.8, company data): Descartes-08, held to "
+        "MG-ADL at month 12 no better than on placebo (-1.2 against -4.8, company data): Descartes-08, held to "
         "a weak signal by the CRS fit, barely lowers anti-AChR, and in the model only a lower antibody helps",
     ("axicel_bcell_recovery", "pop_fraction_detectable_day_365"):
         "B cells back within a year after axi-cel in 98.5% of model patients against 11 of 19: in lymphoma the "

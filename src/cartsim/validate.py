@@ -405,13 +405,18 @@ def descartes08_mg() -> dict[str, float]:
 KYSA6_DAYS = 24 * 7.0    # KYSA-6's interim read-out: week 24
 
 
+def kysa6_mg_adl(parameters: dict[str, float] | None = None) -> dict[str, float]:
+    """KYV-101 in generalised MG (KYSA-6): the mean MG-ADL change at week 24 (``parameters``: values a
+    calibration tries)."""
+    ep = _mg_endpoints("kyv-101", KYSA6_DAYS, parameters)
+    return {"pop_mg_adl_change_week_24": float(np.nanmean(ep["mg_adl_change_week_24"]))}
+
+
 def kysa6_mg() -> dict[str, float]:
     """KYV-101 (CD19 CAR-T, CD28) in generalised MG, KYSA-6 phase 2 interim: MG-ADL change at week 24 and
     high-grade CRS."""
-    ep = _mg_endpoints("kyv-101", KYSA6_DAYS)
     crs = _grades(_population_run("kyv-101", "mg", 30)[0].crs_max_grade)
-    return {"pop_mg_adl_change_week_24": float(np.nanmean(ep["mg_adl_change_week_24"])),
-            "pop_crs_grade3plus": crs["pop_fraction_grade3plus"]}
+    return kysa6_mg_adl() | {"pop_crs_grade3plus": crs["pop_fraction_grade3plus"]}
 
 
 CHAMPION_DAYS = 182.0     # CHAMPION MG's primary read-out: week 26
@@ -419,16 +424,21 @@ CHAMPION_DAYS = 182.0     # CHAMPION MG's primary read-out: week 26
 
 def champion_mg(parameters: dict[str, float] | None = None) -> dict[str, float]:
     """Ravulizumab against placebo in AChR+ generalised MG (CHAMPION MG): the difference of the mean MG-ADL and
-    QMG changes at week 26. The same seeded patients in both arms, so the difference is the drug's effect on
-    each patient's expected scores; the placebo improvement and visit swings of ``cartsim.mg_outcomes`` are the
-    same in both arms and cancel."""
+    QMG changes at week 26, and the placebo arm's own MG-ADL change. The same seeded patients in both arms, so
+    the difference is the drug's effect on each patient's expected scores: the placebo improvement and visit
+    swings of ``cartsim.mg_outcomes`` are the same in both arms and cancel. The placebo arm's change is read at
+    the weekly visit of week 24 (the trial's is at week 26) from the drawn visit scores."""
+    values = dict(parameters or {})
+    model_values = tuple(sorted((k, v) for k, v in values.items() if k not in MG_OUTCOME_VALUES))
     at = {}
     for arm in ("ravulizumab", "placebo"):
-        sol, _ = _mg_run(arm, CHAMPION_DAYS, tuple(sorted((parameters or {}).items())))
+        sol, _ = _mg_run(arm, CHAMPION_DAYS, model_values)
         i = int(np.searchsorted(sol.times, CHAMPION_DAYS))
         at[arm] = {c: sol.column(c)[:, i] for c in ("mg_adl", "qmg")}
-    return {f"pop_{'mg_adl' if c == 'mg_adl' else 'qmg'}_difference_week_26":
-            float(np.mean(at["ravulizumab"][c] - at["placebo"][c])) for c in ("mg_adl", "qmg")}
+    out = {f"pop_{'mg_adl' if c == 'mg_adl' else 'qmg'}_difference_week_26":
+           float(np.mean(at["ravulizumab"][c] - at["placebo"][c])) for c in ("mg_adl", "qmg")}
+    placebo = _mg_endpoints("placebo", CHAMPION_DAYS, values)["mg_adl_change_week_24"]
+    return out | {"pop_mg_adl_change_week_24_placebo": float(np.nanmean(placebo))}
 
 
 def muller2024_toxicity() -> dict[str, float]:
@@ -579,6 +589,7 @@ CALIBRATED = {
     ("adapt_mg", "pop_qmg_responders_efgartigimod"), ("adapt_mg", "pop_mg_adl_improved_6_efgartigimod"),
     ("adapt_mg", "pop_mg_adl_improved_6_placebo"), ("adapt_mg", "pop_mg_adl_mse_efgartigimod"),
     ("adapt_mg", "pop_mg_adl_mse_placebo"),
+    ("champion_mg", "pop_mg_adl_change_week_24_placebo"), ("kysa6_mg", "pop_mg_adl_change_week_24"),
     # bench/calibrate_complement.py
     ("champion_mg", "pop_mg_adl_difference_week_26")}
 
