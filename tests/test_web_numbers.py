@@ -279,3 +279,17 @@ def test_mg_sentence_says_how_long_the_improvement_lasts():
     assert "-1.7 points on average by week 12 and -0.6 points on average by week 52" in drug
     short = text.mg_sentence(_mg_arm("efgartigimod", "drug", 0.65, -1.7, None))
     assert short.endswith("-1.7 points on average by week 12.") and "week 52" not in short
+
+
+def _igg_arm(therapy: str, p05: float, median: float, p95: float) -> Arm:
+    return Arm("mg", therapy, "drug", "", 100, 0, (0.0, 365.0), {}, (), {"igg_nadir_fraction": {
+        "kind": "continuous", "p05": p05, "median": median, "p95": p95}}, pd.DataFrame())
+
+
+def test_igg_that_does_not_fall_is_said_to_stay():
+    """Regression: the page said ravulizumab's 'total IgG fell to a median low of 100% of its starting level';
+    a drug that leaves IgG alone now reads as such, and one that lowers it keeps its numbers."""
+    assert text.igg_sentence(_igg_arm("ravulizumab", 0.999, 1.0, 1.0)) == (
+        "ravulizumab: total IgG stayed at its starting level in the simulated patients.")
+    s = text.igg_sentence(_igg_arm("efgartigimod", 0.38, 0.39, 0.40))
+    assert "fell to a median low of 39%" in s

@@ -197,6 +197,8 @@ def igg_sentence(arm: Arm) -> str | None:
     if x is None or arm.kind == "untreated":
         return None
     lo, hi = _ep(arm, "igg_nadir_fraction", "p05"), _ep(arm, "igg_nadir_fraction", "p95")
+    if _pct(lo) == _pct(1.0):      # a drug that leaves IgG alone (a complement inhibitor): it did not fall
+        return f"{arm.therapy}: total IgG stayed at its starting level in the simulated patients."
     spread = (f", nearly the same in every simulated patient (90% of them at {_range_pct(lo, hi)})"
               if _pct(lo) == _pct(hi) else f" (90% of simulated patients {_range_pct(lo, hi)})")
     return f"{arm.therapy}: total IgG fell to a median low of {_pct(x)} of its starting level{spread}."
