@@ -441,6 +441,18 @@ def champion_mg(parameters: dict[str, float] | None = None) -> dict[str, float]:
     return out | {"pop_mg_adl_change_week_24_placebo": float(np.nanmean(placebo))}
 
 
+def regain_mg() -> dict[str, float]:
+    """Eculizumab against placebo in refractory AChR+ generalised MG (REGAIN): the share of patients with minimal
+    symptom expression (MG-ADL 0 or 1) at week 26, read at the model's weekly visit of week 24."""
+    out = {}
+    for arm in ("eculizumab", "placebo"):
+        sol, _ = _mg_run(arm, CHAMPION_DAYS, ())
+        start = np.clip(np.rint(sol.column("mg_adl")[:, 0]), 0, mg_outcomes.ADL_MAX)
+        week_24 = start + _mg_endpoints(arm, CHAMPION_DAYS)["mg_adl_change_week_24"]
+        out[f"pop_mse_week_26_{arm}"] = float(np.mean(week_24 <= mg_outcomes.MSE_MAX))
+    return out
+
+
 def muller2024_toxicity() -> dict[str, float]:
     """CD19 CAR-T in 15 autoimmune patients (Erlangen, NEJM 2024): CRS and ICANS, run as SLE."""
     ep = _sle()[0]
@@ -525,6 +537,7 @@ CHECKS: dict[str, Callable[[], dict[str, float]]] = {
     "descartes08_mg": descartes08_mg,
     "kysa6_mg": kysa6_mg,
     "champion_mg": champion_mg,
+    "regain_mg": regain_mg,
     "muller2024_autoimmune_toxicity": muller2024_toxicity,
     "descartes08_mg_safety": descartes08_safety,
     "zuma1_cart_peak": zuma1_cart_peak,
