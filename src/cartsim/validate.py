@@ -435,8 +435,8 @@ def champion_mg(parameters: dict[str, float] | None = None) -> dict[str, float]:
         sol, _ = _mg_run(arm, CHAMPION_DAYS, model_values)
         i = int(np.searchsorted(sol.times, CHAMPION_DAYS))
         at[arm] = {c: sol.column(c)[:, i] for c in ("mg_adl", "qmg")}
-    out = {f"pop_{'mg_adl' if c == 'mg_adl' else 'qmg'}_difference_week_26":
-           float(np.mean(at["ravulizumab"][c] - at["placebo"][c])) for c in ("mg_adl", "qmg")}
+    out = {f"pop_{c}_difference_week_26": float(np.mean(at["ravulizumab"][c] - at["placebo"][c]))
+           for c in ("mg_adl", "qmg")}
     placebo = _mg_endpoints("placebo", CHAMPION_DAYS, values)["mg_adl_change_week_24"]
     return out | {"pop_mg_adl_change_week_24_placebo": float(np.nanmean(placebo))}
 
