@@ -341,9 +341,10 @@ def head_to_head(cartsim_call: Callable[[], float], roadrunner_share: Callable[[
         rrs.append(float(shares[-1].seconds.sum()))
         if retry_share is not None:
             retries.append(retry_share(lo, hi))
-    return HeadToHead(patients, threads, tuple(cs), tuple(cs1), tuple(rrs), score(_joined(shares)),
+    loop = _joined(shares)
+    return HeadToHead(patients, threads, tuple(cs), tuple(cs1), tuple(rrs), score(loop),
                       tuple(float(r.seconds.sum()) for r in retries), score(_joined(retries)) if retries else None,
-                      tuple(float(x) for x in _joined(shares).seconds))
+                      tuple(float(x) for x in loop.seconds))
 
 
 def _retry_rung(rungs: list[Rung]) -> Rung | None:
@@ -663,7 +664,8 @@ def payload(methods: list[Method], extra: dict, args: argparse.Namespace, trial_
         "ratio_vs_roadrunner_at_matched_accuracy": matched_accuracy["ratio_vs_roadrunner"],
         "ratio_vs_roadrunner_at_matched_accuracy_1thread": matched_accuracy["ratio_vs_roadrunner_1thread"],
         "ratio_vs_roadrunner_retrying_at_matched_accuracy": matched_accuracy["ratio_vs_roadrunner_retrying"],
-        "ratio_vs_roadrunner_median_patient_at_matched_accuracy": matched_accuracy["ratio_vs_roadrunner_median_patient"],
+        "ratio_vs_roadrunner_median_patient_at_matched_accuracy":
+            matched_accuracy["ratio_vs_roadrunner_median_patient"],
         "cartsim_max_rel_error": by["cartsim"].accuracy.max_rel_error,
         "max_rel_error": {k: by[k].accuracy.max_rel_error for k in ("cartsim", "roadrunner", "scipy")},
         "methods": [{"name": m.name, "key": m.key, "patients": m.patients, "seconds": m.seconds,

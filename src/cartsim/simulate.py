@@ -13,9 +13,9 @@ from cartsim.scenario import Scenario
 
 TRAJECTORY_COLUMNS = ("b_blood_per_uL", "b_tissue", "naive_fraction_blood", "car_blood_per_uL", "car_eff",
                       "car_mem", "t_blood_per_uL", "il6_signal", "icans_signal", "crs_grade", "icans_grade",
-                      "toci_conc", "igg", "autoantibody", "plasma_cells", "malignant", "mab_conc", "fcrnb_conc", "c5i_conc",
-                      "cns_b", "cns_plasma_cells", "intrathecal_igg", "car_csf_per_uL", "autoreactive_level",
-                      "gd_active", "relapse_rate", "mg_adl")
+                      "toci_conc", "igg", "autoantibody", "plasma_cells", "malignant", "mab_conc", "fcrnb_conc",
+                      "c5i_conc", "cns_b", "cns_plasma_cells", "intrathecal_igg", "car_csf_per_uL",
+                      "autoreactive_level", "gd_active", "relapse_rate", "mg_adl")
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,8 @@ def add(b: ModelBuilder) -> None:
                        sp.Symbol("autoantibody0") / (sp.Symbol("autoantibody0") + p("autoantibody_floor")))
     # a blocked C5 (model/complement.py) spares the complement-mediated share of the receptor loss
     spared = p("mg_complement_share") * sp.Symbol("c5_block")
-    b.flow(None, "mg_junction", k * sp.Symbol("autoantibody_level") * (1 - spared), "receptor loss driven by the antibody")
+    b.flow(None, "mg_junction", k * sp.Symbol("autoantibody_level") * (1 - spared),
+           "receptor loss driven by the antibody")
     b.flow("mg_junction", None, k * junction, "receptor repair")
     h, k50 = p("mg_junction_hill"), p("mg_junction_k50")
     # share of the untreated weakness from junctions that fail; written into the scores (not an observable of

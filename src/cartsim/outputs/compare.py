@@ -100,7 +100,7 @@ def plot_comparison(results: Sequence[SimulationResult], path: Path | str, title
     # the autoantibody panel where a disease has one (autoreactive cells at baseline), as a share of baseline
     auto = any(float(_col(r.trajectories, "autoantibody")[0]) > 0 for r in results)
     # the MG-ADL score where the disease has one (myasthenia gravis): what the antibody does to daily life
-    mg = "mg_adl" in results[0].trajectories and any(float(_col(r.trajectories, "mg_adl")[0]) > 0 for r in results)
+    mg = any(float(_col(r.trajectories, "mg_adl")[0]) > 0 for r in results)
     ratios = [3.0] + [2.2] * len(drug_panels) + [2.0] * (1 + auto + mg) + [0.5 + 0.45 * len(results)]
     fig, axes = plt.subplots(len(ratios), 1, figsize=(12, 0.85 * sum(ratios) + 1.5), sharex=True, dpi=120,
                              gridspec_kw={"height_ratios": ratios})
