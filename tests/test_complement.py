@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
+from cartsim.disease import diseases
 from cartsim.model import build_model
-from cartsim.population import typical
+from cartsim.model.parameters import ParameterTable
+from cartsim.population import sample, typical
 from cartsim.scenario import Scenario
 from cartsim.validate import champion_mg
 
@@ -42,7 +45,7 @@ def test_blocking_complement_changes_nothing_where_it_does_no_damage(model):
     placebo (the antibody is not touched)."""
     t, placebo = _run(model, "placebo", 120.0, ("mg_adl", "mg_junction", "autoantibody"))
     _, drug = _run(model, "ravulizumab", 120.0, ("mg_adl", "mg_junction", "autoantibody", "c5_block"),
-                   parameters={"mg_complement_share": 0.0})
+                   parameters={"mg_complement_odds": 0.0})
     assert drug.column("c5_block")[0][-1] > 0.99
     for c in ("mg_adl", "mg_junction", "autoantibody"):
         assert drug.column(c)[0] == pytest.approx(placebo.column(c)[0], rel=1e-12, abs=1e-12)
@@ -51,7 +54,8 @@ def test_blocking_complement_changes_nothing_where_it_does_no_damage(model):
 def test_full_block_lowers_the_junction_damage_to_the_unspared_share(model):
     """With C5 blocked completely (a negligible half-blocking level) and the antibody unchanged, the damage
     settles at exactly 1 - mg_complement_share of its untreated level, with the junction's half-life."""
-    share = model.table.value("mg_complement_share")
+    odds = model.table.value("mg_complement_odds")
+    share = odds / (1 + odds)
     t, sol = _run(model, "ravulizumab", 182.0, ("mg_junction", "autoantibody_level", "c5_block"),
                   parameters={"c5i_ec50": 1e-9})
     j = sol.column("mg_junction")[0]
@@ -65,7 +69,26 @@ def test_full_block_lowers_the_junction_damage_to_the_unspared_share(model):
 
 def test_champion_difference_is_the_drug_alone():
     """The two arms share patients and draws, so the difference is the drug's effect: none without a share."""
-    none = champion_mg({"mg_complement_share": 0.0})
+    none = champion_mg({"mg_complement_odds": 0.0})
     assert none["pop_mg_adl_difference_week_26"] == pytest.approx(0.0, abs=1e-12)
     assert none["pop_qmg_difference_week_26"] == pytest.approx(0.0, abs=1e-12)
     assert champion_mg()["pop_mg_adl_difference_week_26"] < -1.0
+
+
+def test_the_complement_share_is_logit_normal_and_leaves_the_other_random_effects_alone(model):
+    """Each patient's share lies in (0, 1) with log odds of SD ``iiv_omega`` around the typical odds, and adding
+    that spread changes no other parameter of any patient (its draw comes after theirs)."""
+    disease = diseases()["mg"]
+    pop = sample(model, disease, 400, 7)
+    odds = pop.column("mg_complement_odds")
+    record = model.table["mg_complement_odds"]
+    share = odds / (1 + odds)
+    assert np.all((share > 0) & (share < 1))
+    z = np.log(odds / record.value) / record.iiv_omega
+    assert abs(z.mean()) < 0.15 and abs(z.std() - 1) < 0.1
+    fixed = replace(model, table=ParameterTable([replace(r, iiv_omega=0.0) if r.name == record.name else r
+                                                 for r in model.table]))
+    other = sample(fixed, disease, 400, 7)
+    keep = [i for i, n in enumerate(model.parameters) if n != record.name]
+    assert np.array_equal(pop.params[:, keep], other.params[:, keep])
+    assert np.all(other.column("mg_complement_odds") == record.value)

@@ -31,11 +31,6 @@ KNOWN_MISSES: dict[tuple[str, str], str] = {
     ("descartes08_mg", "pop_mg_adl_change_week_52"):
         "MG-ADL at month 12 no better than on placebo (-1.2 against -4.8, company data): Descartes-08, held to "
         "a weak signal by the CRS fit, barely lowers anti-AChR, and in the model only a lower antibody helps",
-    ("regain_mg", "pop_mse_week_26_eculizumab"):
-        "minimal symptom expression at week 26 on eculizumab in 8.5% of model patients against 12 of 56 in REGAIN: "
-        "every model patient's junctions owe the same share of damage to complement (0.35, fitted to CHAMPION "
-        "MG's mean difference), so the mean effect is right but the few patients whom complement blockade "
-        "nearly frees of symptoms are missing",
     ("axicel_bcell_recovery", "pop_fraction_detectable_day_365"):
         "B cells back within a year after axi-cel in 98.5% of model patients against 11 of 19: in lymphoma the "
         "model's CAR-T cells do not keep B cells away long enough",

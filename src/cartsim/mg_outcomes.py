@@ -60,7 +60,7 @@ def draw(times: np.ndarray, adl: np.ndarray, qmg: np.ndarray, rngs: list[np.rand
     weeks = visit_weeks(horizon)
     after = weeks > 0
     cycle = after & (weeks <= CYCLE_WEEKS)
-    out = {f"mg_adl_change_week_{w}": np.full(n, np.nan) for w in CHANGE_WEEKS}
+    out = {f"{score}_change_week_{w}": np.full(n, np.nan) for score in ("mg_adl", "qmg") for w in CHANGE_WEEKS}
     flags = {name: np.zeros(n, bool) for name in ("mg_adl_responder", "qmg_responder", "mg_adl_improved_6",
                                                   "mg_adl_mse")}
     for i in range(n):
@@ -72,12 +72,13 @@ def draw(times: np.ndarray, adl: np.ndarray, qmg: np.ndarray, rngs: list[np.rand
         q = np.interp(7.0 * weeks, times, qmg[i])
         seen_a = np.clip(np.rint(a - drop), 0, ADL_MAX)
         seen_q = np.clip(np.rint(q - qmg_placebo_share * drop * q[0] / a[0]), 0, QMG_MAX)
-        change = seen_a - seen_a[0]
+        change, change_q = seen_a - seen_a[0], seen_q - seen_q[0]
         for week in CHANGE_WEEKS:
             if week < weeks.size:
                 out[f"mg_adl_change_week_{week}"][i] = change[week]
+                out[f"qmg_change_week_{week}"][i] = change_q[week]
         flags["mg_adl_responder"][i] = responder(change, ADL_RESPONSE)
-        flags["qmg_responder"][i] = responder(seen_q - seen_q[0], QMG_RESPONSE)
+        flags["qmg_responder"][i] = responder(change_q, QMG_RESPONSE)
         flags["mg_adl_improved_6"][i] = bool(np.any(change[cycle] <= -BIG_IMPROVEMENT))
         flags["mg_adl_mse"][i] = bool(np.any(seen_a[cycle] <= MSE_MAX))
     return out | flags

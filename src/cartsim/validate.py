@@ -295,10 +295,11 @@ AUTOIMMUNE_N = 1000          # per arm: attack-free fractions and responder rate
 
 
 def _autoimmune_run(therapy: str, disease: str, days: float, parameters: dict[str, float] | None = None,
-                    n: int = AUTOIMMUNE_N) -> tuple[Solution, Population]:
-    """A seeded population of ``n`` (``parameters``: values a calibration tries)."""
+                    n: int = AUTOIMMUNE_N, iiv: dict[str, float] | None = None) -> tuple[Solution, Population]:
+    """A seeded population of ``n`` (``parameters``, ``iiv``: values and between-patient SDs a calibration
+    tries)."""
     model = build_model()
-    sc = Scenario.make(therapy, disease, days, parameters=parameters)
+    sc = Scenario.make(therapy, disease, days, parameters=parameters, iiv=iiv)
     pop = sample(model, sc.disease, n, SEED, course=sc.course)
     times = np.arange(0.0, days + 1e-9, 1.0)
     cols = ("attack_cum", "autoantibody", "b_blood_per_uL", "mg_adl", "qmg", "il6_signal")
@@ -362,18 +363,21 @@ MG_OUTCOME_VALUES = ("mg_placebo_mean", "mg_placebo_sd", "mg_visit_sd", "mg_qmg_
 
 
 @lru_cache(maxsize=8)
-def _mg_run(therapy: str, days: float, model_values: tuple[tuple[str, float], ...]) -> tuple[Solution, Population]:
+def _mg_run(therapy: str, days: float, model_values: tuple[tuple[str, float], ...],
+            iiv: tuple[tuple[str, float], ...] = ()) -> tuple[Solution, Population]:
     """A seeded MG population, kept for the outcome values a calibration tries on the same solution."""
-    return _autoimmune_run(therapy, "mg", days, dict(model_values))
+    return _autoimmune_run(therapy, "mg", days, dict(model_values), iiv=dict(iiv) or None)
 
 
-def _mg_endpoints(therapy: str, days: float, parameters: dict[str, float] | None = None) -> dict[str, np.ndarray]:
+def _mg_endpoints(therapy: str, days: float, parameters: dict[str, float] | None = None,
+                  iiv: dict[str, float] | None = None) -> dict[str, np.ndarray]:
     """MG endpoints of a seeded population; ``parameters`` may hold model values and the outcome values
-    ``MG_OUTCOME_VALUES`` (which only the visit draws use)."""
+    ``MG_OUTCOME_VALUES`` (which only the visit draws use); ``iiv``: between-patient SDs that replace the
+    table's."""
     values = dict(parameters or {})
     table = build_model().table
     outcome = {name: values.pop(name, table.value(name)) for name in MG_OUTCOME_VALUES}
-    sol, pop = _mg_run(therapy, days, tuple(sorted(values.items())))
+    sol, pop = _mg_run(therapy, days, tuple(sorted(values.items())), tuple(sorted((iiv or {}).items())))
     rngs = [pop.event_rng(k) for k in range(len(pop))]
     return mg_outcomes.draw(sol.times, sol.column("mg_adl"), sol.column("qmg"), rngs, outcome["mg_placebo_mean"],
                             outcome["mg_placebo_sd"], days, outcome["mg_qmg_placebo_share"], outcome["mg_visit_sd"])
@@ -420,35 +424,44 @@ def kysa6_mg() -> dict[str, float]:
 
 
 CHAMPION_DAYS = 182.0     # CHAMPION MG's primary read-out: week 26
+QMG_BIG_IMPROVEMENT = 5   # points: CHAMPION MG's QMG responder threshold
 
 
-def champion_mg(parameters: dict[str, float] | None = None) -> dict[str, float]:
+def champion_mg(parameters: dict[str, float] | None = None, iiv: dict[str, float] | None = None) -> dict[str, float]:
     """Ravulizumab against placebo in AChR+ generalised MG (CHAMPION MG): the difference of the mean MG-ADL and
     QMG changes at week 26, and the placebo arm's own MG-ADL change. The same seeded patients in both arms, so
     the difference is the drug's effect on each patient's expected scores: the placebo improvement and visit
-    swings of ``cartsim.mg_outcomes`` are the same in both arms and cancel. The placebo arm's change is read at
-    the weekly visit of week 24 (the trial's is at week 26) from the drawn visit scores."""
+    swings of ``cartsim.mg_outcomes`` are the same in both arms and cancel. The placebo arm's change, and the
+    shares of each arm with QMG 5 or more points better, are read at the weekly visit of week 24 (the trial's
+    is at week 26) from the drawn visit scores. ``parameters`` and
+    ``iiv``: values and between-patient SDs a calibration tries."""
     values = dict(parameters or {})
     model_values = tuple(sorted((k, v) for k, v in values.items() if k not in MG_OUTCOME_VALUES))
+    spread = tuple(sorted((iiv or {}).items()))
     at = {}
     for arm in ("ravulizumab", "placebo"):
-        sol, _ = _mg_run(arm, CHAMPION_DAYS, model_values)
+        sol, _ = _mg_run(arm, CHAMPION_DAYS, model_values, spread)
         i = int(np.searchsorted(sol.times, CHAMPION_DAYS))
         at[arm] = {c: sol.column(c)[:, i] for c in ("mg_adl", "qmg")}
     out = {f"pop_{c}_difference_week_26": float(np.mean(at["ravulizumab"][c] - at["placebo"][c]))
            for c in ("mg_adl", "qmg")}
-    placebo = _mg_endpoints("placebo", CHAMPION_DAYS, values)["mg_adl_change_week_24"]
-    return out | {"pop_mg_adl_change_week_24_placebo": float(np.nanmean(placebo))}
+    drawn = {arm: _mg_endpoints(arm, CHAMPION_DAYS, values, iiv) for arm in ("ravulizumab", "placebo")}
+    improved = {f"pop_qmg_improved_5_week_26_{arm}": float(np.mean(ep["qmg_change_week_24"] <= -QMG_BIG_IMPROVEMENT))
+                for arm, ep in drawn.items()}
+    return out | {"pop_mg_adl_change_week_24_placebo": float(np.nanmean(drawn["placebo"]["mg_adl_change_week_24"]))} \
+        | improved
 
 
-def regain_mg() -> dict[str, float]:
+def regain_mg(parameters: dict[str, float] | None = None, iiv: dict[str, float] | None = None) -> dict[str, float]:
     """Eculizumab against placebo in refractory AChR+ generalised MG (REGAIN): the share of patients with minimal
-    symptom expression (MG-ADL 0 or 1) at week 26, read at the model's weekly visit of week 24."""
+    symptom expression (MG-ADL 0 or 1) at week 26, read at the model's weekly visit of week 24 (``parameters``
+    and ``iiv``: model values and between-patient SDs a calibration tries)."""
+    values = dict(parameters or {})
     out = {}
     for arm in ("eculizumab", "placebo"):
-        sol, _ = _mg_run(arm, CHAMPION_DAYS, ())
+        sol, _ = _mg_run(arm, CHAMPION_DAYS, tuple(sorted(values.items())), tuple(sorted((iiv or {}).items())))
         start = np.clip(np.rint(sol.column("mg_adl")[:, 0]), 0, mg_outcomes.ADL_MAX)
-        week_24 = start + _mg_endpoints(arm, CHAMPION_DAYS)["mg_adl_change_week_24"]
+        week_24 = start + _mg_endpoints(arm, CHAMPION_DAYS, values, iiv)["mg_adl_change_week_24"]
         out[f"pop_mse_week_26_{arm}"] = float(np.mean(week_24 <= mg_outcomes.MSE_MAX))
     return out
 
@@ -604,7 +617,7 @@ CALIBRATED = {
     ("adapt_mg", "pop_mg_adl_mse_placebo"),
     ("champion_mg", "pop_mg_adl_change_week_24_placebo"), ("kysa6_mg", "pop_mg_adl_change_week_24"),
     # bench/calibrate_complement.py
-    ("champion_mg", "pop_mg_adl_difference_week_26")}
+    ("champion_mg", "pop_mg_adl_difference_week_26"), ("regain_mg", "pop_mse_week_26_eculizumab")}
 
 
 def _accept_window(target: dict, metric: str) -> list[float]:

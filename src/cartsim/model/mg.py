@@ -6,7 +6,8 @@ The junction's damage ``mg_junction`` (1 at the untreated steady state) follows
 the antibody level with the half-life ``mg_junction_halflife`` of receptor loss and
 repair, so weakness lags the antibody by days to weeks. Blocking complement C5
 (``model/complement.py``) spares the share ``mg_complement_share`` of that loss
-which the membrane attack complex causes.
+which the membrane attack complex causes; that share differs between patients
+(its odds ``mg_complement_odds`` are log-normal).
 
 How much of that damage a patient feels is set by the safety factor of
 neuromuscular transmission: a nerve impulse normally releases several times the
@@ -45,7 +46,7 @@ def add(b: ModelBuilder) -> None:
     junction = b.state("mg_junction", "1", "anti-AChR damage at the neuromuscular junction (relative to untreated)",
                        sp.Symbol("autoantibody0") / (sp.Symbol("autoantibody0") + p("autoantibody_floor")))
     # a blocked C5 (model/complement.py) spares the complement-mediated share of the receptor loss
-    spared = p("mg_complement_share") * sp.Symbol("c5_block")
+    spared = sp.Symbol("mg_complement_share") * sp.Symbol("c5_block")
     b.flow(None, "mg_junction", k * sp.Symbol("autoantibody_level") * (1 - spared),
            "receptor loss driven by the antibody")
     b.flow("mg_junction", None, k * junction, "receptor repair")
@@ -57,3 +58,7 @@ def add(b: ModelBuilder) -> None:
               "MG activities of daily living score (0-24; model mean)")
     b.observe("qmg", p("qmg0") * (1 - p("mg_qmg_antibody_share") * (1 - failing)), "points",
               "quantitative MG score (0-39; model mean)")
+    # the complement-mediated share varies between patients: its odds are log-normal (the share logit-normal,
+    # so it stays within 0-1); declared last, so the patients' other random effects keep their draws
+    odds = p("mg_complement_odds")
+    b.derive("mg_complement_share", odds / (1 + odds))
