@@ -52,7 +52,7 @@ def client():
     ("days=29", "days", "must be from 30 to 60, got 29", "from 30 to 60"),
     ("patients=many", "patients", "must be a whole number, got 'many'", "from 1 to 6"),
     ("therapy_a=aspirin", "therapy_a", "unknown therapy_a 'aspirin'", "untreated"),
-    ("disease=flu", "disease", "unknown disease 'flu'", "lbcl, mg, ms, nmosd, sle"),
+    ("disease=flu", "disease", "unknown disease 'flu'", "lbcl, mg, mg-musk, ms, nmosd, sle"),
     ("disease=sle&ms_course=rrms", "ms_course", "applies only when disease = 'ms'", None),
 ])
 def test_bad_requests_name_the_field_and_what_is_allowed(client, query, field, detail, allowed):

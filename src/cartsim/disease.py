@@ -124,6 +124,7 @@ def diseases() -> dict[str, Disease]:
     table = load_table()
     out = {}
     for name, e in raw.items():
+        e = _with_base(name, e, raw)
         prov = e.get("provenance", {})
         overrides = checked_overrides(f"disease {name!r}", e["overrides"], prov, table)
         courses = {}
@@ -138,3 +139,17 @@ def diseases() -> dict[str, Disease]:
                             e.get("default_course"), e.get("autoantibody", "autoantibody"), e.get("short", name),
                             e.get("about", ""), e.get("standard"))
     return out
+
+
+def _with_base(name: str, entry: dict, raw: dict) -> dict:
+    """A disease entry with ``base = "other"`` (a form of another disease, e.g. MuSK-antibody myasthenia gravis
+    of myasthenia gravis): the base's fields, values and their provenance, with the entry's own on top."""
+    base = entry.get("base")
+    if base is None:
+        return entry
+    if base not in raw or "base" in raw[base]:
+        allowed = ", ".join(sorted(k for k, v in raw.items() if "base" not in v and k != name))
+        raise ValueError(f"disease {name!r}: base {base!r} must be a disease without a base of its own ({allowed})")
+    parent = raw[base]
+    return {**parent, **entry, "overrides": {**parent["overrides"], **entry.get("overrides", {})},
+            "provenance": {**parent.get("provenance", {}), **entry.get("provenance", {})}}

@@ -466,6 +466,20 @@ def regain_mg(parameters: dict[str, float] | None = None, iiv: dict[str, float] 
     return out
 
 
+MUSK_RITUXIMAB_DAYS = 930.0      # Diaz-Manera 2012: last follow-up, a mean of 31 months after rituximab
+MUSK_RITUXIMAB = "1000 mg IV over 4.25 h on days 0 and 14"     # one induction course, no reinfusions
+
+
+def musk_rituximab() -> dict[str, float]:
+    """Anti-MuSK antibody after one course of rituximab in MuSK myasthenia gravis: the share of patients whose
+    titre fell by 80% or more (or became undetectable) by the last follow-up."""
+    model = build_model()
+    sc = Scenario.make("rituximab", "mg-musk", MUSK_RITUXIMAB_DAYS, regimen=MUSK_RITUXIMAB)
+    pop = sample(model, sc.disease, AUTOIMMUNE_N, SEED)
+    aab = sc.run(pop, columns=("autoantibody",), times=np.array([0.0, MUSK_RITUXIMAB_DAYS])).column("autoantibody")
+    return {"pop_fraction_fall_80_month_31": float(np.mean(aab[:, -1] <= 0.2 * aab[:, 0]))}
+
+
 def muller2024_toxicity() -> dict[str, float]:
     """CD19 CAR-T in 15 autoimmune patients (Erlangen, NEJM 2024): CRS and ICANS, run as SLE."""
     ep = _sle()[0]
@@ -551,6 +565,7 @@ CHECKS: dict[str, Callable[[], dict[str, float]]] = {
     "kysa6_mg": kysa6_mg,
     "champion_mg": champion_mg,
     "regain_mg": regain_mg,
+    "musk_rituximab": musk_rituximab,
     "muller2024_autoimmune_toxicity": muller2024_toxicity,
     "descartes08_mg_safety": descartes08_safety,
     "zuma1_cart_peak": zuma1_cart_peak,
