@@ -5,7 +5,8 @@ phone widths, in headless Chromium, for looking at what people see.
 
 Starts ``cartsim serve`` on a free loopback port, waits until it answers, takes the page at 1400 and 390 px wide
 (the default comparison, ``ms_course=ppms``, MB-CART19.1 against efgartigimod in lupus, eque-cel against
-inebilizumab in NMOSD and Descartes-08 against efgartigimod in myasthenia gravis) and, with ``--report``, the report at the same widths; then stops
+inebilizumab in NMOSD, Descartes-08 against efgartigimod and KYV-101 against ravulizumab in myasthenia gravis,
+KYV-101 against rituximab in MuSK myasthenia gravis) and, with ``--report``, the report at the same widths; then stops
 the server. Nothing is fetched from other hosts: the page and the report load only their own files.
 """
 
@@ -26,7 +27,9 @@ WIDTHS = (1400, 390)
 PAGES = {"default": "", "ppms": "?ms_course=ppms",                   # name -> query of the comparison page
          "efgartigimod": "?disease=sle&therapy_a=mb-cart19&therapy_b=efgartigimod&days=365",
          "nmosd": "?disease=nmosd&therapy_a=eque-cel&therapy_b=inebilizumab&days=730",
-         "mg": "?disease=mg&therapy_a=descartes-08&therapy_b=efgartigimod&days=365"}
+         "mg": "?disease=mg&therapy_a=descartes-08&therapy_b=efgartigimod&days=365",
+         "musk": "?disease=mg-musk&therapy_a=kyv-101&therapy_b=rituximab&days=730",
+         "complement": "?disease=mg&therapy_a=kyv-101&therapy_b=ravulizumab&days=365"}
 READY_S = 600.0      # the first start on a fresh cache compiles the model
 
 
@@ -71,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("out/screenshots"), help="output folder")
     ap.add_argument("--report", type=Path, help="a report.html to take as well")
+    ap.add_argument("--pages", nargs="*", choices=list(PAGES), default=list(PAGES), help="pages to take (default all)")
     args = ap.parse_args(argv)
     if args.report is not None and not args.report.is_file():
         ap.error(f"--report: {args.report} is not a file")
@@ -82,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            for name, query in PAGES.items():
+            for name, query in ((n, PAGES[n]) for n in args.pages):
                 for width in WIDTHS:
                     shoot(browser, f"http://127.0.0.1:{port}/{query}", width, args.out / f"page-{name}-{width}.png",
                           wait_ready=True)

@@ -85,6 +85,21 @@ def test_dosing_timeline_one_infusion_against_repeated_doses(client):
         assert ocr["lymphoma"] is None
 
 
+def test_the_cns_compartment_shows_only_in_a_disease_of_the_cns(client):
+    """Regression (MG and MuSK MG pages): a 'Plasma cells in the CNS' panel and two rows on plasma cells and
+    antibody 'in the brain and spinal fluid' showed for myasthenia gravis, a disease of the nerve-muscle junction.
+    They show in MS and NMOSD (``cns = true`` in diseases.toml) and nowhere else."""
+    cns_endpoints = {"cns_plasma_cell_fraction_day_90", "intrathecal_igg_fraction_day_180"}
+    for disease, shown in (("mg", False), ("mg-musk", False), ("sle", False), ("ms", True), ("nmosd", True)):
+        r = client.get(f"/api/compare?disease={disease}&therapy_a=kyv-101&therapy_b=untreated&patients=2&days=30")
+        assert r.status_code == 200, r.text
+        body = r.json()
+        panels = {p["column"] for a in body["arms"] for p in a["panels"]}
+        names = {n for a in body["arms"] for n in a["endpoints"]}
+        assert ("cns_plasma_cells" in panels) is shown, disease
+        assert (cns_endpoints <= names) is shown and (not cns_endpoints & names) is not shown, disease
+
+
 def test_ms_course_is_accepted_for_ms(client):
     r = client.get("/api/compare?disease=ms&ms_course=rrms&patients=2&days=30")
     assert r.status_code == 200 and r.json()["ms_course"] == "rrms"
@@ -347,6 +362,10 @@ def test_nmosd_and_mg_pages_speak_of_their_disease(server, browser):
     assert "MG-ADL" in page.inner_text("#disease-about")
     assert "MG-ADL responders" in page.inner_text("#arm-summaries")
     assert "descartes-08 is given as 6 infusions" in page.inner_text("#summary")
+    # regression: a range of changes read "-12--2"; a range from a negative number reads "-8 to 4"
+    week_12 = next(line for line in page.inner_text("#endpoints").splitlines()
+                   if line.startswith("Change in MG-ADL score at week 12"))
+    assert re.search(r"\(-\d+ to -?\d+\)", week_12) and "--" not in week_12 and "-–" not in week_12
     assert "6 infusions of CAR-T cells (days 0, 7, 14, 21, 28, 35), without lymphodepleting chemotherapy" in \
         page.inner_text("#arm-summaries")           # not 'one infusion' (a multi-dose mRNA CAR-T)
     # a detection limit below the axis is not drawn on its bottom line (B cells stay far above 1/uL here)

@@ -258,7 +258,8 @@ def test_screenshots_script_refuses_a_missing_report_before_starting_anything(tm
         mod.main(["--out", str(tmp_path / "shots"), "--report", str(tmp_path / "missing.html")])
     assert err.value.code == 2 and "--report:" in capsys.readouterr().err
     assert not (tmp_path / "shots").exists()
-    assert mod.WIDTHS == (1400, 390) and set(mod.PAGES) == {"default", "ppms", "efgartigimod", "nmosd", "mg"}
+    assert mod.WIDTHS == (1400, 390)
+    assert set(mod.PAGES) == {"default", "ppms", "efgartigimod", "nmosd", "mg", "musk", "complement"}
 
 
 def _mg_arm(therapy: str, kind: str, responders: float, week_12: float, week_52: float | None) -> Arm:

@@ -87,6 +87,7 @@ class Disease:
     short: str = ""            # the disease's name in a sentence ('MS', 'NMOSD'); its key where not set
     about: str = ""            # the disease in plain language, for the web page
     standard: str | None = None    # the antibody treatment people take today, as they know it ('Ocrevus (ocrelizumab)')
+    cns: bool = False          # the disease lives in the brain and spinal cord: its CNS compartment is shown
 
     @property
     def names_autoantibody(self) -> bool:
@@ -137,7 +138,7 @@ def diseases() -> dict[str, Disease]:
         out[name] = Disease(name, e["description"], float(e["female_share"]), float(e["age_median"]),
                             overrides, prov, courses, None if edss is None else float(edss),
                             e.get("default_course"), e.get("autoantibody", "autoantibody"), e.get("short", name),
-                            e.get("about", ""), e.get("standard"))
+                            e.get("about", ""), e.get("standard"), bool(e.get("cns", False)))
     return out
 
 

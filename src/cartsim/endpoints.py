@@ -121,6 +121,10 @@ def infusion_reactions(population: Population, risks: list[float]) -> np.ndarray
                      for k in range(len(population))])
 
 
+# endpoints of the CNS compartment: a trial reports them only in a disease that lives in the CNS (Disease.cns)
+CNS_ENDPOINTS = ("cns_plasma_cell_fraction_day_90", "intrathecal_igg_fraction_day_180")
+
+
 def compute(sol: Solution, table: ParameterTable, last_dose_day: float | None = None,
             population: Population | None = None, mri_interval_days: float = MRI_INTERVAL_DAYS,
             infusion_risks: list[float] | None = None) -> pd.DataFrame:

@@ -111,6 +111,8 @@ def simulate_chunk(cfg: TrialConfig, chunk: Chunk, traj_times: tuple[float, ...]
             ~ep["retreatment_censored"].to_numpy(bool, na_value=True)
         ep["infusions_count"] = pd.array(np.full(chunk.n, len(scenario.dosing())) + retreated, dtype="Int64")
         ep.loc[sol.status != 0, "infusions_count"] = pd.NA   # like every endpoint of a failed patient
+    if not scenario.disease.cns:       # no CNS compartment to report outside a disease of the CNS
+        ep = ep.drop(columns=list(endpoints.CNS_ENDPOINTS))
     iiv = iiv_parameters(model)
     keys = pd.DataFrame({"arm": np.full(chunk.n, chunk.arm), "arm_name": cfg.arm[chunk.arm].name,
                          "patient": chunk.ids})

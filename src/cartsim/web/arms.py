@@ -152,16 +152,24 @@ def panels(model: Model | None = None) -> list[Panel]:
                                                    "detection": x.meaning == DETECTION} for x in limits_of(c)))
            for c, (title, log) in PANEL_TITLES.items() if c in meta]
     out += [Panel(c, desc[:1].upper() + desc[1:], unit, True) for c, (unit, desc) in meta.items()
-            if c not in PANEL_TITLES and c not in model.state_names
-            and CNS_WORDS & set(c.split("_")) and PLASMA_WORDS & set(c.split("_"))]
+            if c not in PANEL_TITLES and c not in model.state_names and is_cns(c)]
     return out
+
+
+def is_cns(column: str) -> bool:
+    """Whether ``column`` is a CNS plasma-cell column (it names the CNS and plasma cells)."""
+    words = set(column.split("_"))
+    return bool(CNS_WORDS & words and PLASMA_WORDS & words)
 
 
 def drawn(panel: Panel, arms: list[Arm]) -> bool:
     """Whether any arm has a value above 0 in ``panel`` (a drug level no arm has would be an empty panel); the
-    autoantibody only in a disease known by one (in MS the model's autoantibody is no measured quantity)."""
+    autoantibody only in a disease known by one (in MS the model's autoantibody is no measured quantity), and the
+    CNS plasma cells only in a disease of the CNS."""
     if panel.column == AUTOANTIBODY and not all(diseases()[a.disease].names_autoantibody for a in arms):
         return False
+    if is_cns(panel.column) and not all(diseases()[a.disease].cns for a in arms):
+        return False           # CNS plasma cells only in a disease of the brain and spinal cord (MS, NMOSD)
     return any(v is not None and v > 0 for a in arms if panel.column in a.bands
                for v in a.bands[panel.column]["p95"])
 

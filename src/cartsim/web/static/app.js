@@ -50,6 +50,8 @@ function num(x) {
   return String(Number(x.toPrecision(2)));
 }
 const plural = (k, word) => `${k} ${word}${k === 1 ? "" : "s"}`;
+// a range of two formatted numbers: "5–9", but "−12 to −2" where a dash would read as a minus sign
+const span = (lo, hi) => (/^-/.test(lo) || /^-/.test(hi) ? `${lo} to ${hi}` : `${lo}–${hi}`);
 
 // "kyv-101: blood B cells ..." under the heading kyv-101 reads "Blood B cells ..."
 const withoutName = (s, name) =>
@@ -447,17 +449,17 @@ function endpointText(e, name) {
         `${pct(e.value)}` + (e.ci95 ? ` (${pct(e.ci95[0])}–${pct(e.ci95[1])})` : "");
     case "rate":
       return e.value === null || e.value === undefined ? "not applicable" :
-        `${num(e.value)}` + (e.ci95 ? ` (${num(e.ci95[0])}–${num(e.ci95[1])})` : "");
+        `${num(e.value)}` + (e.ci95 ? ` (${span(num(e.ci95[0]), num(e.ci95[1]))})` : "");
     case "time_to_event": {
       const censored = e.n_censored ? `, ${e.n_censored} not by the end` : "";
       if (!e.n_events) return e.n_censored ? `no event (${e.n_censored} not by the end)` : "not applicable";
-      const spread = num(e.p05) === num(e.p95) ? "" : ` (${num(e.p05)}–${num(e.p95)})`;
+      const spread = num(e.p05) === num(e.p95) ? "" : ` (${span(num(e.p05), num(e.p95))})`;
       return `${days ? "day " : ""}${num(e.median)}${spread}, ${plural(e.n_events, "event")}${censored}`;
     }
     default: {
       if (e.median === null || e.median === undefined) return "not applicable";
       const f = /fraction/.test(name || "") ? pct : num;     // shares of baseline as percent
-      return f(e.p05) === f(e.p95) ? f(e.median) : `${f(e.median)} (${f(e.p05)}–${f(e.p95)})`;
+      return f(e.p05) === f(e.p95) ? f(e.median) : `${f(e.median)} (${span(f(e.p05), f(e.p95))})`;
     }
   }
 }
