@@ -121,7 +121,7 @@ def test_the_simulate_figure_draws_efgartigimods_own_level(tmp_path, monkeypatch
     level = next(ax for ax in drawn[0].axes if ax.get_ylabel() == "FcRn blocker\n(ug/mL)").get_lines()[0]
     assert max(level.get_ydata()) > 30
     # and no flat CAR-T line at the axis floor where no CAR-T cells were given
-    assert "CAR-T cells\n(cells/uL)" not in labels
+    assert "CAR-T cells\n(cells/µL)" not in labels
     plots.plot_trajectories(simulate("untreated", "sle", days=30).trajectories, tmp_path / "u.png", title="u")
     texts = [t.get_text() for t in drawn[1].axes[1].texts]
     assert texts == ["no CAR-T cells and no drug level in this simulation"]

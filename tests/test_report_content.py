@@ -436,3 +436,13 @@ def test_product_figure_stays_legible_on_a_phone(tmp_path, browser, monkeypatch)
     page.close()
     assert m["scroll"] <= m["W"] and m["box"] <= m["W"]      # the page itself does not scroll sideways
     assert m["img"] >= 900                                    # the figure is not shrunk to the phone's width
+
+
+def test_people_facing_labels_write_microlitres_with_mu():
+    """Regression (KYSA-6 report): the endpoint table and figures read 'cells/uL' where the web page read
+    'cells/µL'; every endpoint label now writes µL."""
+    from cartsim.endpoint_dictionary import ENDPOINTS
+
+    labels = [e.label for e in ENDPOINTS.values()]
+    assert not [x for x in labels if "uL" in x]
+    assert "Blood B cells at baseline (cells/µL)" in labels

@@ -62,14 +62,14 @@ def _tte(name: str, label: str, unit: str = "day", limit: Limit | None = None, c
 
 
 ENDPOINTS: dict[str, Endpoint] = {e.name: e for e in (
-    Endpoint("bcell_baseline_per_uL", "Blood B cells at baseline (cells/uL)", "continuous", "cells/uL"),
-    Endpoint("bcell_nadir_per_uL", "Lowest blood B-cell count (cells/uL)", "continuous", "cells/uL"),
-    _tte("bcell_reappearance_day", "Day B cells reappear in blood (1 cell/uL)", limit=B_DETECTION),
-    _tte("bcell_repletion_day", "Day B cells are back to normal (80 cells/uL or baseline)", limit=B_LOWER_NORMAL),
+    Endpoint("bcell_baseline_per_uL", "Blood B cells at baseline (cells/µL)", "continuous", "cells/uL"),
+    Endpoint("bcell_nadir_per_uL", "Lowest blood B-cell count (cells/µL)", "continuous", "cells/uL"),
+    _tte("bcell_reappearance_day", "Day B cells reappear in blood (1 cell/µL)", limit=B_DETECTION),
+    _tte("bcell_repletion_day", "Day B cells are back to normal (80 cells/µL or baseline)", limit=B_LOWER_NORMAL),
     _tte("bcell_repletion_after_last_dose_week", "Weeks from the last dose until B cells are back to normal", "week",
          B_LOWER_NORMAL),
     Endpoint("naive_fraction_at_reappearance", "Share of naive (new) B cells when they reappear", "continuous"),
-    Endpoint("cart_peak_per_uL", "Peak CAR-T cells in blood (cells/uL)", "continuous", "cells/uL"),
+    Endpoint("cart_peak_per_uL", "Peak CAR-T cells in blood (cells/µL)", "continuous", "cells/uL"),
     Endpoint("cart_tmax_day", "Day of the CAR-T peak", "continuous", "day"),
     _tte("cart_persistence_day", "Last day CAR-T cells are detectable in blood", limit=CART_DETECTION),
     Endpoint("crs_max_grade", "Cytokine release syndrome (CRS), worst grade", "ordinal", "grade"),

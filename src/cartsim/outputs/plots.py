@@ -83,14 +83,14 @@ def plot_trajectories(
     fig, (a1, a2, a3, a4) = plt.subplots(4, 1, figsize=(12, 9), sharex=True, dpi=120)
 
     # (1) B cells
-    a1.plot(day, _col(df, "b_blood_per_uL", FLOOR), color="tab:blue", label="B cells, blood (cells/uL)")
-    a1.plot(day, _col(df, "b_tissue", FLOOR), color="tab:purple", label="B cells, lymphoid tissue (cells/uL-eq)")
+    a1.plot(day, _col(df, "b_blood_per_uL", FLOOR), color="tab:blue", label="B cells, blood (cells/µL)")
+    a1.plot(day, _col(df, "b_tissue", FLOOR), color="tab:purple", label="B cells, lymphoid tissue (cells/µL-eq)")
     _overlay(a1, observed, "b_blood_per_uL", "tab:blue", FLOOR)
     a1.axhline(B_DETECTION.value, color="grey", ls=":", lw=1, label=f"detection limit ({B_DETECTION.value:g}/uL)")
     a1.axhline(B_LOWER_NORMAL.value, color="tab:green", ls=":", lw=1,
                label=f"lower limit of normal ({B_LOWER_NORMAL.value:g}/uL)")
     a1.set_yscale("log")
-    a1.set_ylabel("CD19+ B cells\n(cells/uL)")
+    a1.set_ylabel("CD19+ B cells\n(cells/µL)")
     _legend(a1)
 
     # (2) CAR-T in blood, and the serum level of a drug given by a regimen (beside CAR-T cells on a twin axis)
@@ -98,7 +98,7 @@ def plot_trajectories(
     twins2 = []
     if np.nanmax(car, initial=0.0) > FLOOR or (observed is not None and
                                                 (observed["quantity"] == "car_blood_per_uL").any()):
-        a2.plot(day, car, color="tab:red", label="CAR-T, blood (cells/uL)")
+        a2.plot(day, car, color="tab:red", label="CAR-T, blood (cells/µL)")
         _overlay(a2, observed, "car_blood_per_uL", "tab:red", FLOOR)
         a2.axhline(CART_DETECTION.value, color="grey", ls=":", lw=1,
                    label=f"{CART_DETECTION.assay} limit ({CART_DETECTION.value:g}/uL)")
@@ -108,7 +108,7 @@ def plot_trajectories(
                     textcoords="offset points", fontsize=9, va="center",
                     arrowprops=dict(arrowstyle="-", color="grey", lw=0.8))
         a2.set_yscale("log")
-        a2.set_ylabel("CAR-T cells\n(cells/uL)")
+        a2.set_ylabel("CAR-T cells\n(cells/µL)")
         twins2.append(a2)
     for column, name in levels.items():
         level = _col(df, column)

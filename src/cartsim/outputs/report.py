@@ -47,8 +47,8 @@ COVARIATE_NOTE = ("Covariates are recorded per patient in patients.parquet. The 
                   "step of a confirmed worsening (1.0, or 0.5 above 5.5); body weight scales weight-based doses "
                   "and antibody pharmacokinetics. No model parameter depends on age: age is an eligibility "
                   "criterion only.")
-TRAJECTORY_PANELS = (("b_blood_per_uL", "CD19+ B cells in blood (cells/uL)", True),
-                     ("car_blood_per_uL", "CAR-T cells in blood (cells/uL)", True),
+TRAJECTORY_PANELS = (("b_blood_per_uL", "CD19+ B cells in blood (cells/µL)", True),
+                     ("car_blood_per_uL", "CAR-T cells in blood (cells/µL)", True),
                      ("igg", "Total antibody (IgG) in serum (g/L)", False))
 # panels of a disease's own course, drawn where some arm has values (the autoantibody: where the disease is known
 # by one, AQP4-IgG or anti-AChR; "{autoantibody}" is the disease's name for it)
@@ -243,11 +243,11 @@ def trajectory_figure(data: ReportData, col: str, title: str, log: bool) -> plt.
         ax.set_ylim(limit / 4, top)
         ax.axhspan(limit / 4, limit, color="0.85", lw=0, zorder=0)
         ax.axhline(limit, color="0.35", ls=":", lw=1.2)
-        ax.text(0.02, limit * 0.9, f"below detection limit ({assay}, {limit:g}/uL)", transform=ax.get_yaxis_transform(),
+        ax.text(0.02, limit * 0.9, f"below detection limit ({assay}, {limit:g}/µL)", transform=ax.get_yaxis_transform(),
                 fontsize=8, color="0.25", va="top")
     for value, text in REFERENCE_LINES.get(col, ()):
         ax.axhline(value, color="tab:green", ls="--", lw=1)
-        ax.text(0.3, value * 1.1, f"{text} ({value:g}/uL)", transform=ax.get_yaxis_transform(), fontsize=8,
+        ax.text(0.3, value * 1.1, f"{text} ({value:g}/µL)", transform=ax.get_yaxis_transform(), fontsize=8,
                 color="tab:green", ha="left", va="bottom")
     ax.set_title(title, fontsize=10)
     ax.set_xlabel("day (0 = CAR-T infusion or first dose)")
@@ -280,8 +280,8 @@ def trajectories(data: ReportData) -> Section:
                for col, title, log in (*TRAJECTORY_PANELS, *_disease_panels(data))]
     text = Markup(f"<p>Median (line) and 90% band (5th–95th percentile, shaded) over the first "
                   f"{data.band_patients} patients of each arm (failed simulations left out). Counts below the "
-                  f"assay's detection limit (B cells {REAPPEARANCE_LIMIT:g}/uL, CAR-T cells "
-                  f"{CART_DETECTION_LIMIT:g}/uL) are undetectable: the grey band marks that range and no line is "
+                  f"assay's detection limit (B cells {REAPPEARANCE_LIMIT:g}/µL, CAR-T cells "
+                  f"{CART_DETECTION_LIMIT:g}/µL) are undetectable: the grey band marks that range and no line is "
                   f"drawn in it.</p>")
     return Section("trajectories", "Trajectories", text + _panels(figures))
 
