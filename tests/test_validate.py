@@ -31,9 +31,6 @@ KNOWN_MISSES: dict[tuple[str, str], str] = {
     ("descartes08_mg", "pop_mg_adl_change_week_52"):
         "MG-ADL at month 12 no better than on placebo (-1.2 against -4.8, company data): Descartes-08, held to "
         "a weak signal by the CRS fit, barely lowers anti-AChR, and in the model only a lower antibody helps",
-    ("axicel_bcell_recovery", "pop_fraction_detectable_day_365"):
-        "B cells back within a year after axi-cel in 98.5% of model patients against 11 of 19: in lymphoma the "
-        "model's CAR-T cells do not keep B cells away long enough",
     ("ytb323_sle_kinetics", "pop_median_persistence"):
         "CAR-T cells in blood for a median 173 days after a low flat dose (12.5e6) of a 4-1BB CD19 CAR-T in lupus "
         "against about 2 months (YTB323): immunity against the CAR clears them too slowly in immune-competent "
@@ -78,7 +75,8 @@ def test_validate_json_contract_and_exit_code(checks):
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 CALIBRATION_SCRIPTS = ("calibrate", "calibrate_crs", "calibrate_ms", "calibrate_ocrelizumab", "calibrate_irr",
-                       "calibrate_igg", "calibrate_fcrn", "calibrate_autoimmune", "calibrate_complement")
+                       "calibrate_igg", "calibrate_fcrn", "calibrate_autoimmune", "calibrate_complement",
+                       "calibrate_lymphoma")
 
 
 def _script(name: str):

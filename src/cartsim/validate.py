@@ -52,10 +52,11 @@ def targets() -> dict[str, dict]:
 
 @lru_cache(maxsize=16)
 def _population_run(therapy: str, disease: str, days: float = HORIZON, regimen: str | None = None,
-                    course: str | None = None, n: int = POP_N,
-                    dose: str | None = None) -> tuple[pd.DataFrame, Solution]:
+                    course: str | None = None, n: int = POP_N, dose: str | None = None,
+                    parameters: tuple[tuple[str, float], ...] = ()) -> tuple[pd.DataFrame, Solution]:
     model = build_model()
-    sc = Scenario.make(therapy, disease, days, dose=dose, regimen=regimen, course=course)
+    sc = Scenario.make(therapy, disease, days, dose=dose, regimen=regimen, course=course,
+                       parameters=dict(parameters) or None)
     pop = sample(model, sc.disease, n, SEED, course=sc.course)
     sol = sc.run(pop, columns=endpoints.COLUMNS)
     return endpoints.compute(sol, model.table, sc.last_dose_day(), pop,
@@ -502,9 +503,10 @@ def zuma1_cart_peak() -> dict[str, float]:
     return {"pop_median": float(_population_run("axi-cel", "lbcl")[0].cart_peak_per_uL.median())}
 
 
-def axicel_bcell_recovery() -> dict[str, float]:
-    """B cells detectable (>= 1/uL, the flow-cytometry limit) after axi-cel in lymphoma."""
-    _, sol = _population_run("axi-cel", "lbcl")
+def axicel_bcell_recovery(parameters: dict[str, float] | None = None) -> dict[str, float]:
+    """B cells detectable (>= 1/uL, the flow-cytometry limit) after axi-cel in lymphoma (``parameters``: values a
+    calibration tries)."""
+    _, sol = _population_run("axi-cel", "lbcl", parameters=tuple(sorted((parameters or {}).items())))
     b = sol.column("b_blood_per_uL")
     return {f"pop_fraction_detectable_day_{d}": float(np.mean(b[:, np.searchsorted(sol.times, d)]
                                                               >= endpoints.REAPPEARANCE_LIMIT)) for d in (30, 365)}
@@ -631,6 +633,8 @@ CALIBRATED = {
     ("adapt_mg", "pop_mg_adl_improved_6_placebo"), ("adapt_mg", "pop_mg_adl_mse_efgartigimod"),
     ("adapt_mg", "pop_mg_adl_mse_placebo"),
     ("champion_mg", "pop_mg_adl_change_week_24_placebo"), ("kysa6_mg", "pop_mg_adl_change_week_24"),
+    # bench/calibrate_lymphoma.py
+    ("axicel_bcell_recovery", "pop_fraction_detectable_day_365"),
     # bench/calibrate_complement.py
     ("champion_mg", "pop_mg_adl_difference_week_26"), ("regain_mg", "pop_mse_week_26_eculizumab")}
 
