@@ -18,6 +18,12 @@ from cartsim.validate import CALIBRATED, CHECKS, run_checks, targets
 
 # checks the model is known to miss, as strict xfails (empty: every check passes)
 KNOWN_MISSES: dict[tuple[str, str], str] = {
+    ("kymriah_ball_spread", "pop_log_sd_cmax"):
+        "CAR-T peaks spread between B-ALL patients with a log SD of 1.97 against 1.14 (Kymriah label, geometric CV "
+        "163%): the expansion rate's omega (0.3) and Stein 2019's contraction omegas (about 0.9) each give about "
+        "1.4 alone, because the contraction rate also sets the effectors' death during expansion",
+    ("kymriah_ball_spread", "pop_log_sd_auc_0_28"):
+        "exposure over days 0-28 spreads with a log SD of 2.14 against 1.25 (geometric CV 193%), for the same reason",
     ("inebilizumab_bcells", "pop_fraction_at_most_4_per_uL_week_28"):
         "every model patient stays below 4 B cells/uL to week 28 (68% observed); fitting inebilizumab's EC50 to it "
         "needs 5.2 ug/mL, against a published EC50 below the assay limit (Yan 2022), so it was not fitted",

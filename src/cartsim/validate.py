@@ -111,6 +111,22 @@ def depletion_onset() -> dict[str, float]:
     return {"pop_fraction_below_1_per_uL_at_day_7": float(np.mean(b < 1.0))}
 
 
+KYMRIAH_AUC_DAYS = 28.0
+
+
+def kymriah_ball_spread() -> dict[str, float]:
+    """Tisagenlecleucel in B-ALL: how much the CAR-T peak and the exposure over the first 28 days differ between
+    patients (SD of their logarithms; the label gives geometric CVs), and the median peak day."""
+    ep, sol = _population_run("tisa-cel", "b-all")
+    car, t = sol.column("car_blood_per_uL"), sol.times
+    i = int(np.searchsorted(t, KYMRIAH_AUC_DAYS))
+    auc = np.trapezoid(car[:, :i + 1], t[:i + 1], axis=1)
+    peak = ep.cart_peak_per_uL.to_numpy(float)
+    return {"pop_log_sd_cmax": float(np.log(peak[peak > 0]).std(ddof=1)),
+            "pop_log_sd_auc_0_28": float(np.log(auc[auc > 0]).std(ddof=1)),
+            "pop_median_tmax": float(np.median(ep.cart_tmax_day.to_numpy(float)))}
+
+
 def stein_kinetics() -> dict[str, float]:
     ep, sol = _typical_run("tisa-cel", "b-all")
     tmax = ep.cart_tmax_day.to_numpy(float)
@@ -573,6 +589,7 @@ CHECKS: dict[str, Callable[[], dict[str, float]]] = {
     "zuma1_cart_peak": zuma1_cart_peak,
     "axicel_bcell_recovery": axicel_bcell_recovery,
     "ytb323_sle_kinetics": ytb323_kinetics,
+    "kymriah_ball_spread": kymriah_ball_spread,
     "kysa1_crs": kysa1_crs,
 }
 
@@ -587,6 +604,7 @@ PRODUCT_TARGETS = {
     "muller2024_autoimmune_toxicity": "MB-CART19.1, SLE+ (Mueller 2024)",
     "ytb323_sle_kinetics": "4-1BB CD19 at 12.5e6, SLE (YTB323)",
     "stein2019_multiphasic_kinetics": "tisa-cel, B-ALL (Stein 2019)",
+    "kymriah_ball_spread": "tisa-cel, B-ALL (Kymriah label): spread",
     "autoimmune_vs_cancer_toxicity": "MB-CART19.1, lymphoma vs SLE",
     "zuma1_cart_peak": "axi-cel, lymphoma (ZUMA-1): CAR-T peak/uL",
     "zuma1_crs_icans": "axi-cel, lymphoma (ZUMA-1)",

@@ -39,6 +39,7 @@ METRICS = {
     "typical_tmax_day": "peak day", "typical_contraction_halflife_day": "contraction half-life (days)",
     "typical_persistence_halflife_day": "persistence half-life (days)",
     "pop_median_tmax": "median peak day", "pop_median_persistence": "median last day in blood",
+    "pop_log_sd_cmax": "log SD of the peak", "pop_log_sd_auc_0_28": "log SD of AUC0-28d",
     "pop_attack_free": "attack-free share",
     "typical_cns_plasma_cell_reduction_day_90": "CNS plasma cells gone, day 90",
     "typical_intrathecal_igg_reduction_day_180": "intrathecal IgG gone, day 180",
