@@ -92,3 +92,13 @@ def test_the_complement_share_is_logit_normal_and_leaves_the_other_random_effect
     keep = [i for i, n in enumerate(model.parameters) if n != record.name]
     assert np.array_equal(pop.params[:, keep], other.params[:, keep])
     assert np.all(other.column("mg_complement_odds") == record.value)
+
+
+def test_eculizumab_reaches_its_labelled_week_26_peak_and_trough(model):
+    """Its half-life and volume were read off the label's week-26 peak and trough in gMG (783 and 341 ug/mL on
+    1,200 mg every 2 weeks): the labelled regimen reproduces the trough, and the peak less the infusion's spread."""
+    t, sol = _run(model, "eculizumab", 182.0, ("c5i_conc",))
+    c = sol.column("c5i_conc")[0]
+    window = (t >= 168.0) & (t <= 182.0)
+    assert c[window].min() == pytest.approx(341.0, rel=0.03)
+    assert 700.0 < c[window].max() <= 783.0 * 1.02
