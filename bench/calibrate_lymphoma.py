@@ -49,8 +49,8 @@ def main() -> None:
     rate = float(f"{math.exp(brentq(gap, *BRACKET, xtol=1e-3)):.3g}")
     final = axicel_bcell_recovery({NAME: rate})
     doc = {"fitted": {NAME: rate}, "targets": [list(KEY)], "observed": {KEY[1]: round(TARGET, 4)},
-           "predicted": final, "method": f"brentq on the log rate in [0.005, 0.05]/day, xtol 1e-3, 3 significant "
-                                         "digits", "evaluations": trace}
+           "predicted": final, "method": "brentq on the log rate in [0.005, 0.05]/day, xtol 1e-3, 3 significant digits",
+           "evaluations": trace}
     write_text_atomic(args.out, json.dumps(doc, indent=1) + "\n")
     print(f"fitted lbcl {NAME} = {rate}/day; {final}; wrote {args.out}")
 

@@ -450,8 +450,8 @@ def champion_mg(parameters: dict[str, float] | None = None, iiv: dict[str, float
     the difference is the drug's effect on each patient's expected scores: the placebo improvement and visit
     swings of ``cartsim.mg_outcomes`` are the same in both arms and cancel. The placebo arm's change, and the
     shares of each arm with QMG 5 or more points better, are read at the weekly visit of week 24 (the trial's
-    is at week 26) from the drawn visit scores. ``parameters`` and
-    ``iiv``: values and between-patient SDs a calibration tries."""
+    is at week 26) from the drawn visit scores. ``parameters`` and ``iiv``: values and between-patient SDs a
+    calibration tries."""
     values = dict(parameters or {})
     model_values = tuple(sorted((k, v) for k, v in values.items() if k not in MG_OUTCOME_VALUES))
     spread = tuple(sorted((iiv or {}).items()))
@@ -465,8 +465,8 @@ def champion_mg(parameters: dict[str, float] | None = None, iiv: dict[str, float
     drawn = {arm: _mg_endpoints(arm, CHAMPION_DAYS, values, iiv) for arm in ("ravulizumab", "placebo")}
     improved = {f"pop_qmg_improved_5_week_26_{arm}": float(np.mean(ep["qmg_change_week_24"] <= -QMG_BIG_IMPROVEMENT))
                 for arm, ep in drawn.items()}
-    return out | {"pop_mg_adl_change_week_24_placebo": float(np.nanmean(drawn["placebo"]["mg_adl_change_week_24"]))} \
-        | improved
+    placebo_change = float(np.nanmean(drawn["placebo"]["mg_adl_change_week_24"]))
+    return out | {"pop_mg_adl_change_week_24_placebo": placebo_change} | improved
 
 
 def regain_mg(parameters: dict[str, float] | None = None, iiv: dict[str, float] | None = None) -> dict[str, float]:

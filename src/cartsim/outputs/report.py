@@ -243,8 +243,8 @@ def trajectory_figure(data: ReportData, col: str, title: str, log: bool) -> plt.
         ax.set_ylim(limit / 4, top)
         ax.axhspan(limit / 4, limit, color="0.85", lw=0, zorder=0)
         ax.axhline(limit, color="0.35", ls=":", lw=1.2)
-        ax.text(0.02, limit * 0.9, f"below detection limit ({assay}, {limit:g}/µL)", transform=ax.get_yaxis_transform(),
-                fontsize=8, color="0.25", va="top")
+        ax.text(0.02, limit * 0.9, f"below detection limit ({assay}, {limit:g}/µL)",
+                transform=ax.get_yaxis_transform(), fontsize=8, color="0.25", va="top")
     for value, text in REFERENCE_LINES.get(col, ()):
         ax.axhline(value, color="tab:green", ls="--", lw=1)
         ax.text(0.3, value * 1.1, f"{text} ({value:g}/µL)", transform=ax.get_yaxis_transform(), fontsize=8,
