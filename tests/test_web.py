@@ -362,6 +362,9 @@ def test_nmosd_and_mg_pages_speak_of_their_disease(server, browser):
     assert "MG-ADL" in page.inner_text("#disease-about")
     assert "MG-ADL responders" in page.inner_text("#arm-summaries")
     assert "descartes-08 is given as 6 infusions" in page.inner_text("#summary")
+    # regression: the FcRn-blocker panel drew a flat line along zero for descartes-08, which is not given it
+    drawn_in = page.eval_on_selector_all("#chart-fcrnb_conc path.median", "(ps) => ps.map((p) => p.dataset.therapy)")
+    assert drawn_in == ["efgartigimod"]
     # regression: a range of changes read "-12--2"; a range from a negative number reads "-8 to 4"
     week_12 = next(line for line in page.inner_text("#endpoints").splitlines()
                    if line.startswith("Change in MG-ADL score at week 12"))

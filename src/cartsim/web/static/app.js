@@ -6,6 +6,8 @@ const COLORS = ["#1f6fb4", "#d95f02"];
 const GRADE_COLORS = ["#e6e9ee", "#f6c343", "#f08c2e", "#d9482b", "#8e1b12"];
 const MONTH = 365.25 / 12;
 const UNITLESS = new Set(["1", "", "fraction", "dimensionless"]);
+// a drug's serum level: an arm not given that drug has none, and a line along zero would only hide the axis
+const DRUG_LEVELS = new Set(["mab_conc", "fcrnb_conc", "c5i_conc"]);
 const FIELDS = ["disease", "ms_course", "therapy_a", "therapy_b", "patients", "days", "seed"];
 let options = null;
 let requestId = 0;
@@ -253,6 +255,7 @@ function renderCharts(arms, axes) {
       const pts = arm.days.map((d, k) => [d, band.p05[k], band.median[k], band.p95[k]])
         .filter((p) => p[1] !== null && p[2] !== null && p[3] !== null);
       if (!pts.length || (panel.log && pts.every((p) => !(p[3] > 0)))) return;   // nothing to draw on a log axis
+      if (DRUG_LEVELS.has(column) && pts.every((p) => !(p[3] > 0))) return;     // this arm is not given the drug
       if (pts.every((p) => p[3] < floor)) {   // undetectable throughout: said, not drawn
         plot.append(svg("text", { x: L + 6, y: Y(floor) - 6 - 14 * i, fill: COLORS[i], class: "ref undetected",
                                   "data-therapy": arm.therapy }, `${arm.therapy}: below the detection limit throughout`));
