@@ -547,6 +547,14 @@ def ytb323_kinetics() -> dict[str, float]:
             "pop_median_persistence": float(ep.cart_persistence_day.astype(float).median())}
 
 
+def ytb323_crs() -> dict[str, float]:
+    """CRS and ICANS at YTB323's low flat dose of a 4-1BB CD19 CAR-T in SLE (run as MB-CART19.1 at that dose)."""
+    ep = _population_run("mb-cart19", "sle", dose=YTB323_DOSE)[0]
+    crs, icans = _grades(ep.crs_max_grade), _grades(ep.icans_max_grade)
+    return {"pop_crs_any": crs["pop_fraction_any"], "pop_crs_grade2plus": crs["pop_fraction_grade2plus"],
+            "pop_icans_any": icans["pop_fraction_any"]}
+
+
 CHECKS: dict[str, Callable[[], dict[str, float]]] = {
     "mackensen2022_bcell_reappearance": bcell_reappearance,
     "mackensen2022_naive_return": naive_return,
@@ -590,6 +598,7 @@ CHECKS: dict[str, Callable[[], dict[str, float]]] = {
     "axicel_bcell_recovery": axicel_bcell_recovery,
     "ytb323_sle_kinetics": ytb323_kinetics,
     "kymriah_ball_spread": kymriah_ball_spread,
+    "ytb323_sle_crs": ytb323_crs,
     "kysa1_crs": kysa1_crs,
 }
 
@@ -603,6 +612,7 @@ PRODUCT_TARGETS = {
     "mackensen2022_icans": "MB-CART19.1, SLE (Mackensen 2022): ICANS",
     "muller2024_autoimmune_toxicity": "MB-CART19.1, SLE+ (Mueller 2024)",
     "ytb323_sle_kinetics": "4-1BB CD19 at 12.5e6, SLE (YTB323)",
+    "ytb323_sle_crs": "4-1BB CD19 at 12.5e6, SLE (YTB323): CRS",
     "stein2019_multiphasic_kinetics": "tisa-cel, B-ALL (Stein 2019)",
     "kymriah_ball_spread": "tisa-cel, B-ALL (Kymriah label): spread",
     "autoimmune_vs_cancer_toxicity": "MB-CART19.1, lymphoma vs SLE",
