@@ -365,6 +365,9 @@ def test_nmosd_and_mg_pages_speak_of_their_disease(server, browser):
     # regression: the FcRn-blocker panel drew a flat line along zero for descartes-08, which is not given it
     drawn_in = page.eval_on_selector_all("#chart-fcrnb_conc path.median", "(ps) => ps.map((p) => p.dataset.therapy)")
     assert drawn_in == ["efgartigimod"]
+    # and the panel keeps its place in the page order although the first arm does not list it
+    order = page.eval_on_selector_all("#charts figure.chart", "(fs) => fs.map((f) => f.id)")
+    assert order.index("chart-fcrnb_conc") < order.index("chart-autoantibody_level") < order.index("chart-mg_adl")
     # regression: a range of changes read "-12--2"; a range from a negative number reads "-8 to 4"
     week_12 = next(line for line in page.inner_text("#endpoints").splitlines()
                    if line.startswith("Change in MG-ADL score at week 12"))

@@ -27,7 +27,7 @@ from cartsim.trial.config import MsCourse
 from cartsim.web import arms as arms_mod
 from cartsim.web import text
 from cartsim.web.arms import (Arm, drawn, kind_of, lymphoma_reference, panel_axis, panel_title, panels,
-                              published_safety, simulate_arm)
+                              published_safety, shown_for, simulate_arm)
 from cartsim.web.schemas import (AnswerOut, ArmOut, Axis, Band, Choice, Comparison, Defaults, Grades,
                                  Limits, Options, PanelInfo, Problem, Proportion, PublishedSafety, Safety)
 
@@ -61,10 +61,10 @@ def _safety(arm: Arm) -> Safety:
 
 
 def arm_out(arm: Arm, lymphoma: Arm | None, shown: list[Arm] | None = None) -> ArmOut:
-    """One arm for the page; panels that none of ``shown`` (default: the arm itself) has values in are left out."""
+    """One arm for the page; panels that none of ``shown`` (default: the arm itself) has values in are left out,
+    and a drug's level where this arm is not given the drug (``shown_for``)."""
     bands = [Band.model_validate(vars(p) | {"title": panel_title(p, shown or [arm])} | arm.bands[p.column])
-             for p in panels()
-             if p.column in arm.bands and drawn(p, shown or [arm])]
+             for p in panels() if shown_for(p, arm, shown or [arm])]
     return ArmOut(therapy=arm.therapy, kind=arm.kind, description=arm.description, disease=arm.disease, n=arm.n,
                   n_failed=arm.n_failed, days=list(arm.days), panels=bands,
                   doses=list(arm.doses), safety=_safety(arm),

@@ -174,6 +174,17 @@ def drawn(panel: Panel, arms: list[Arm]) -> bool:
                for v in a.bands[panel.column]["p95"])
 
 
+def drug_level(column: str) -> bool:
+    """Whether ``column`` is the serum level of a drug given by a regimen (the drugs' data name it)."""
+    return column in {a.level for a in antibodies().values() if a.level}
+
+
+def shown_for(panel: Panel, arm: Arm, arms: list[Arm]) -> bool:
+    """Whether ``arm`` draws ``panel`` on a page that shows ``arms``: a panel that one of them fills (``drawn``),
+    but a drug's level only for an arm given that drug (for the others it would be a line along zero)."""
+    return panel.column in arm.bands and drawn(panel, arms) and (not drug_level(panel.column) or drawn(panel, [arm]))
+
+
 def panel_title(panel: Panel, arms: list[Arm]) -> str:
     """The panel's title for the ``arms`` shown together: the antibody drugs' class (anti-CD20, anti-CD19) and the
     disease's autoantibody by name."""

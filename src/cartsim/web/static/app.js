@@ -6,8 +6,6 @@ const COLORS = ["#1f6fb4", "#d95f02"];
 const GRADE_COLORS = ["#e6e9ee", "#f6c343", "#f08c2e", "#d9482b", "#8e1b12"];
 const MONTH = 365.25 / 12;
 const UNITLESS = new Set(["1", "", "fraction", "dimensionless"]);
-// a drug's serum level: an arm not given that drug has none, and a line along zero would only hide the axis
-const DRUG_LEVELS = new Set(["mab_conc", "fcrnb_conc", "c5i_conc"]);
 const FIELDS = ["disease", "ms_course", "therapy_a", "therapy_b", "patients", "days", "seed"];
 let options = null;
 let requestId = 0;
@@ -205,7 +203,8 @@ function renderCharts(arms, axes) {
   const W = chartWidth(), H = W < 420 ? 220 : 250, L = 50, R = 10, T = 10, B = 34;
   const [x0, x1] = xDomain(arms);
   const X = (d) => L + ((d - x0) / (x1 - x0)) * (W - L - R);
-  const columns = [...new Set(arms.flatMap((a) => a.panels.map((p) => p.column)))];
+  // in page order (the axes'), not in the order the arms happen to list them (one arm may lack a drug's level)
+  const columns = axes.map((a) => a.column).filter((c) => arms.some((a) => a.panels.some((p) => p.column === c)));
   const charts = columns.map((column) => {
     const panel = arms.flatMap((a) => a.panels).find((p) => p.column === column);
     // arms may title a panel differently (an anti-CD20 and an anti-CD19 antibody share one level): name both
@@ -255,7 +254,6 @@ function renderCharts(arms, axes) {
       const pts = arm.days.map((d, k) => [d, band.p05[k], band.median[k], band.p95[k]])
         .filter((p) => p[1] !== null && p[2] !== null && p[3] !== null);
       if (!pts.length || (panel.log && pts.every((p) => !(p[3] > 0)))) return;   // nothing to draw on a log axis
-      if (DRUG_LEVELS.has(column) && pts.every((p) => !(p[3] > 0))) return;     // this arm is not given the drug
       if (pts.every((p) => p[3] < floor)) {   // undetectable throughout: said, not drawn
         plot.append(svg("text", { x: L + 6, y: Y(floor) - 6 - 14 * i, fill: COLORS[i], class: "ref undetected",
                                   "data-therapy": arm.therapy }, `${arm.therapy}: below the detection limit throughout`));
