@@ -50,6 +50,11 @@ def targets() -> dict[str, dict]:
     return {t["id"]: t for t in yaml.safe_load(text)}
 
 
+def _frozen(values: dict[str, float] | None) -> tuple[tuple[str, float], ...]:
+    """``values`` as a sorted tuple: a key of the cached population runs below."""
+    return tuple(sorted((values or {}).items()))
+
+
 @lru_cache(maxsize=16)
 def _population_run(therapy: str, disease: str, days: float = HORIZON, regimen: str | None = None,
                     course: str | None = None, n: int = POP_N, dose: str | None = None,
@@ -394,7 +399,7 @@ def _mg_endpoints(therapy: str, days: float, parameters: dict[str, float] | None
     values = dict(parameters or {})
     table = build_model().table
     outcome = {name: values.pop(name, table.value(name)) for name in MG_OUTCOME_VALUES}
-    sol, pop = _mg_run(therapy, days, tuple(sorted(values.items())), tuple(sorted((iiv or {}).items())))
+    sol, pop = _mg_run(therapy, days, _frozen(values), _frozen(iiv))
     rngs = [pop.event_rng(k) for k in range(len(pop))]
     return mg_outcomes.draw(sol.times, sol.column("mg_adl"), sol.column("qmg"), rngs, outcome["mg_placebo_mean"],
                             outcome["mg_placebo_sd"], days, outcome["mg_qmg_placebo_share"], outcome["mg_visit_sd"])
@@ -453,8 +458,8 @@ def champion_mg(parameters: dict[str, float] | None = None, iiv: dict[str, float
     is at week 26) from the drawn visit scores. ``parameters`` and ``iiv``: values and between-patient SDs a
     calibration tries."""
     values = dict(parameters or {})
-    model_values = tuple(sorted((k, v) for k, v in values.items() if k not in MG_OUTCOME_VALUES))
-    spread = tuple(sorted((iiv or {}).items()))
+    model_values = _frozen({k: v for k, v in values.items() if k not in MG_OUTCOME_VALUES})
+    spread = _frozen(iiv)
     at = {}
     for arm in ("ravulizumab", "placebo"):
         sol, _ = _mg_run(arm, CHAMPION_DAYS, model_values, spread)
@@ -476,7 +481,7 @@ def regain_mg(parameters: dict[str, float] | None = None, iiv: dict[str, float] 
     values = dict(parameters or {})
     out = {}
     for arm in ("eculizumab", "placebo"):
-        sol, _ = _mg_run(arm, CHAMPION_DAYS, tuple(sorted(values.items())), tuple(sorted((iiv or {}).items())))
+        sol, _ = _mg_run(arm, CHAMPION_DAYS, _frozen(values), _frozen(iiv))
         start = np.clip(np.rint(sol.column("mg_adl")[:, 0]), 0, mg_outcomes.ADL_MAX)
         week_24 = start + _mg_endpoints(arm, CHAMPION_DAYS, values, iiv)["mg_adl_change_week_24"]
         out[f"pop_mse_week_26_{arm}"] = float(np.mean(week_24 <= mg_outcomes.MSE_MAX))
@@ -522,7 +527,7 @@ def zuma1_cart_peak() -> dict[str, float]:
 def axicel_bcell_recovery(parameters: dict[str, float] | None = None) -> dict[str, float]:
     """B cells detectable (>= 1/uL, the flow-cytometry limit) after axi-cel in lymphoma (``parameters``: values a
     calibration tries)."""
-    _, sol = _population_run("axi-cel", "lbcl", parameters=tuple(sorted((parameters or {}).items())))
+    _, sol = _population_run("axi-cel", "lbcl", parameters=_frozen(parameters))
     b = sol.column("b_blood_per_uL")
     return {f"pop_fraction_detectable_day_{d}": float(np.mean(b[:, np.searchsorted(sol.times, d)]
                                                               >= endpoints.REAPPEARANCE_LIMIT)) for d in (30, 365)}

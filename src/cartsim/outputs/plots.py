@@ -86,9 +86,9 @@ def plot_trajectories(
     a1.plot(day, _col(df, "b_blood_per_uL", FLOOR), color="tab:blue", label="B cells, blood (cells/µL)")
     a1.plot(day, _col(df, "b_tissue", FLOOR), color="tab:purple", label="B cells, lymphoid tissue (cells/µL-eq)")
     _overlay(a1, observed, "b_blood_per_uL", "tab:blue", FLOOR)
-    a1.axhline(B_DETECTION.value, color="grey", ls=":", lw=1, label=f"detection limit ({B_DETECTION.value:g}/uL)")
+    a1.axhline(B_DETECTION.value, color="grey", ls=":", lw=1, label=f"detection limit ({B_DETECTION.value:g}/µL)")
     a1.axhline(B_LOWER_NORMAL.value, color="tab:green", ls=":", lw=1,
-               label=f"lower limit of normal ({B_LOWER_NORMAL.value:g}/uL)")
+               label=f"lower limit of normal ({B_LOWER_NORMAL.value:g}/µL)")
     a1.set_yscale("log")
     a1.set_ylabel("CD19+ B cells\n(cells/µL)")
     _legend(a1)
@@ -101,10 +101,10 @@ def plot_trajectories(
         a2.plot(day, car, color="tab:red", label="CAR-T, blood (cells/µL)")
         _overlay(a2, observed, "car_blood_per_uL", "tab:red", FLOOR)
         a2.axhline(CART_DETECTION.value, color="grey", ls=":", lw=1,
-                   label=f"{CART_DETECTION.assay} limit ({CART_DETECTION.value:g}/uL)")
+                   label=f"{CART_DETECTION.assay} limit ({CART_DETECTION.value:g}/µL)")
         i = int(np.nanargmax(car))
         a2.plot(day[i], car[i], "v", color="tab:red", ms=7)
-        a2.annotate(f"peak {car[i]:.3g}/uL on day {day[i]:.1f}", (day[i], car[i]), xytext=(60, -12),
+        a2.annotate(f"peak {car[i]:.3g}/µL on day {day[i]:.1f}", (day[i], car[i]), xytext=(60, -12),
                     textcoords="offset points", fontsize=9, va="center",
                     arrowprops=dict(arrowstyle="-", color="grey", lw=0.8))
         a2.set_yscale("log")
