@@ -178,6 +178,7 @@ def parameters(as_json: bool = typer.Option(False, "--json", help="print JSON in
     table = load_table()
     rows = [{"name": r.name, "value": r.value, "unit": r.unit, "component": r.component, "kind": r.kind,
              "source": r.source, "reference": list(r.reference), "iiv_omega": r.iiv_omega,
+             "iiv_kind": r.omega_kind if r.iiv_omega else None, "iiv_source": r.iiv_source or None,
              "uncertainty": None if r.uncertainty is None else asdict(r.uncertainty),
              "bounds": None if r.bounds is None else list(r.bounds),
              "no_uncertainty": r.no_uncertainty or None} for r in table]
@@ -189,6 +190,7 @@ def parameters(as_json: bool = typer.Option(False, "--json", help="print JSON in
                 rows.append({"name": f"{k} [{label}]", "value": v, "unit": r.unit, "component": r.component,
                              "kind": prov[k]["kind"], "source": prov[k]["source"],
                              "reference": _citations(prov[k].get("reference")), "iiv_omega": r.iiv_omega,
+                             "iiv_kind": r.omega_kind if r.iiv_omega else None, "iiv_source": r.iiv_source or None,
                              "uncertainty": prov[k].get("uncertainty"),
                              "bounds": None if r.bounds is None else list(r.bounds),
                              "no_uncertainty": None})

@@ -97,6 +97,13 @@ class ParameterRecord:
     reference: tuple[str, ...] = ()          # machine-readable citations (literature and calibrated parameters)
     bounds: tuple[float, float] | None = None   # allowed interval of the value (fractions: [0, 1])
     no_uncertainty: str = ""    # why an assumed value has no uncertainty range (a placeholder, switch or guard)
+    iiv_kind: str = ""          # provenance of iiv_omega when it differs from the value's ("" = as ``kind``)
+    iiv_source: str = ""        # where iiv_omega comes from, when iiv_kind is given
+
+    @property
+    def omega_kind(self) -> str:
+        """The provenance of ``iiv_omega``: literature, calibrated or assumed (the value's own unless stated)."""
+        return self.iiv_kind or self.kind
 
     def problems(self) -> list[str]:
         """What is wrong with this record on its own (an empty list when nothing is)."""
@@ -117,6 +124,14 @@ class ParameterRecord:
                 out.append(f"bounds must be [low, high] with low < high, got [{lo:g}, {hi:g}]")
             elif self.value is not None and not lo <= self.value <= hi:
                 out.append(f"the value {self.value:g} lies outside its bounds [{lo:g}, {hi:g}]")
+        if self.iiv_kind or self.iiv_source:
+            if self.iiv_kind not in KINDS or self.iiv_kind == "derived":
+                out.append(f"iiv_kind must be one of {tuple(k for k in KINDS if k != 'derived')}, "
+                           f"got {self.iiv_kind!r}")
+            if self.iiv_omega <= 0:
+                out.append("iiv_kind and iiv_source describe an iiv_omega, and this parameter has none")
+            if not self.iiv_source.strip():
+                out.append("iiv_kind needs iiv_source: where the between-patient SD comes from")
         if self.uncertainty is not None:
             if self.kind == "derived":
                 out.append("a derived parameter takes its uncertainty from the parameters it is made of")
@@ -183,7 +198,7 @@ class ParameterTable:
 
 
 FIELDS = ("value", "unit", "component", "kind", "source", "description", "iiv_omega", "uncertainty", "reference",
-          "bounds", "no_uncertainty")
+          "bounds", "no_uncertainty", "iiv_kind", "iiv_source")
 
 
 def parse_table(raw: dict, complete: bool = True) -> ParameterTable:
@@ -209,6 +224,8 @@ def parse_table(raw: dict, complete: bool = True) -> ParameterTable:
             reference=_reference(name, entry.get("reference")),
             bounds=_bounds(name, entry.get("bounds")),
             no_uncertainty=str(entry.get("no_uncertainty", "")),
+            iiv_kind=str(entry.get("iiv_kind", "")),
+            iiv_source=str(entry.get("iiv_source", "")),
         )
         if complete:
             problems = record.problems() + record.completeness_problems()

@@ -560,6 +560,13 @@ def _value(v: float | None) -> str:
     return "n/a" if v is None else f"{v:.6g}"
 
 
+def _omega(r) -> str:
+    """A parameter's IIV cell: its omega, and where the omega's provenance differs from the value's, that too."""
+    if not r.iiv_omega:
+        return "–"
+    return f"{r.iiv_omega:g}" + (f" ({r.iiv_kind}: {r.iiv_source})" if r.iiv_kind else "")
+
+
 def parameter_table(data: ReportData) -> Section:
     model = _model(data)
     derived = {n for n, _ in model.derived}
@@ -569,13 +576,14 @@ def parameter_table(data: ReportData) -> Section:
         if r.value is None:
             value = Markup(f'<a href="#eq-{escape(r.name)}">derived</a>') if r.name in derived else "derived"
         rows.append([r.name, value, r.unit, r.component, r.kind, r.source, r.description,
-                     f"{r.iiv_omega:g}" if r.iiv_omega else "–"])
+                     _omega(r)])
         attrs.append(f'id="param-{escape(r.name)}"')
     table = _table(["name", "value", "unit", "component", "kind", "source", "description", "IIV ω"], rows, attrs)
     text = Markup(f"<p>Every parameter of the cartsim parameter table ({len(model.table)}), with its provenance: "
                   "<em>literature</em> (read in a publication), <em>derived</em> (computed from others, see the "
                   "equations), <em>calibrated</em> (fitted to the published targets) or <em>assumed</em>. IIV ω: "
-                  "standard deviation of the log-normal inter-individual variability (– none). The same table: "
+                  "standard deviation of the log-normal inter-individual variability (– none), with its own provenance where "
+                  "it differs from the value's. The same table: "
                   "<code>cartsim parameters</code>.</p>")
     arm_rows = []
     for arm_name, scenario in data.scenarios:
