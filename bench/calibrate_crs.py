@@ -46,10 +46,10 @@ from cartsim.validate import DESCARTES08_SAFETY_DAYS, POP_N, SEED
 
 GRID = {
     "il6_per_kill": [0.0, 0.003125],
-    "il6_per_activated_car": [0.1, 0.2, 0.4],
+    "il6_per_activated_car": [0.2, 0.4, 0.8],
     "crs_il6_grade1": [15.0, 20.0, 30.0],
     "il6_myeloid_k50": [31250.0, 62500.0, 125000.0],
-    "crs_toci_resistant": [0.15, 0.2, 0.3],
+    "crs_toci_resistant": [0.1, 0.15, 0.2],
     # listed from the largest: CRS bounds it from above only, so tied points keep the signal closest to a
     # viral-vector CAR's (the grid search keeps the first of equal losses)
     "mrna_car_signal": [0.01, 0.005],

@@ -70,13 +70,11 @@ def test_petab_problem_passes_petablint(typical_problem, model):
     calibrated = {p for p in model.parameters if model.table[p].kind == "calibrated"}
     estimated = set(params.index[params.estimate == 1])
     assert {p for p in estimated if not p.startswith("sigma_")} == calibrated
-    # log10 scale a decade either side; one fitted onto its physical bound 0 (il6_per_kill) on linear scale from 0
-    zero = {p for p in calibrated if model.table.value(p) == 0}
-    assert zero == {"il6_per_kill"}
-    est, bound = params.loc[sorted(calibrated - zero)], params.loc[sorted(zero)]
+    # log10 scale a decade either side (one fitted onto its physical bound 0: test_petab_value_on_its_bound_0)
+    assert not any(model.table.value(p) == 0 for p in calibrated)
+    est = params.loc[sorted(calibrated)]
     assert (est.parameterScale == "log10").all() and (est.lowerBound < est.nominalValue).all()
     assert (est.nominalValue < est.upperBound).all()
-    assert (bound.parameterScale == "lin").all() and (bound.lowerBound == 0).all() and (bound.upperBound > 0).all()
     assert params.at["car_costim_cd28", "estimate"] == 0           # set by the product, fixed
     m = pd.read_csv(typical_problem / "measurements.tsv", sep="\t")
     assert set(m.datasetId) == {"simulated_typical_patient"}
@@ -84,6 +82,26 @@ def test_petab_problem_passes_petablint(typical_problem, model):
     assert "SIMULATED" in conditions.conditionName.iloc[0]
     # every observation type of a CAR-T therapy; an antibody's serum level only where the therapy gives one
     assert set(m.observableId) == {f"obs_{t.quantity}" for t in OBSERVATION_TYPES if t.quantity != "mab_conc"}
+
+
+def test_petab_value_on_its_bound_0_is_estimated_on_linear_scale_from_0(model):
+    """A calibrated value fitted onto its physical bound 0 cannot be estimated on log10 scale: it is exported on
+    linear scale from 0 to a decade above its uncertainty range."""
+    from dataclasses import replace
+
+    from cartsim.exporters.petab import _parameters
+    from cartsim.exporters.sbml import export_inputs
+    from cartsim.model.parameters import ParameterTable
+
+    table = ParameterTable([replace(r, value=0.0) if r.name == "il6_per_kill" else r for r in model.table])
+    zeroed = replace(model, table=table)
+    sc = Scenario.make("kyv-101", "ms", 60.0)
+    inputs = export_inputs(zeroed, sc)
+    params = _parameters(zeroed, inputs, pd.DataFrame({"observableId": []}), set()).set_index("parameterId")
+    row = params.loc["il6_per_kill"]
+    assert (row.parameterScale, row.lowerBound, row.estimate) == ("lin", 0.0, 1)
+    assert row.upperBound == pytest.approx(table["il6_per_kill"].uncertainty.high * 10)
+    assert params.loc["car_k_kill", "parameterScale"] == "log10"
 
 
 def test_petab_measurements_match_the_sbml_model(typical_problem):

@@ -82,8 +82,9 @@ def test_a_zero_dose_of_an_mrna_car_t_changes_nothing(model):
 
 
 def test_an_mrna_car_does_not_expand_and_is_lost_at_its_expression_halflife(model):
-    """Descartes-08: six weekly infusions, each peak no higher than the first (no expansion), and after the last
-    infusion CAR-T cells fall at least as fast as CAR expression decays (half-life 2.5 days)."""
+    """Descartes-08: six weekly infusions, each peak within 10% of the first (no expansion: activated cells do not
+    contract, and the homeostatic boost adds a few percent; a viral-vector CAR expands many-fold), and after the
+    last infusion CAR-T cells fall at least as fast as CAR expression decays (half-life 2.5 days)."""
     p = products()["descartes-08"]
     assert p.infusion_days == (0.0, 7.0, 14.0, 21.0, 28.0, 35.0)
     sc = Scenario.make("descartes-08", "mg", 70.0)
@@ -91,7 +92,7 @@ def test_an_mrna_car_does_not_expand_and_is_lost_at_its_expression_halflife(mode
     times = np.arange(0.0, 70.0 + 1e-9, 0.25)
     car = sc.run(typical(model, sc.disease), columns=("car_blood_per_uL",), times=times).column("car_blood_per_uL")[0]
     peaks = [car[(times >= d) & (times < d + 7)].max() for d in p.infusion_days]
-    assert max(peaks) <= peaks[0] * 1.05
+    assert max(peaks) <= peaks[0] * 1.1
     i, j = np.searchsorted(times, [40.0, 45.0])
     assert math.log(car[i] / car[j]) / 5.0 >= math.log(2) / 2.5
 

@@ -138,6 +138,9 @@ def _entry(**fields):
      "uncertainty has unknown keys"),
     ({"uncertainty": {"distribution": "uniform", "low": "one", "high": 2}}, "uncertainty needs"),
     ({"uncertainty_range": [1, 2]}, "unknown field"),
+    ({"no_uncertainty": "why", "iiv_omega": 0.2, "iiv_kind": "fitted", "iiv_source": "x"}, "iiv_kind must be one of"),
+    ({"no_uncertainty": "why", "iiv_kind": "calibrated", "iiv_source": "x"}, "this parameter has none"),
+    ({"no_uncertainty": "why", "iiv_omega": 0.2, "iiv_kind": "calibrated"}, "iiv_kind needs iiv_source"),
     ({"kind": "literature"}, "a literature parameter needs a reference"),
     ({"kind": "calibrated", "uncertainty": {"distribution": "uniform", "low": 1.0, "high": 2.0, "reason": "grid"}},
      "a calibrated parameter needs a reference .*calibration target"),
@@ -176,8 +179,13 @@ def test_parameters_json_carries_the_ranges():
     assert r.exit_code == 0
     by_name = {row["name"]: row for row in json.loads(r.output)}
     assert by_name["car_k_stim"]["uncertainty"] == {
-        "distribution": "loguniform", "low": 125.0, "high": 375.0,
+        "distribution": "loguniform", "low": 250.0, "high": 1000.0,
         "reason": load_table()["car_k_stim"].uncertainty.reason}
+    # a between-patient SD with a provenance of its own carries it; others take the value's
+    assert by_name["car_r_exp"]["kind"] == "literature" and by_name["car_r_exp"]["iiv_kind"] == "calibrated"
+    assert "calibrate_spread.py" in by_name["car_r_exp"]["iiv_source"]
+    assert by_name["car_alpha"]["iiv_kind"] == "literature" and by_name["car_alpha"]["iiv_source"] is None
+    assert by_name["k_el_flu"]["iiv_kind"] is None
     assert by_name["k_el_flu"]["uncertainty"] is None
     assert by_name["igg_pc_share"]["bounds"] == [0.0, 1.0]
     assert by_name["auto_floor"]["no_uncertainty"].startswith("a numerical guard")

@@ -188,7 +188,11 @@ def test_every_parameter_with_kind_and_source(page):
         assert row[col["kind"]] == r.kind and row[col["source"]] == " ".join(r.source.split())
         assert row[col["unit"]] == " ".join(r.unit.split())
         assert row[col["value"]] == ("derived" if r.value is None else f"{r.value:.6g}")
-        assert row[col["IIV ω"]] == (f"{r.iiv_omega:g}" if r.iiv_omega else "–")
+        omega = row[col["IIV ω"]]
+        assert omega.split(" ")[0] == (f"{r.iiv_omega:g}" if r.iiv_omega else "–")
+        # an omega with its own provenance says so (the expansion rate's is fitted to the Kymriah label's spread)
+        assert (f"({r.iiv_kind}: " in omega) == bool(r.iiv_kind)
+    assert "(calibrated: " in rows["car_r_exp"][col["IIV ω"]]
 
 
 def test_arm_overrides_with_their_source(page, trial):

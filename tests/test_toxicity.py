@@ -43,7 +43,7 @@ def test_il6_peak_rises_with_tumour_burden(model):
     # of peaks: about 1) once the tumour is bulky
     share = myeloid / model.table.value("il6_k_el") / il6
     assert np.all(np.diff(share[:4]) > 0), share
-    assert share[0] < 0.01 and np.all(share[3:] > 0.9) and share[-1] > 100 * share[0]
+    assert share[0] < 0.05 and np.all(share[3:] > 0.9) and share[-1] > 20 * share[0]
 
 
 def test_myeloid_release_is_saturable(model):

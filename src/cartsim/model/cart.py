@@ -9,7 +9,13 @@ decays at ``car_beta``; the effector-to-memory rate is derived from them.
 Activation is a programme, not a switch: antigen drives the activated share
 ``car_act`` up, and activated cells keep dividing for several days after the
 antigen is gone (Kaech & Ahmed 2001), which is why CAR-T cells peak around day
-9-10 even when targets are cleared within days. Costimulation (CD28 vs 4-1BB)
+9-10 even when targets are cleared within days. Contraction is the death of
+effectors that have left the programme: activated cells in clonal burst do not
+die at ``car_alpha`` (Kaech & Ahmed 2001: contraction follows expansion). So
+``car_alpha``, with Stein 2019's variability between patients, shapes the
+decline after the peak and not the peak itself, as in Stein's model, where the
+peak has a variability of its own; in cartsim the peak's spread comes from the
+expansion rate's, fitted to the Kymriah label (bench/calibrate_spread.py). Costimulation (CD28 vs 4-1BB)
 scales expansion and memory formation. A CAR made from mRNA (Descartes-08) is
 expressed for about a week and not passed on when cells divide: such a product
 does not expand (``costim_expansion`` 0), its cells lose the CAR at
@@ -97,7 +103,7 @@ def add(b: ModelBuilder) -> None:
            "antigen-driven and homeostatic expansion")
     b.flow("car_mem", "car_eff", b.p("car_r_act") * stim * m, "memory re-activation by antigen")
     b.flow("car_eff", "car_mem", k_em * b.p("costim_memory") * e, "memory formation")
-    b.flow("car_eff", None, d_e * e, "effector contraction (death)")
+    b.flow("car_eff", None, d_e * (1 - act) * e, "effector contraction (death) once the programme has ended")
     b.flow("car_mem", None, beta * m, "memory decay")
     b.flow("car_eff", None, ld_kill * e, "killed by residual lymphodepletion")
     b.flow("car_mem", None, ld_kill * m, "killed by residual lymphodepletion")
