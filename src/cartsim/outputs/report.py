@@ -27,7 +27,7 @@ import pandas as pd  # noqa: E402
 from jinja2 import Environment, select_autoescape  # noqa: E402
 from markupsafe import Markup, escape  # noqa: E402
 
-from cartsim.endpoints import CART_DETECTION_LIMIT, REAPPEARANCE_LIMIT, REPLETION_LIMIT, label  # noqa: E402
+from cartsim.endpoints import CART_DETECTION_LIMIT, REAPPEARANCE_LIMIT, label  # noqa: E402
 from cartsim.model import Model, build_model  # noqa: E402
 from cartsim.outputs.equations import equations_html  # noqa: E402
 from cartsim.outputs.files import write_text_atomic  # noqa: E402
@@ -403,10 +403,10 @@ def _cell(name: str, e: dict, ci: dict) -> str:
                 + (f" ({e['n_not_applicable']} not applicable)" if e.get("n_not_applicable") else ""))
     if kind == "ordinal":
         parts = []
-        for key, label in (("fraction_any", "any"), ("fraction_grade3plus", "grade ≥3")):
+        for key, grade in (("fraction_any", "any"), ("fraction_grade3plus", "grade ≥3")):
             p = e[key]
             parts.append("n/a" if p is None else
-                         f"{label} {_estimate(p, ci.get(key), 100, '%')}")
+                         f"{grade} {_estimate(p, ci.get(key), 100, '%')}")
         return "; ".join(parts)
     if kind in ("binary", "rate"):
         if e["value"] is None:
