@@ -17,13 +17,11 @@ diseases.toml.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from pathlib import Path
 
-from scipy.optimize import brentq
+from root_fit import fit_one
 
-from cartsim.outputs.files import write_text_atomic
 from cartsim.validate import axicel_bcell_recovery
 
 NAME = "prog_regrowth"
@@ -37,21 +35,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path(__file__).with_name("calibration_lymphoma.json"))
     args = ap.parse_args()
-    trace: list[dict] = []
-
-    def gap(log_rate: float) -> float:
-        got = axicel_bcell_recovery({NAME: math.exp(log_rate)})
-        trace.append({NAME: math.exp(log_rate), **got})
-        print(f"{NAME} {math.exp(log_rate):.5f}: {got}", flush=True)
-        return got[KEY[1]] - TARGET
-
     # the share is a step function of the rate over 200 patients: brentq finds a step that crosses the target
-    rate = float(f"{math.exp(brentq(gap, *BRACKET, xtol=1e-3)):.3g}")
-    final = axicel_bcell_recovery({NAME: rate})
-    doc = {"fitted": {NAME: rate}, "targets": [list(KEY)], "observed": {KEY[1]: round(TARGET, 4)},
-           "predicted": final, "method": "brentq on the log rate in [0.005, 0.05]/day, xtol 1e-3, 3 significant digits",
-           "evaluations": trace}
-    write_text_atomic(args.out, json.dumps(doc, indent=1) + "\n")
+    rate, final = fit_one(NAME, lambda r: axicel_bcell_recovery({NAME: r}), KEY, TARGET, BRACKET, args.out,
+                          method="brentq on the log rate in [0.005, 0.05]/day, xtol 1e-3, 3 significant digits",
+                          digits=3, to_value=math.exp)
     print(f"fitted lbcl {NAME} = {rate}/day; {final}; wrote {args.out}")
 
 

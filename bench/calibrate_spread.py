@@ -16,12 +16,10 @@ by hand into parameters.toml (``iiv_omega`` of ``car_r_exp``).
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-from scipy.optimize import brentq
+from root_fit import fit_one
 
-from cartsim.outputs.files import write_text_atomic
 from cartsim.validate import kymriah_ball_spread
 
 NAME = "car_r_exp"
@@ -35,20 +33,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path(__file__).with_name("calibration_spread.json"))
     args = ap.parse_args()
-    trace: list[dict] = []
-
-    def gap(omega: float) -> float:
-        got = kymriah_ball_spread({NAME: omega})
-        trace.append({"omega": omega, **got})
-        print(f"{NAME} omega {omega:.4f}: {got}", flush=True)
-        return got[KEY[1]] - TARGET
-
-    omega = float(f"{brentq(gap, *BRACKET, xtol=1e-3):.2g}")
-    final = kymriah_ball_spread({NAME: omega})
-    doc = {"fitted": {f"{NAME}.iiv_omega": omega}, "targets": [list(KEY)], "observed": {KEY[1]: TARGET},
-           "predicted": final, "method": "brentq on the SD in [0.02, 0.4], xtol 1e-3, 2 significant digits",
-           "evaluations": trace}
-    write_text_atomic(args.out, json.dumps(doc, indent=1) + "\n")
+    omega, final = fit_one(f"{NAME}.iiv_omega", lambda w: kymriah_ball_spread({NAME: w}), KEY, TARGET, BRACKET,
+                           args.out, method="brentq on the SD in [0.02, 0.4], xtol 1e-3, 2 significant digits",
+                           digits=2)
     print(f"fitted {NAME} omega = {omega}; {final}; wrote {args.out}")
 
 

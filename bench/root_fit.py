@@ -1,0 +1,38 @@
+"""The one-value root search shared by the calibration scripts that fit a single value to a single number.
+
+SciPy's brentq finds where a check of ``cartsim validate`` crosses its published value; the record (fitted
+value, target, final check, every evaluation) is written atomically as JSON beside the script.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from scipy.optimize import brentq
+
+from cartsim.outputs.files import write_text_atomic
+
+
+def fit_one(name: str, check: Callable[[float], dict[str, float]], key: tuple[str, str], target: float,
+            bracket: tuple[float, float], out: Path, *, method: str, digits: int,
+            to_value: Callable[[float], float] = float) -> tuple[float, dict[str, float]]:
+    """Fit ``name`` so that metric ``key[1]`` of ``check(value)`` equals ``target``: brentq over ``bracket`` (on
+    the scale that ``to_value`` maps to the value, e.g. ``math.exp`` for a log scale), xtol 1e-3, the value rounded
+    to ``digits`` significant digits. Writes the record to ``out``; returns the value and its final check."""
+    trace: list[dict] = []
+
+    def gap(x: float) -> float:
+        value = to_value(x)
+        got = check(value)
+        trace.append({name: value, **got})
+        print(f"{name} {value:.5g}: {got}", flush=True)
+        return got[key[1]] - target
+
+    value = float(f"{to_value(brentq(gap, *bracket, xtol=1e-3)):.{digits}g}")
+    final = check(value)
+    doc = {"fitted": {name: value}, "targets": [list(key)], "observed": {key[1]: round(target, 4)},
+           "predicted": final, "method": method, "evaluations": trace}
+    write_text_atomic(out, json.dumps(doc, indent=1) + "\n")
+    return value, final
