@@ -41,6 +41,17 @@ def test_figure_draws_a_missed_check_outside_the_window_and_a_passed_one_inside(
     assert product_figure([checks[2]]) is None
 
 
+def test_a_fitted_check_is_drawn_hollow_and_says_so_a_prediction_filled():
+    """The figure tells fitted numbers from predictions (the validation table's 'calibrated' column)."""
+    checks = [Check("zuma1_cart_peak", "pop_median", 26.0, [12.08, 65.76], True, calibrated=True),
+              Check("zuma1_crs_icans", "pop_icans_any", 0.6, [0.4, 0.8], True)]
+    ax = product_figure(checks).axes[0]
+    faces = {round(float(line.get_ydata()[0])): line.get_markerfacecolor() for line in ax.get_lines()}
+    assert faces[1] == "white" and faces[0] == "black"
+    texts = [t.get_text() for t in ax.texts]
+    assert texts[0].endswith("fitted") and not texts[1].endswith("fitted")
+
+
 def test_a_yes_no_check_is_written_as_yes_or_no_not_as_a_window():
     checks = [Check("autoimmune_vs_cancer_toxicity", "sle_crs_grade2plus_lower", 1.0, [1.0, 1.0], True),
               Check("autoimmune_vs_cancer_toxicity", "sle_bcell_recovery_faster", 0.0, [1.0, 1.0], False),

@@ -68,8 +68,9 @@ def _value(c: Check) -> str:
 
 
 def product_figure(checks: list[Check] | tuple[Check, ...]) -> plt.Figure | None:
-    """One row per product check: the acceptance window shaded, the prediction a dot (a red cross when missed),
-    the predicted value and window written at the right; None without product checks."""
+    """One row per product check: the acceptance window shaded, the prediction a dot (a red cross when missed;
+    hollow where a parameter was fitted to that number, so it checks the fit and predicts nothing), the predicted
+    value and window written at the right; None without product checks."""
     rows = product_checks(checks)
     if not rows:
         return None
@@ -82,9 +83,10 @@ def product_figure(checks: list[Check] | tuple[Check, ...]) -> plt.Figure | None
             u = 0.5 if c.passed else SHOWN[0]
         clipped = min(max(u, SHOWN[0] + 0.05), SHOWN[1] - 0.05)
         marker = "o" if clipped == u else (">" if u > clipped else "<")
+        color = "black" if c.passed else "tab:red"
         ax.plot(clipped, yi, marker=marker if c.passed else ("X" if clipped == u else marker), ms=7,
-                color="black" if c.passed else "tab:red", ls="none")
-        ax.text(1.01, yi, _value(c), transform=ax.get_yaxis_transform(),
+                color=color, markerfacecolor="white" if c.calibrated else color, ls="none")
+        ax.text(1.01, yi, _value(c) + ("  fitted" if c.calibrated else ""), transform=ax.get_yaxis_transform(),
                 va="center", fontsize=7.5, color="black" if c.passed else "tab:red")
     ax.set_yticks(y, [f"{PRODUCT_TARGETS[c.id]}: {_metric(c.metric)}" for c in rows], fontsize=7.5)
     ax.set_xlim(*SHOWN)
@@ -93,7 +95,8 @@ def product_figure(checks: list[Check] | tuple[Check, ...]) -> plt.Figure | None
     ax.set_ylim(-0.7, len(rows) - 0.3)
     ax.grid(axis="x", alpha=0.3)
     ax.set_title("CAR-T products: the model's prediction on each published acceptance window\n"
-                 "(dot: inside; red: missed; arrows: beyond the drawn range; number: prediction [window])",
+                 "(dot: inside; red: missed; arrows: beyond the drawn range; number: prediction [window];\n"
+                 "hollow, 'fitted': a parameter was fitted to that number; filled: a prediction)",
                  fontsize=9)
     fig.subplots_adjust(left=0.42, right=0.8, top=1 - 0.75 / fig.get_figheight(),
                         bottom=0.75 / fig.get_figheight())
