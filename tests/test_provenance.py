@@ -65,6 +65,17 @@ def _bench(name: str):
         sys.path.remove(bench)
 
 
+def test_a_calibrated_value_says_where_its_between_patient_sd_comes_from():
+    """A calibration fits typical values; the spread around them is fitted too only where a script says so. Each
+    calibrated parameter with an omega states the omega's own provenance (iiv_kind, iiv_source) or its source
+    names the omega's fit."""
+    table = load_table()
+    for r in table:
+        if r.kind == "calibrated" and r.iiv_omega > 0:
+            assert r.iiv_kind or "iiv_omega" in r.source, r.name
+    assert table["car_r_exp"].omega_kind == "calibrated" and table["car_k_kill"].omega_kind == "assumed"
+
+
 def test_calibrated_ranges_are_the_calibration_grids():
     table = load_table()
     grid = _bench("calibrate").GRID                 # bench/calibrate.py: the range is the grid of each fit
