@@ -36,9 +36,9 @@ GRID = {
     "car_k_exh": [0.1, 0.2, 0.4],
     "cd28_exhaustion_factor": [4.0, 5.7, 8.0, 11.3],
 }
-QUICK_GRID = {"car_k_stim": [250.0, 375.0, 500.0], "car_k_kill": [0.01], "car_program": [2.5],
-              "prog_ld_sensitivity": [3.0, 3.5, 4.0], "car_k_exh": [0.1],
-              "cd28_exhaustion_factor": [8.0]}
+QUICK_GRID = {"car_k_stim": [250.0, 500.0, 1000.0], "car_k_kill": [0.02], "car_program": [3.0],
+              "prog_ld_sensitivity": [3.0, 3.5, 4.0], "car_k_exh": [0.2],
+              "cd28_exhaustion_factor": [5.7]}
 
 # observed value and the scale of a unit error (about one standard error of the observation)
 OBSERVED = {

@@ -55,8 +55,8 @@ GRID = {
     "mrna_car_signal": [0.01, 0.005],
     "icans_grade1": [150.0, 225.0, 300.0],
 }
-QUICK_GRID = {"il6_per_kill": [0.0], "il6_per_activated_car": [0.1, 0.2], "crs_il6_grade1": [20.0, 30.0],
-              "il6_myeloid_k50": [62500.0], "crs_toci_resistant": [0.2], "mrna_car_signal": [0.005],
+QUICK_GRID = {"il6_per_kill": [0.003125], "il6_per_activated_car": [0.2, 0.4], "crs_il6_grade1": [20.0, 30.0],
+              "il6_myeloid_k50": [62500.0], "crs_toci_resistant": [0.15], "mrna_car_signal": [0.01],
               "icans_grade1": [150.0, 225.0]}
 HORIZON = 60.0   # days: CRS and ICANS are over within the first weeks
 

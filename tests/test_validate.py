@@ -99,6 +99,17 @@ def test_a_check_is_calibrated_exactly_when_a_calibration_objective_uses_it(chec
     assert fitted <= set(checks)      # each names a real check of cartsim validate
 
 
+def test_each_quick_grid_holds_the_table_values():
+    """--quick reruns a small grid around the table's values, so its best point can confirm them (both quick grids
+    once held the values of an earlier fit)."""
+    from cartsim.model import load_table
+
+    table = load_table()
+    for name in ("calibrate", "calibrate_crs"):
+        for parameter, values in _script(name).QUICK_GRID.items():
+            assert table.value(parameter) in values, (name, parameter)
+
+
 def test_every_term_of_a_grid_objective_is_a_labelled_check():
     for name in ("calibrate", "calibrate_crs"):
         mod = _script(name)
