@@ -15,8 +15,8 @@ die at ``car_alpha`` (Kaech & Ahmed 2001: contraction follows expansion). So
 ``car_alpha``, with Stein 2019's variability between patients, shapes the
 decline after the peak and not the peak itself, as in Stein's model, where the
 peak has a variability of its own; in cartsim the peak's spread comes from the
-expansion rate's, fitted to the Kymriah label (bench/calibrate_spread.py). Costimulation (CD28 vs 4-1BB)
-scales expansion and memory formation. A CAR made from mRNA (Descartes-08) is
+expansion rate's, fitted to the Kymriah label (bench/calibrate_spread.py).
+Costimulation (CD28 vs 4-1BB) scales expansion and memory formation. A CAR made from mRNA (Descartes-08) is
 expressed for about a week and not passed on when cells divide: such a product
 does not expand (``costim_expansion`` 0), its cells lose the CAR at
 ``car_expression_loss``, and it signals more weakly (``car_signal``: its cells

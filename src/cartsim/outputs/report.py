@@ -29,6 +29,7 @@ from markupsafe import Markup, escape  # noqa: E402
 
 from cartsim.endpoints import CART_DETECTION_LIMIT, REAPPEARANCE_LIMIT, label  # noqa: E402
 from cartsim.model import Model, build_model  # noqa: E402
+from cartsim.model.parameters import ParameterRecord  # noqa: E402
 from cartsim.outputs.equations import equations_html  # noqa: E402
 from cartsim.outputs.files import write_text_atomic  # noqa: E402
 from cartsim.outputs.plots import FOOTER  # noqa: E402
@@ -560,7 +561,7 @@ def _value(v: float | None) -> str:
     return "n/a" if v is None else f"{v:.6g}"
 
 
-def _omega(r) -> str:
+def _omega(r: ParameterRecord) -> str:
     """A parameter's IIV cell: its omega, and where the omega's provenance differs from the value's, that too."""
     if not r.iiv_omega:
         return "–"
@@ -582,8 +583,8 @@ def parameter_table(data: ReportData) -> Section:
     text = Markup(f"<p>Every parameter of the cartsim parameter table ({len(model.table)}), with its provenance: "
                   "<em>literature</em> (read in a publication), <em>derived</em> (computed from others, see the "
                   "equations), <em>calibrated</em> (fitted to the published targets) or <em>assumed</em>. IIV ω: "
-                  "standard deviation of the log-normal inter-individual variability (– none), with its own provenance where "
-                  "it differs from the value's. The same table: "
+                  "standard deviation of the log-normal inter-individual variability (– none), with its own "
+                  "provenance where it differs from the value's. The same table: "
                   "<code>cartsim parameters</code>.</p>")
     arm_rows = []
     for arm_name, scenario in data.scenarios:
