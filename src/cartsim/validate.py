@@ -85,6 +85,17 @@ def _grades(series: pd.Series) -> dict[str, float]:
             "pop_fraction_grade3plus": float((g >= 3).mean())}
 
 
+def _toxicity(ep: pd.DataFrame, crs: tuple[str, ...] = (), icans: tuple[str, ...] = ()) -> dict[str, float]:
+    """The shares of patients with CRS and ICANS at the grades named (``any``, ``grade2plus``, ``grade3plus``), as
+    the checks name them: ``pop_crs_any``, ``pop_icans_grade3plus``, ..."""
+    out = {}
+    for name, grades in (("crs", crs), ("icans", icans)):
+        if grades:
+            shares = _grades(ep[f"{name}_max_grade"])
+            out |= {f"pop_{name}_{g}": shares[f"pop_fraction_{g}"] for g in grades}
+    return out
+
+
 def _sle() -> tuple[pd.DataFrame, Solution]:
     return _population_run("mb-cart19", "sle")
 
@@ -201,10 +212,7 @@ def ofatumumab_depletion() -> dict[str, float]:
 
 
 def zuma1_toxicity() -> dict[str, float]:
-    ep = _population_run("axi-cel", "lbcl")[0]
-    crs, icans = _grades(ep.crs_max_grade), _grades(ep.icans_max_grade)
-    return {"pop_crs_any": crs["pop_fraction_any"], "pop_crs_grade3plus": crs["pop_fraction_grade3plus"],
-            "pop_icans_any": icans["pop_fraction_any"], "pop_icans_grade3plus": icans["pop_fraction_grade3plus"]}
+    return _toxicity(_population_run("axi-cel", "lbcl")[0], ("any", "grade3plus"), ("any", "grade3plus"))
 
 
 def autoimmune_vs_cancer() -> dict[str, float]:
@@ -221,10 +229,9 @@ def bcma_cart_pms() -> dict[str, float]:
     """Eque-cel in progressive MS (secondary progressive, as four of the five patients)."""
     ep = _population_run("eque-cel", "ms", course="spms")[0]
     typ = _typical_run("eque-cel", "ms", course="spms")[0].iloc[0]
-    return {"pop_crs_grade2plus": _grades(ep.crs_max_grade)["pop_fraction_grade2plus"],
-            "pop_icans_any": _grades(ep.icans_max_grade)["pop_fraction_any"],
-            "typical_cns_plasma_cell_reduction_day_90": 1 - float(typ.cns_plasma_cell_fraction_day_90),
-            "typical_intrathecal_igg_reduction_day_180": 1 - float(typ.intrathecal_igg_fraction_day_180)}
+    return _toxicity(ep, ("grade2plus",), ("any",)) | {
+        "typical_cns_plasma_cell_reduction_day_90": 1 - float(typ.cns_plasma_cell_fraction_day_90),
+        "typical_intrathecal_igg_reduction_day_180": 1 - float(typ.intrathecal_igg_fraction_day_180)}
 
 
 YEAR = 365.25
@@ -375,9 +382,7 @@ def ct103a_nmosd() -> dict[str, float]:
     ep, sol = _population_run("eque-cel", "nmosd", CT103A_FOLLOW_UP_DAYS)
     post = sol.times >= 0
     free = nmosd_outcomes.attack_free(sol.times[post], sol.column("attack_cum")[:, post], CT103A_FOLLOW_UP_DAYS)
-    crs = _grades(ep.crs_max_grade)
-    return {"pop_attack_free": float(free.mean()), "pop_crs_any": crs["pop_fraction_any"],
-            "pop_crs_grade3plus": crs["pop_fraction_grade3plus"]}
+    return {"pop_attack_free": float(free.mean())} | _toxicity(ep, ("any", "grade3plus"))
 
 
 ADAPT_DAYS = 12 * 7.0     # the responder window (a run of 4 weekly visits starting by week 12)
@@ -443,8 +448,7 @@ def kysa6_mg_adl(parameters: dict[str, float] | None = None) -> dict[str, float]
 def kysa6_mg() -> dict[str, float]:
     """KYV-101 (CD19 CAR-T, CD28) in generalised MG, KYSA-6 phase 2 interim: MG-ADL change at week 24 and
     high-grade CRS."""
-    crs = _grades(_population_run("kyv-101", "mg", 30)[0].crs_max_grade)
-    return kysa6_mg_adl() | {"pop_crs_grade3plus": crs["pop_fraction_grade3plus"]}
+    return kysa6_mg_adl() | _toxicity(_population_run("kyv-101", "mg", 30)[0], ("grade3plus",))
 
 
 CHAMPION_DAYS = 182.0     # CHAMPION MG's primary read-out: week 26
@@ -506,10 +510,7 @@ def musk_rituximab() -> dict[str, float]:
 
 def muller2024_toxicity() -> dict[str, float]:
     """CD19 CAR-T in 15 autoimmune patients (Erlangen, NEJM 2024): CRS and ICANS, run as SLE."""
-    ep = _sle()[0]
-    crs, icans = _grades(ep.crs_max_grade), _grades(ep.icans_max_grade)
-    return {"pop_crs_any": crs["pop_fraction_any"], "pop_crs_grade2plus": crs["pop_fraction_grade2plus"],
-            "pop_icans_any": icans["pop_fraction_any"]}
+    return _toxicity(_sle()[0], ("any", "grade2plus"), ("any",))
 
 
 DESCARTES08_SAFETY_DAYS = 84.0     # the six weekly infusions and six weeks after the last
@@ -517,9 +518,7 @@ DESCARTES08_SAFETY_DAYS = 84.0     # the six weekly infusions and six weeks afte
 
 def descartes08_safety() -> dict[str, float]:
     """Descartes-08 in MG (MG-001): CRS and ICANS of any grade."""
-    ep = _population_run("descartes-08", "mg", DESCARTES08_SAFETY_DAYS)[0]
-    return {"pop_crs_any": _grades(ep.crs_max_grade)["pop_fraction_any"],
-            "pop_icans_any": _grades(ep.icans_max_grade)["pop_fraction_any"]}
+    return _toxicity(_population_run("descartes-08", "mg", DESCARTES08_SAFETY_DAYS)[0], ("any",), ("any",))
 
 
 def zuma1_cart_peak() -> dict[str, float]:
@@ -540,8 +539,7 @@ KYSA1_DOSE = "0.5e8 cells"
 
 def kysa1_crs() -> dict[str, float]:
     """KYV-101 at KYSA-1's dose in lupus (run as SLE)."""
-    g = _grades(_population_run("kyv-101", "sle", 60.0, dose=KYSA1_DOSE)[0].crs_max_grade)
-    return {"pop_crs_any": g["pop_fraction_any"], "pop_crs_grade2plus": g["pop_fraction_grade2plus"]}
+    return _toxicity(_population_run("kyv-101", "sle", 60.0, dose=KYSA1_DOSE)[0], ("any", "grade2plus"))
 
 
 YTB323_DOSE = "12.5e6 cells"
@@ -556,10 +554,7 @@ def ytb323_kinetics() -> dict[str, float]:
 
 def ytb323_crs() -> dict[str, float]:
     """CRS and ICANS at YTB323's low flat dose of a 4-1BB CD19 CAR-T in SLE (run as MB-CART19.1 at that dose)."""
-    ep = _population_run("mb-cart19", "sle", dose=YTB323_DOSE)[0]
-    crs, icans = _grades(ep.crs_max_grade), _grades(ep.icans_max_grade)
-    return {"pop_crs_any": crs["pop_fraction_any"], "pop_crs_grade2plus": crs["pop_fraction_grade2plus"],
-            "pop_icans_any": icans["pop_fraction_any"]}
+    return _toxicity(_population_run("mb-cart19", "sle", dose=YTB323_DOSE)[0], ("any", "grade2plus"), ("any",))
 
 
 CHECKS: dict[str, Callable[[], dict[str, float]]] = {
