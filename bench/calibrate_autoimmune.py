@@ -43,6 +43,7 @@ import math
 from pathlib import Path
 from typing import Callable
 
+from grid_search import binomial_deviance
 from scipy.optimize import brentq
 
 from cartsim.outputs.files import write_text_atomic
@@ -94,15 +95,6 @@ MG_ROOTS = (("mg_qmg_placebo_share", ("adapt_mg", "pop_qmg_responders_placebo"),
             ("mg_qmg_antibody_share", ("adapt_mg", "pop_qmg_responders_efgartigimod"), (0.05, 1.0)))
 
 
-def binomial_deviance(p: float, observed: float, n: int) -> float:
-    """2 x log-likelihood ratio of ``observed`` (a share of ``n``) against a predicted share ``p``."""
-    k = observed * n
-    p = min(max(p, 1e-9), 1 - 1e-9)
-    dev = k * math.log(k / (n * p)) if k > 0 else 0.0
-    dev += (n - k) * math.log((n - k) / (n * (1 - p))) if k < n else 0.0
-    return 2.0 * dev
-
-
 def _share_keys() -> list[tuple[str, str]]:
     return [k for k in TARGETS if k[0] == "adapt_mg" and "qmg" not in k[1]]
 
@@ -112,8 +104,8 @@ def mg_objective(values: dict[str, float]) -> tuple[float, dict[str, float]]:
     MEAN_CHANGES, and the model's values of them."""
     got = adapt_mg(values)
     keys = _share_keys()
-    dev = sum(binomial_deviance(got[m], TARGETS[(c, m)], ARM_N["placebo" if m.endswith("placebo") else
-                                                              "efgartigimod"]) for c, m in keys)
+    arm_n = {m: ARM_N["placebo" if m.endswith("placebo") else "efgartigimod"] for _, m in keys}
+    dev = sum(binomial_deviance(got[m], TARGETS[(c, m)] * arm_n[m], arm_n[m], edge=1e-9) for c, m in keys)
     for check, key, se in MEAN_CHANGES:
         got[key[1]] = check(values)[key[1]]
         dev += ((got[key[1]] - TARGETS[key]) / se) ** 2

@@ -30,11 +30,11 @@ import json
 from pathlib import Path
 
 import numpy as np
+from grid_search import binomial_deviance
 from scipy.optimize import brentq
-from scipy.stats import binom
 
 from cartsim.outputs.files import write_text_atomic
-from cartsim.validate import champion_mg, regain_mg
+from cartsim.validate import AUTOIMMUNE_N, champion_mg, regain_mg
 
 NAME = "mg_complement_odds"
 KEY = ("champion_mg", "pop_mg_adl_difference_week_26")
@@ -45,13 +45,6 @@ OMEGAS = [1e-6, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0]
 QUICK_OMEGAS = [1e-6, 1.5]
 BRACKET = (0.01, 20.0)
 TOLERANCE = 1.0       # deviance units from the grid's best within which the smallest SD is kept
-N_MODEL = 200         # validate's MG population
-
-
-def deviance(share: float, events: int, n: int) -> float:
-    """Binomial deviance of ``events`` of ``n`` against a model share kept half a patient from 0 and 1."""
-    p = min(max(share, 0.5 / N_MODEL), 1 - 0.5 / N_MODEL)
-    return float(2 * (binom.logpmf(events, n, events / n) - binom.logpmf(events, n, p)))
 
 
 def main() -> None:
@@ -71,7 +64,7 @@ def main() -> None:
         odds = float(f"{brentq(gap, *BRACKET, xtol=1e-4):.4g}")
         regain = regain_mg({NAME: odds}, iiv)
         row = {"iiv_omega": omega, NAME: odds, **champion_mg({NAME: odds}, iiv), **regain,
-               "regain_deviance": deviance(regain[REGAIN[1]], *REGAIN[2:])}
+               "regain_deviance": binomial_deviance(regain[REGAIN[1]], *REGAIN[2:], edge=0.5 / AUTOIMMUNE_N)}
         rows.append(row)
         print(row, flush=True)
     lowest = min(r["regain_deviance"] for r in rows)

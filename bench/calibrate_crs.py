@@ -35,8 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from grid_search import grid_search, iiv_reference, with_values
-from scipy import stats
+from grid_search import binomial_deviance, grid_search, iiv_reference, with_values
 
 from cartsim import endpoints
 from cartsim.model import build_model
@@ -102,12 +101,7 @@ COUNTS = {f"{name}_{metric}": counts for name, trial in TRIALS.items() for metri
 def deviance(metrics: dict[str, float]) -> float:
     """Binomial deviance of the trials' counts given the model's shares (each at most half a patient of the
     virtual population from 0 and 1)."""
-    edge = 0.5 / (POP_N + 1)
-    total = 0.0
-    for key, (k, n) in COUNTS.items():
-        p = min(max(metrics[key], edge), 1 - edge)
-        total -= 2 * (stats.binom.logpmf(k, n, p) - stats.binom.logpmf(k, n, k / n))
-    return float(total)
+    return sum(binomial_deviance(metrics[key], k, n, edge=0.5 / (POP_N + 1)) for key, (k, n) in COUNTS.items())
 
 
 # the checks of cartsim validate whose observed values the objective uses (they are labelled calibrated)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
@@ -33,6 +34,16 @@ def with_values(pop: Population, values: Mapping[str, float], table: ParameterTa
     ``pop`` from :func:`iiv_reference` when a table value is 0)."""
     scaled = {k: (pop.column(k) * v / table.value(k) if table[k].iiv_omega > 0 else v) for k, v in values.items()}
     return pop.with_parameters(scaled)
+
+
+def binomial_deviance(share: float, events: float, n: int, edge: float) -> float:
+    """Binomial deviance (2 x log-likelihood ratio) of ``events`` of ``n`` patients against a model ``share``
+    kept ``edge`` from 0 and 1, so that a count the model cannot show costs a finite amount. ``events`` may be an
+    observed share times ``n`` (not a whole number): the binomial coefficient cancels in the ratio."""
+    p = min(max(share, edge), 1 - edge)
+    dev = events * math.log(events / (n * p)) if events > 0 else 0.0
+    dev += (n - events) * math.log((n - events) / (n * (1 - p))) if events < n else 0.0
+    return 2.0 * dev
 
 
 def loss(metrics: Mapping[str, float], observed: Mapping[str, tuple[float, float]]) -> float:
