@@ -263,7 +263,9 @@ def test_validation_cache_hits_and_misses(tmp_path, monkeypatch):
 
     def counted():
         calls.append(1)
-        return fake_checks()
+        # every other check fitted: the flag must survive the cache (it was once dropped on reading, and a cached
+        # report drew every check as a prediction)
+        return [dataclasses.replace(c, calibrated=k % 2 == 0) for k, c in enumerate(fake_checks())]
 
     monkeypatch.setenv("CARTSIM_CACHE", str(tmp_path))
     monkeypatch.setattr(val, "run_checks", counted)
@@ -272,7 +274,9 @@ def test_validation_cache_hits_and_misses(tmp_path, monkeypatch):
     assert not first.cached and len(calls) == 1 and [f.suffix for f in files] == [".json"]   # no temporary left
     second = val.cached_validation()
     assert second.cached and len(calls) == 1
-    assert [(c.id, c.metric, c.passed) for c in second.checks] == [(c.id, c.metric, c.passed) for c in first.checks]
+    assert [(c.id, c.metric, c.passed, c.calibrated) for c in second.checks] == \
+        [(c.id, c.metric, c.passed, c.calibrated) for c in first.checks]
+    assert any(c.calibrated for c in second.checks) and not all(c.calibrated for c in second.checks)
     assert any(c.predicted != c.predicted for c in second.checks)              # NaN survives the round trip
 
     fingerprint = Model.fingerprint

@@ -23,7 +23,7 @@ from cartsim.model import Model, build_model
 from cartsim.outputs.files import write_text_atomic
 from cartsim.validate import Check, run_checks
 
-CACHE_FORMAT = "1"
+CACHE_FORMAT = "2"     # 2: a check read back keeps its calibrated flag
 # what decides the checks' numbers besides the model's equations (paths inside the cartsim package)
 KEYED = ("data", "engine", "model", "therapy", "validate.py", "scenario.py", "population.py", "endpoints.py",
          "endpoint_dictionary.py", "disease.py", "ms_outcomes.py", "nmosd_outcomes.py", "mg_outcomes.py")
@@ -73,7 +73,7 @@ def _read(path: Path) -> Validation | None:
     try:
         doc = json.loads(path.read_text())
         checks = tuple(Check(c["id"], c["metric"], float(c["predicted"]), [float(v) for v in c["accept"]],
-                             bool(c["pass"])) for c in doc["checks"])
+                             bool(c["pass"]), bool(c["calibrated"])) for c in doc["checks"])
         return Validation(checks, float(doc["seconds"]), cached=True)
     except (OSError, ValueError, KeyError, TypeError):
         return None
