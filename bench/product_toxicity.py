@@ -1,7 +1,7 @@
 """CRS after each CAR-T product as published (bench/product_kinetics.yaml) against cartsim's prediction.
 
 For every row of the table that names a model disease, the product of the same name is run in that disease
-(with the trial's dose where it differs) over the virtual population of ``cartsim validate`` (n=200, seed
+(with the trial's dose and lymphodepletion where they differ) over the virtual population of ``cartsim validate`` (n=200, seed
 20221) for 60 days, and the shares of patients with CRS of any grade and of grade 3 or more are printed beside
 the published ones with their 95% Clopper-Pearson intervals where the number of patients is known. Grading
 scales differ (Penn, Lee, ASTCT; the model grades ASTCT), which the scale column says. Rows whose product or
@@ -42,9 +42,10 @@ def observed_crs(row: dict) -> tuple[float | None, float | None, str, tuple[int,
             (int(counts[1]), int(counts[2])) if counts else None)
 
 
-def predicted_crs(product: str, disease: str, dose: str | None) -> tuple[float, float]:
+def predicted_crs(product: str, disease: str, dose: str | None,
+                  lymphodepletion: str | None = None) -> tuple[float, float]:
     model = build_model()
-    sc = Scenario.make(product, disease, DAYS, dose=dose)
+    sc = Scenario.make(product, disease, DAYS, dose=dose, lymphodepletion=lymphodepletion)
     pop = sample(model, sc.disease, POP_N, SEED, course=sc.course)
     ep = endpoints.compute(sc.run(pop, columns=endpoints.COLUMNS), model.table, population=pop)
     g = ep.crs_max_grade.dropna().astype(int)
@@ -67,7 +68,8 @@ def main() -> None:
             print(f"{row['product'][:13]:<14}{trial:<28}{'-':<8}{why:>40}")
             rows.append({"product": row["product"], "trial": row["trial"], "run": False})
             continue
-        any_pred, g3_pred = predicted_crs(row["product"], where["disease"], where.get("dose"))
+        any_pred, g3_pred = predicted_crs(row["product"], where["disease"], where.get("dose"),
+                                          where.get("lymphodepletion"))
         ci = binomtest(*counts).proportion_ci(method="exact") if counts else None
         inside = None if ci is None else bool(ci.low <= any_pred <= ci.high)
         obs_text = "-" if any_obs is None else f"{any_obs:.2f}" + (f" ({ci.low:.2f}-{ci.high:.2f})" if ci else "")
@@ -76,7 +78,8 @@ def main() -> None:
               f"{g3_pred:>16.2f}{g3_text:>10}  {scale}" + ("" if inside is None else
                                                             ("  in interval" if inside else "  OUTSIDE")))
         rows.append({"product": row["product"], "trial": row["trial"], "run": True, "disease": where["disease"],
-                     "dose": where.get("dose"), "crs_any_model": any_pred, "crs_any_observed": any_obs,
+                     "dose": where.get("dose"), "lymphodepletion": where.get("lymphodepletion"),
+                     "crs_any_model": any_pred, "crs_any_observed": any_obs,
                      "crs_any_ci": None if ci is None else [ci.low, ci.high], "crs_any_inside": inside,
                      "crs_grade3plus_model": g3_pred, "crs_grade3plus_observed": g3_obs, "scale": scale})
     doc = {"population": {"n": POP_N, "seed": SEED, "days": DAYS}, "rows": rows}
