@@ -73,3 +73,13 @@ def test_every_row_label_fits_inside_the_figure():
         assert 0 <= box.x0 and box.x1 <= width, label.get_text()
         # units as the rest of the report writes them (the ZUMA-1 peak once read "peak/uL")
         assert "uL" not in label.get_text(), label.get_text()
+
+
+def test_every_product_metric_is_named_in_words():
+    """Each product check's metric has a label written for people: two once showed their code names ("sle cart
+    persistence shorter", "median cart peak ratio dlbcl to ball")."""
+    from cartsim.outputs.product_checks import METRICS
+
+    for tid in PRODUCT_TARGETS:
+        for metric in targets()[tid]["accept"]:
+            assert metric in METRICS, (tid, metric)

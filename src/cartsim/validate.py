@@ -59,10 +59,11 @@ def _frozen(values: dict[str, float] | None) -> tuple[tuple[str, float], ...]:
 def _population_run(therapy: str, disease: str, days: float = HORIZON, regimen: str | None = None,
                     course: str | None = None, n: int = POP_N, dose: str | None = None,
                     parameters: tuple[tuple[str, float], ...] = (),
-                    iiv: tuple[tuple[str, float], ...] = ()) -> tuple[pd.DataFrame, Solution]:
+                    iiv: tuple[tuple[str, float], ...] = (),
+                    lymphodepletion: str | None = None) -> tuple[pd.DataFrame, Solution]:
     model = build_model()
     sc = Scenario.make(therapy, disease, days, dose=dose, regimen=regimen, course=course,
-                       parameters=dict(parameters) or None, iiv=dict(iiv) or None)
+                       parameters=dict(parameters) or None, iiv=dict(iiv) or None, lymphodepletion=lymphodepletion)
     pop = sample(model, sc.disease, n, SEED, course=sc.course)
     sol = sc.run(pop, columns=endpoints.COLUMNS)
     return endpoints.compute(sol, model.table, sc.last_dose_day(), pop,
@@ -145,6 +146,18 @@ def kymriah_ball_spread(iiv: dict[str, float] | None = None) -> dict[str, float]
             "pop_median_tmax": float(np.median(ep.cart_tmax_day.to_numpy(float)))}
 
 
+# JULIET (tisagenlecleucel in DLBCL): the middle of its dose range (1-5e8 CAR+ cells) and its lymphodepletion
+JULIET_DOSE, JULIET_LYMPHODEPLETION = "3e8 cells", "lymphoma-flu25-cy250"
+
+
+def tisacel_dlbcl_vs_ball() -> dict[str, float]:
+    """Tisagenlecleucel's median CAR-T peak in DLBCL (JULIET's dose and lymphodepletion) over that in B-ALL."""
+    dlbcl = _population_run("tisa-cel", "lbcl", dose=JULIET_DOSE, lymphodepletion=JULIET_LYMPHODEPLETION)[0]
+    ball = _population_run("tisa-cel", "b-all")[0]
+    return {"pop_median_cart_peak_ratio_dlbcl_to_ball":
+            float(dlbcl.cart_peak_per_uL.median() / ball.cart_peak_per_uL.median())}
+
+
 def stein_kinetics() -> dict[str, float]:
     ep, sol = _typical_run("tisa-cel", "b-all")
     tmax = ep.cart_tmax_day.to_numpy(float)
@@ -221,7 +234,10 @@ def autoimmune_vs_cancer() -> dict[str, float]:
     crs = [_grades(d.crs_max_grade)["pop_fraction_grade2plus"] for d in (sle, lbcl)]
     repl = [float(d.bcell_reappearance_day.astype(float).median()) for d in (sle, lbcl)]
     peak = [float(d.cart_peak_per_uL.median()) for d in (sle, lbcl)]
+    # clearance from blood; a patient still carrying CAR-T cells at the horizon counts at the horizon
+    persist = [float(d.cart_persistence_day.astype(float).median()) for d in (sle, lbcl)]
     return {"sle_crs_grade2plus_lower": float(crs[0] < crs[1]), "sle_bcell_recovery_faster": float(repl[0] < repl[1]),
+            "sle_cart_persistence_shorter": float(persist[0] < persist[1]),
             "pop_median_cart_peak_ratio_lymphoma_to_sle": peak[1] / peak[0]}
 
 
@@ -542,6 +558,11 @@ def kysa1_crs() -> dict[str, float]:
     return _toxicity(_population_run("kyv-101", "sle", 60.0, dose=KYSA1_DOSE)[0], ("any", "grade2plus"))
 
 
+def kyv101_autoimmune_safety() -> dict[str, float]:
+    """KYV-101 at its dose in autoimmune disease (the first 30 patients of several diseases, run as SLE)."""
+    return _toxicity(_population_run("kyv-101", "sle", 60.0)[0], ("grade3plus",), ("any",))
+
+
 YTB323_DOSE = "12.5e6 cells"
 
 
@@ -600,8 +621,10 @@ CHECKS: dict[str, Callable[[], dict[str, float]]] = {
     "axicel_bcell_recovery": axicel_bcell_recovery,
     "ytb323_sle_kinetics": ytb323_kinetics,
     "kymriah_ball_spread": kymriah_ball_spread,
+    "tisacel_dlbcl_vs_ball_expansion": tisacel_dlbcl_vs_ball,
     "ytb323_sle_crs": ytb323_crs,
     "kysa1_crs": kysa1_crs,
+    "kyv101_autoimmune_safety": kyv101_autoimmune_safety,
 }
 
 
@@ -617,6 +640,7 @@ PRODUCT_TARGETS = {
     "ytb323_sle_crs": "4-1BB CD19 at 12.5e6, SLE (YTB323): CRS",
     "stein2019_multiphasic_kinetics": "tisa-cel, B-ALL (Stein 2019)",
     "kymriah_ball_spread": "tisa-cel, B-ALL (Kymriah label): spread",
+    "tisacel_dlbcl_vs_ball_expansion": "tisa-cel, DLBCL (JULIET) vs B-ALL",
     "autoimmune_vs_cancer_toxicity": "MB-CART19.1, lymphoma vs SLE",
     "zuma1_cart_peak": "axi-cel, lymphoma (ZUMA-1): CAR-T peak (cells/µL)",
     "zuma1_crs_icans": "axi-cel, lymphoma (ZUMA-1)",
@@ -625,6 +649,7 @@ PRODUCT_TARGETS = {
     "bcma_cart_pms": "eque-cel, progressive MS",
     "descartes08_mg_safety": "Descartes-08, MG (MG-001)",
     "kysa1_crs": "KYV-101, lupus nephritis (KYSA-1)",
+    "kyv101_autoimmune_safety": "KYV-101, autoimmune (first 30)",
     "kysa6_mg": "KYV-101, MG (KYSA-6)",
 }
 

@@ -46,7 +46,9 @@ METRICS = {
     "pop_mg_adl_change_week_24": "MG-ADL change, week 24",
     "sle_crs_grade2plus_lower": "less grade 2+ CRS in SLE",
     "sle_bcell_recovery_faster": "B cells back sooner in SLE",
+    "sle_cart_persistence_shorter": "CAR-T cells gone sooner in SLE",
     "pop_median_cart_peak_ratio_lymphoma_to_sle": "CAR-T peak ratio",
+    "pop_median_cart_peak_ratio_dlbcl_to_ball": "CAR-T peak ratio",
 }
 
 
