@@ -119,3 +119,15 @@ def test_every_term_of_a_grid_objective_is_a_labelled_check():
     for name in ("calibrate", "calibrate_crs"):
         mod = _script(name)
         assert set(mod.TARGETS) == set(mod.OBSERVED), name
+
+
+def test_juliet_runs_in_the_same_setting_in_validate_and_in_the_product_table():
+    """The JULIET setting (dose, lymphodepletion) is written twice, in the package's check and in the bench table
+    it comes from (the package does not read bench/): they must agree."""
+    import yaml
+
+    from cartsim.validate import JULIET_DOSE, JULIET_LYMPHODEPLETION
+
+    rows = yaml.safe_load((BENCH / "product_kinetics.yaml").read_text())
+    [juliet] = [r for r in rows if r["trial"] == "JULIET"]
+    assert (juliet["model"]["dose"], juliet["model"]["lymphodepletion"]) == (JULIET_DOSE, JULIET_LYMPHODEPLETION)
