@@ -157,3 +157,19 @@ def test_bad_antibody_inputs(kwargs, field):
     with pytest.raises(CartsimInputError) as err:
         Scenario.make(**kwargs, disease="ms")
     assert err.value.field == field
+
+
+def test_n_momentum_week_28_b_cells_come_from_the_first_course_not_a_week_26_redose(model):
+    """Regression: the week-28 B-cell check ran the labelled regimen, whose six-monthly dose at week 26 depleted the
+    B cells again two weeks before the visit; N-MOmentum's controlled period gave only the doses of days 1 and 15.
+    With them, B cells that return before week 28 are seen, and only the first course is given."""
+    from cartsim.validate import N_MOMENTUM_REGIMEN
+    trial = antibodies()["inebilizumab"].with_regimen(N_MOMENTUM_REGIMEN)
+    assert [d.day for d in trial.doses(197.0)] == [0.0, 14.0]
+    assert [d.day for d in antibodies()["inebilizumab"].doses(197.0)] == [0.0, 14.0, 182.0]
+    share = {}
+    for regimen in (None, N_MOMENTUM_REGIMEN):
+        sc = Scenario.make("inebilizumab", "nmosd", 196.0, regimen=regimen)
+        sol = sc.run(sample(model, sc.disease, 100, 7), columns=("b_blood_per_uL",), times=np.array([0.0, 196.0]))
+        share[regimen] = float(np.mean(sol.column("b_blood_per_uL")[:, -1] <= 4.0))
+    assert share[None] > 0.95 and share[N_MOMENTUM_REGIMEN] < 0.85

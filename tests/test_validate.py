@@ -18,9 +18,6 @@ from cartsim.validate import CALIBRATED, CHECKS, run_checks, targets
 
 # checks the model is known to miss, as strict xfails (empty: every check passes)
 KNOWN_MISSES: dict[tuple[str, str], str] = {
-    ("inebilizumab_bcells", "pop_fraction_at_most_4_per_uL_week_28"):
-        "every model patient stays below 4 B cells/uL to week 28 (68% observed); fitting inebilizumab's EC50 to it "
-        "needs 5.2 ug/mL, against a published EC50 below the assay limit (Yan 2022), so it was not fitted",
     ("ct103a_nmosd", "pop_crs_any"):
         "CRS in 60% of model patients against 12 of 12 with CT103A in NMOSD: one CRS rule for all products "
         "(bench/calibrate_crs.py) cannot give eque-cel in NMOSD more CRS than MB-CART19.1 in lupus (82.5% against 11 "
