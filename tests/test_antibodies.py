@@ -173,3 +173,20 @@ def test_n_momentum_week_28_b_cells_come_from_the_first_course_not_a_week_26_red
         sol = sc.run(sample(model, sc.disease, 100, 7), columns=("b_blood_per_uL",), times=np.array([0.0, 196.0]))
         share[regimen] = float(np.mean(sol.column("b_blood_per_uL")[:, -1] <= 4.0))
     assert share[None] > 0.95 and share[N_MOMENTUM_REGIMEN] < 0.85
+
+
+def test_a_scenario_value_of_a_parameter_the_antibody_sets_replaces_it_keeping_the_random_effect(model):
+    """Regression: a scenario value (a calibration's trial value) of a parameter the antibody sets was scaled by
+    the patient's ratio to the table's value, so the antibody's own value multiplied it: inebilizumab's EC50 given
+    as the scenario value it already has came out 17 times too high. Now the scenario value replaces the antibody's,
+    and each patient keeps the random effect around it."""
+    sc = Scenario.make("inebilizumab", "nmosd", 30.0)
+    own = antibodies()["inebilizumab"].model_parameters()["mab_ec50"]
+    pop = sample(model, sc.disease, 50, 3)
+    base, _ = sc.patient_inputs(model, pop)
+    same, _ = Scenario.make("inebilizumab", "nmosd", 30.0, parameters={"mab_ec50": own}).patient_inputs(model, pop)
+    double, _ = Scenario.make("inebilizumab", "nmosd", 30.0,
+                              parameters={"mab_ec50": 2 * own}).patient_inputs(model, pop)
+    np.testing.assert_allclose(same.column("mab_ec50"), base.column("mab_ec50"), rtol=1e-12)
+    np.testing.assert_allclose(double.column("mab_ec50"), 2 * base.column("mab_ec50"), rtol=1e-12)
+    assert np.std(np.log(base.column("mab_ec50"))) > 0.2          # the between-patient spread is kept

@@ -220,8 +220,12 @@ class Scenario:
             population, more = self._antibody_inputs(model, population)
             doses = doses.concat(more)
         if self.parameters:
+            # a scenario value replaces the therapy's where both set one: each patient keeps the random effect
+            # around the therapy's value, not the table's
+            therapy = (self.product.model_parameters(model.table) if self.product is not None else {}) | (
+                self.antibody.model_parameters() if self.antibody is not None else {})
             population = population.with_parameters(self._keep_random_effects(model, population,
-                                                                              dict(self.parameters)))
+                                                                              dict(self.parameters), therapy))
         return population.scaled(), doses      # a parameter-uncertainty set moves every value, therapy-set ones too
 
     def typical_of(self, model: Model, population: Population) -> np.ndarray:
@@ -242,14 +246,15 @@ class Scenario:
             out[name] = ref * np.exp(omega * z)
         return out
 
-    def _keep_random_effects(self, model: Model, population: Population,
-                             values: dict[str, float]) -> dict[str, np.ndarray | float]:
+    def _keep_random_effects(self, model: Model, population: Population, values: dict[str, float],
+                             set_by_therapy: dict[str, float] | None = None) -> dict[str, np.ndarray | float]:
         """``values`` as typical values: patients keep their random effect (ratio to their typical value, which
-        depends on their disease course)."""
+        depends on their disease course, or is the value ``set_by_therapy`` where a therapy set one)."""
         typical = self.typical_of(model, population)
         out: dict[str, np.ndarray | float] = {}
         for name, v in values.items():
-            ref = typical[:, model.parameters.index(name)]
+            ref = np.full(len(population), set_by_therapy[name]) if name in (set_by_therapy or {}) \
+                else typical[:, model.parameters.index(name)]
             if model.table[name].iiv_omega > 0 and np.all(ref != 0):
                 out[name] = population.column(name) * (v / ref)
             else:
