@@ -8,9 +8,11 @@ only by its disease (target burden) and lymphodepletion. Seven parameters are fi
 ``il6_myeloid_k50`` (the kill rate for half-maximal myeloid release), ``crs_toci_resistant`` (the share of the
 CRS signal that tocilizumab does not block) and ``mrna_car_signal`` (how strongly an mRNA CAR kills and
 activates its cell, relative to a CAR from a viral vector) and ``icans_grade1`` (the CNS cytokine exposure of
-ICANS grade 1), to the CRS and ICANS of five trials: ZUMA-1
+ICANS grade 1), to the CRS and ICANS of six trials: ZUMA-1
 (axicabtagene ciloleucel, CD28, large B-cell lymphoma, n=101), the Erlangen series (MB-CART19.1, 4-1BB, SLE,
-myositis and systemic sclerosis, n=15), KYSA-1 (KYV-101, CD28, lupus nephritis, n=2), CT103A in NMOSD
+myositis and systemic sclerosis, n=15), KYSA-1 (KYV-101, CD28, lupus nephritis, n=2), Kyverna's first 30
+autoimmune patients on KYV-101 (CRS grade 3 or more and ICANS only: the CRS count of any grade was read
+truncated; the 2 KYSA-1 patients are probably among them), CT103A in NMOSD
 (equecabtagene autoleucel, BCMA, 4-1BB, n=12) and MG-001 (Descartes-08, an mRNA BCMA CAR-T without
 lymphodepletion, in myasthenia gravis, n=14).
 
@@ -44,18 +46,19 @@ from cartsim.scenario import Scenario
 from cartsim.validate import DESCARTES08_SAFETY_DAYS, POP_N, SEED
 
 GRID = {
-    "il6_per_kill": [0.0, 0.003125],
-    "il6_per_activated_car": [0.2, 0.4, 0.8],
+    # killing releases IL-6 (the dying cells' contents); where the trials cannot tell it from 0, the grid keeps it
+    "il6_per_kill": [0.003125, 0.0],
+    "il6_per_activated_car": [0.05, 0.1, 0.2],
     "crs_il6_grade1": [15.0, 20.0, 30.0],
     "il6_myeloid_k50": [31250.0, 62500.0, 125000.0],
-    "crs_toci_resistant": [0.1, 0.15, 0.2],
-    # listed from the largest: CRS bounds it from above only, so tied points keep the signal closest to a
-    # viral-vector CAR's (the grid search keeps the first of equal losses)
-    "mrna_car_signal": [0.01, 0.005],
-    "icans_grade1": [150.0, 225.0, 300.0],
+    "crs_toci_resistant": [0.15, 0.2, 0.25],
+    # CRS bounds it from above only: 0.0025, 0.005 and 0.01 tied on the grid before this one, which keeps the
+    # largest, the signal closest to a viral-vector CAR's
+    "mrna_car_signal": [0.01],
+    "icans_grade1": [100.0, 150.0, 225.0],
 }
-QUICK_GRID = {"il6_per_kill": [0.003125], "il6_per_activated_car": [0.2, 0.4], "crs_il6_grade1": [20.0, 30.0],
-              "il6_myeloid_k50": [62500.0], "crs_toci_resistant": [0.15], "mrna_car_signal": [0.01],
+QUICK_GRID = {"il6_per_kill": [0.003125], "il6_per_activated_car": [0.1, 0.2], "crs_il6_grade1": [20.0, 30.0],
+              "il6_myeloid_k50": [62500.0], "crs_toci_resistant": [0.2], "mrna_car_signal": [0.01],
               "icans_grade1": [150.0, 225.0]}
 HORIZON = 60.0   # days: CRS and ICANS are over within the first weeks
 
@@ -82,6 +85,10 @@ TRIALS = {
     # KYSA-1 (KYV-101, CD28, 0.5e8 cells in lupus nephritis; Lupus Sci Med 2024;11(Suppl 1):A109, n=2): "both
     # patients experienced grade 1 cytokine release syndrome consisting of fever"
     "kysa1": Trial("kyv-101", "sle", HORIZON, {"crs_any": (2, 2), "crs_grade2plus": (0, 2)}, dose="0.5e8 cells"),
+    # Kyverna's first 30 autoimmune patients on KYV-101 at 1e8 cells (lupus nephritis, systemic sclerosis, MG, MS,
+    # stiff person syndrome; EULAR 2024, as reported by Endpoints News; run as lupus): no CRS of grade 3 or more,
+    # ICANS in 3
+    "kyv101_30": Trial("kyv-101", "sle", HORIZON, {"crs_grade3plus": (0, 30), "icans_any": (3, 30)}),
     # Granit V et al. Lancet Neurol 2023;22:578 (MG-001, n=14): no CRS, no neurotoxicity
     "mg001": Trial("descartes-08", "mg", DESCARTES08_SAFETY_DAYS, {"crs_any": (0, 14), "icans_any": (0, 14)}),
 }
@@ -116,7 +123,9 @@ TARGETS = {"zuma1_crs_any": ("zuma1_crs_icans", "pop_crs_any"),
            "ct103a_crs_grade3plus": ("ct103a_nmosd", "pop_crs_grade3plus"),
            "mg001_crs_any": ("descartes08_mg_safety", "pop_crs_any"),
            "mg001_icans_any": ("descartes08_mg_safety", "pop_icans_any"),
-           "kysa1_crs_any": ("kysa1_crs", "pop_crs_any"), "kysa1_crs_grade2plus": ("kysa1_crs", "pop_crs_grade2plus")}
+           "kysa1_crs_any": ("kysa1_crs", "pop_crs_any"), "kysa1_crs_grade2plus": ("kysa1_crs", "pop_crs_grade2plus"),
+           "kyv101_30_crs_grade3plus": ("kyv101_autoimmune_safety", "pop_crs_grade3plus"),
+           "kyv101_30_icans_any": ("kyv101_autoimmune_safety", "pop_icans_any")}
 # labelled calibrated in cartsim validate; Mackensen 2022's 5 patients are among the Erlangen series' 15
 FITTED_CHECKS = set(TARGETS.values()) | {("mackensen2022_crs", "pop_fraction_any")}
 

@@ -28,7 +28,7 @@ NAME = "prog_regrowth"
 KEY = ("axicel_bcell_recovery", "pop_fraction_detectable_day_365")
 TARGET = 11 / 19
 FITTED_CHECKS = {KEY}       # labelled calibrated in cartsim validate
-BRACKET = (math.log(0.005), math.log(0.05))
+BRACKET = (math.log(0.005), math.log(0.2))
 
 
 def main() -> None:
@@ -37,7 +37,7 @@ def main() -> None:
     args = ap.parse_args()
     # the share is a step function of the rate over 200 patients: brentq finds a step that crosses the target
     rate, final = fit_one(NAME, lambda r: axicel_bcell_recovery({NAME: r}), KEY, TARGET, BRACKET, args.out,
-                          method="brentq on the log rate in [0.005, 0.05]/day, xtol 1e-3, 3 significant digits",
+                          method="brentq on the log rate in [0.005, 0.2]/day, xtol 1e-3, 3 significant digits",
                           digits=3, to_value=math.exp)
     print(f"fitted lbcl {NAME} = {rate}/day; {final}; wrote {args.out}")
 

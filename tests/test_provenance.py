@@ -25,9 +25,9 @@ from cartsim.trial.sensitivity import ranges
 def test_every_assumed_and_calibrated_value_has_a_range_around_it():
     table = load_table()
     uncertain = [r for r in table if r.kind in ("assumed", "calibrated")]
-    assert len(uncertain) == 121
+    assert len(uncertain) == 122
     ranged = [r for r in uncertain if r.uncertainty is not None]
-    assert len(ranged) == 98
+    assert len(ranged) == 99
     for r in ranged:
         u = r.uncertainty
         on_bound = u.distribution == "uniform" and r.bounds is not None and r.value == r.bounds[0] == u.low
@@ -190,7 +190,7 @@ def test_parameters_json_carries_the_ranges():
     assert r.exit_code == 0
     by_name = {row["name"]: row for row in json.loads(r.output)}
     assert by_name["car_k_stim"]["uncertainty"] == {
-        "distribution": "loguniform", "low": 250.0, "high": 1000.0,
+        "distribution": "loguniform", "low": 31.25, "high": 125.0,
         "reason": load_table()["car_k_stim"].uncertainty.reason}
     # a between-patient SD with a provenance of its own carries it; others take the value's
     assert by_name["car_r_exp"]["kind"] == "literature" and by_name["car_r_exp"]["iiv_kind"] == "calibrated"
@@ -238,7 +238,7 @@ def test_no_source_is_quoted_from_memory():
 def test_every_literature_and_calibrated_value_cites_a_reference():
     table = load_table()
     cited = [r for r in table if r.kind in ("literature", "calibrated")]
-    assert len(cited) == 80 and all(r.reference and all(c.strip() for c in r.reference) for r in cited)
+    assert len(cited) == 83 and all(r.reference and all(c.strip() for c in r.reference) for r in cited)
     assert not [r.name for r in table if r.kind == "derived" and r.reference]
     # calibrated values cite their calibration target's paper, as the targets do
     assert table["ms_relapse_imax"].reference == ("Hauser SL et al. N Engl J Med 2017;376:221-234",)
@@ -286,7 +286,7 @@ def test_parameters_json_carries_references():
     rows = {r["name"]: r for r in json.loads(CliRunner().invoke(app, ["parameters", "--json"]).output)}
     assert rows["mab_csf_ratio"]["reference"] == ["Rubenstein JL et al. Blood 2003;101:466"]
     assert all(isinstance(r["reference"], list) for r in rows.values())
-    assert sum(bool(r["reference"]) for n, r in rows.items() if "[" not in n) == 83
+    assert sum(bool(r["reference"]) for n, r in rows.items() if "[" not in n) == 86
 
 
 def test_values_a_disease_sets_carry_their_own_ranges():

@@ -670,6 +670,7 @@ CALIBRATED = {
     ("stein2019_multiphasic_kinetics", "typical_contraction_halflife_day"),
     ("stein2019_multiphasic_kinetics", "typical_persistence_halflife_day"), ("zuma1_cart_peak", "pop_median"),
     ("autoimmune_vs_cancer_toxicity", "pop_median_cart_peak_ratio_lymphoma_to_sle"),
+    ("ytb323_sle_kinetics", "pop_median_persistence"),   # and bench/calibrate_anti_car.py (the same objective)
     # bench/calibrate_crs.py: CRS and ICANS across products, one rule for all (Mackensen's 5 are among Mueller's 15)
     ("mackensen2022_crs", "pop_fraction_any"),
     ("zuma1_crs_icans", "pop_crs_any"), ("zuma1_crs_icans", "pop_crs_grade3plus"),
@@ -678,6 +679,7 @@ CALIBRATED = {
     ("muller2024_autoimmune_toxicity", "pop_icans_any"), ("ct103a_nmosd", "pop_crs_any"),
     ("ct103a_nmosd", "pop_crs_grade3plus"), ("descartes08_mg_safety", "pop_crs_any"),
     ("descartes08_mg_safety", "pop_icans_any"), ("kysa1_crs", "pop_crs_any"), ("kysa1_crs", "pop_crs_grade2plus"),
+    ("kyv101_autoimmune_safety", "pop_crs_grade3plus"), ("kyv101_autoimmune_safety", "pop_icans_any"),
     # bench/calibrate_ocrelizumab.py, bench/calibrate_ms.py
     ("ocrelizumab_repletion", "pop_median"), ("opera_arr", "pop_ocrelizumab"),
     ("opera_gd_lesions", "pop_ocrelizumab"), ("opera_cdp12", "pop_interferon"),

@@ -47,8 +47,18 @@ rate that rises steeply with the recovery of the patient's own T cells, and
 then eliminate CAR-T cells. Anti-CAR T cells were found when a re-infused CD19
 CAR-T failed to expand (Mueller F et al. Nat Med 2025), and immune-competent
 autoimmune patients lose CAR-T cells sooner than lymphopenic cancer patients
-(Mueller F et al. Blood 2025). The response is remembered: it persists after
-the CAR-T cells are gone and blunts a second infusion of the same product.
+(Mueller F et al. Blood 2025). Competence for priming is a steep function of
+the blood T-cell count, half-maximal at ``anti_car_t_ref``: almost none in a
+lymphopenic cancer patient, full once a lupus patient's T cells have recovered
+from lymphodepletion. Its rate, threshold and steepness are fitted so that
+CAR-T cells leave the blood about 2 months after infusion in lupus (YTB323)
+while they persist for years in B-ALL (Stein 2019; bench/calibrate_anti_car.py).
+The response expands for as long as CAR-T cells prime it, like any
+antigen-driven T-cell response (uncapped: held at the size of one primed
+response, it let CAR-T cells that re-expanded on returning B cells persist for
+years in some lupus patients, against clearance within months in YTB323), and
+is remembered: it persists after the CAR-T cells are gone and blunts
+a second infusion of the same product.
 """
 
 from __future__ import annotations
@@ -115,9 +125,11 @@ def add(b: ModelBuilder) -> None:
     anti = b.state("anti_car", "1", "T-cell immunity against the CAR (relative to a fully primed response)",
                    b.p("anti_car0"))
     car_blood = b.p("f_blood_lymph") * (e + m)
-    competence = b.observe("anti_car_competence", (sp.Symbol("t_blood_per_uL") / b.p("anti_car_t_ref"))**2, "1",
-                           "T-cell competence for priming (lymphopenia primes poorly)")
-    b.flow(None, "anti_car", b.p("anti_car_r") * competence * car_blood / (car_blood + b.p("anti_car_k")) * anti,
+    t_ratio = (sp.Symbol("t_blood_per_uL") / b.p("anti_car_t_ref"))**b.p("anti_car_competence_hill")
+    competence = b.observe("anti_car_competence", t_ratio / (1 + t_ratio), "1",
+                           "T-cell competence for priming: half at anti_car_t_ref (lymphopenia primes poorly)")
+    b.flow(None, "anti_car",
+           b.p("anti_car_r") * competence * car_blood / (car_blood + b.p("anti_car_k")) * anti,
            "priming and expansion by CAR-T cells")
     clear = b.observe("anti_car_kill", b.p("anti_car_kill_max") * anti, "1/day", "CAR-T elimination by anti-CAR immunity")
     b.flow("car_eff", None, clear * e, "killed by anti-CAR T cells")

@@ -2,8 +2,8 @@
 
 IL-6 has three sources, all driven by the CAR meeting its target, so it tracks
 target burden and expansion rather than dose (Hardiansyah 2019): release per
-target cell killed (which the joint fit puts at 0: the trials need no more of it
-than the myeloid amplification makes), release by activated (dividing) CAR-T
+target cell killed (small: the joint fit hardly tells it from 0 beside the
+myeloid amplification), release by activated (dividing) CAR-T
 effectors for as long as their proliferation programme runs, which is why CRS
 follows expansion (Awasthi 2020), and the myeloid amplification.
 CAR-T cells kill their targets by pyroptosis, and what the dying cells release
@@ -20,8 +20,9 @@ which a share, carried by cytokines tocilizumab does not block (IL-1, GM-CSF,
 IFN-gamma), stays after the rescue dose. ICANS follows a lagged CNS exposure to
 IL-6, which tocilizumab does not reach. Grades map signal thresholds onto the
 ASTCT 0-4 scale (see ``cartsim.endpoints``). The same rule holds for every
-product and setting; its sizes are fitted jointly to the CRS and ICANS of five
-trials (lymphoma, two in lupus, NMOSD, myasthenia gravis) by ``bench/calibrate_crs.py``.
+product and setting; its sizes are fitted jointly to the CRS and ICANS of six
+trials and series (lymphoma, three in autoimmune disease, NMOSD, myasthenia gravis) by
+``bench/calibrate_crs.py``.
 """
 
 from __future__ import annotations
