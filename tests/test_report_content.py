@@ -315,6 +315,14 @@ def test_median_and_spread_keep_their_own_digits():
     assert report._cell("edss_change", edss, _ci(edss, 60)) == "mean 0.12 (95% CI 0.03–0.20); median 0 [5–95%: 0–1.0]"
 
 
+def test_an_interval_below_a_thousandth_is_not_written_out():
+    """Regression (kysa7 report): the lowest B-cell count after KYV-101 read "mean 0.0000002 (95% CI
+    0.0000001–0.0000003)", digits no count of cells per microlitre supports."""
+    nadir = {"kind": "continuous", "mean": 2e-7, "sd": 3e-7, "n": 60, "median": 1e-7, "p05": 1e-9, "p95": 6e-7}
+    assert report._cell("bcell_nadir_per_uL", nadir, _ci(nadir, 60)) == \
+        "mean <0.001 (95% CI all below 0.001); median <0.001 [5–95%: all below 0.001]"
+
+
 def test_intervals_are_the_libraries_t_and_wilson():
     """The table's intervals are computed by the summarize stage from the patients' own values with scipy's t and
     Wilson intervals (5 patients: t = 2.776, not z = 1.96), not re-derived by the report from rounded numbers."""

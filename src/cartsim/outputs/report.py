@@ -161,6 +161,8 @@ def _estimate(value: float, ci: Sequence[float | None] | None, scale: float = 1.
         lo = max(0.0, lo)
     if lo is not None and hi is not None and hi <= lo:      # every patient alike: an interval says nothing
         return _num(v, unit)
+    if unit != "%" and lo is not None and hi is not None and 0 <= lo and hi < 0.001:
+        return f"<0.001{unit} (95% CI all below 0.001{unit})"     # no digits below what a table should claim
     step = _step(v, [lo, hi], unit == "%") if hi is not None else None
     high = _rounded(hi, step, unit) if hi is not None else "not reached"
     low = _rounded(lo, step) if lo is not None else "n/a"
