@@ -7,8 +7,8 @@ months after infusion (YTB323: median clearance 2 months in 21 patients, ACR Con
 lymphopenic children with B-ALL keep them for years (Stein 2019: persistence half-life 217 days). The three
 values are fitted on one grid, scored by bench/calibrate.py's kinetic objective (the same targets and scales,
 which include YTB323's clearance) with the expansion parameters held at the table's values; bench/calibrate.py
-then refits those with these values held (coordinate search, one round: both scripts' best points match the
-table). The same virtual population (n=200, seed 20221) as ``cartsim validate`` is used.
+then refits those with these values held (coordinate search, alternated until both scripts' best points match
+the table). The same virtual population (n=200, seed 20221) as ``cartsim validate`` is used.
 
     python bench/calibrate_anti_car.py [--out bench/calibration_anti_car.json]
 

@@ -6,7 +6,7 @@ each fit leaves the earlier ones unchanged:
 0. inebilizumab's ``mab_ec50`` (its B-cell potency; the table default is ocrelizumab's) to the 68% of N-MOmentum
    patients with at most 4 CD20+ B cells/uL at week 28, after the two doses of the controlled period (Bennett,
    CMSC 2021). Yan 2022's population model could not estimate an EC50 because it lay below the drug assay's
-   lower limit; the fitted value is of that order. B cells do not move the later fits' placebo arm;
+   lower limit, whose value was not found, so the fit is not compared with it. B cells do not move the later fits' placebo arm;
 1. ``pc_auto_death`` of the nmosd disease (how long AQP4-IgG-making plasma cells live) to the 37% of
    inebilizumab patients whose AQP4-IgG fell at least 2-fold by day 197 (N-MOmentum; Pittock, AAN 2023);
 2. ``nmosd_attack_rate`` (the nmosd disease's untreated rate) to 59.9% attack-free by day 197 on placebo

@@ -3,7 +3,6 @@ anti-CD19 antibody and the mRNA CAR-T."""
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 import sympy as sp

@@ -80,9 +80,8 @@ def test_validate_json_contract_and_exit_code(checks):
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 CALIBRATION_SCRIPTS = ("calibrate", "calibrate_anti_car", "calibrate_crs", "calibrate_ms", "calibrate_ocrelizumab",
-                       "calibrate_irr",
-                       "calibrate_igg", "calibrate_fcrn", "calibrate_autoimmune", "calibrate_complement",
-                       "calibrate_lymphoma", "calibrate_spread")
+                       "calibrate_irr", "calibrate_igg", "calibrate_fcrn", "calibrate_autoimmune",
+                       "calibrate_complement", "calibrate_lymphoma", "calibrate_spread")
 
 
 def _script(name: str):

@@ -253,8 +253,7 @@ class Scenario:
         typical = self.typical_of(model, population)
         out: dict[str, np.ndarray | float] = {}
         for name, v in values.items():
-            ref = np.full(len(population), set_by_therapy[name]) if name in (set_by_therapy or {}) \
-                else typical[:, model.parameters.index(name)]
+            ref = set_by_therapy[name] if name in (set_by_therapy or {}) else typical[:, model.parameters.index(name)]
             if model.table[name].iiv_omega > 0 and np.all(ref != 0):
                 out[name] = population.column(name) * (v / ref)
             else:
