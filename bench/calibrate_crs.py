@@ -3,12 +3,15 @@
 In cartsim every product releases IL-6 by the same three routes (``model/toxicity.py``): per target cell killed,
 per activated (dividing) CAR-T effector, and through macrophages and monocytes activated by dying target cells.
 A product differs only by what it is (target, costimulation, dose, an mRNA or a viral-vector CAR) and a setting
-only by its disease (target burden) and lymphodepletion. Seven parameters are fitted together on a grid:
-``il6_per_kill``, ``il6_per_activated_car``, ``crs_il6_grade1`` (the IL-6 signal of a fever, CRS grade 1),
-``il6_myeloid_k50`` (the kill rate for half-maximal myeloid release), ``crs_toci_resistant`` (the share of the
-CRS signal that tocilizumab does not block) and ``mrna_car_signal`` (how strongly an mRNA CAR kills and
-activates its cell, relative to a CAR from a viral vector) and ``icans_grade1`` (the CNS cytokine exposure of
-ICANS grade 1), to the CRS and ICANS of six trials: ZUMA-1
+only by its disease (target burden) and lymphodepletion. Seven parameters are fitted together: on a grid,
+``il6_per_kill``, ``il6_per_activated_car``, ``il6_myeloid_k50`` (the kill rate for half-maximal myeloid
+release), ``crs_toci_resistant`` (the share of the CRS signal that tocilizumab does not block) and
+``mrna_car_signal`` (how strongly an mRNA CAR kills and activates its cell, relative to a CAR from a viral
+vector); at each grid point, on fine scans of their own, the two grade-1 thresholds ``crs_il6_grade1`` (the IL-6
+signal of a fever) and ``icans_grade1`` (the CNS cytokine exposure of ICANS grade 1). The thresholds read the
+simulated signals without changing them, so one simulation per grid point serves every value of their scans
+(a profile of the deviance over each); the record gives each threshold's profile at the best point and its
+profile-likelihood 95% interval. All seven are fitted to the CRS and ICANS of six trials: ZUMA-1
 (axicabtagene ciloleucel, CD28, large B-cell lymphoma, n=101), the Erlangen series (MB-CART19.1, 4-1BB, SLE,
 myositis and systemic sclerosis, n=15), KYSA-1 (KYV-101, CD28, lupus nephritis, n=2), Kyverna's first 30
 autoimmune patients on KYV-101 (CRS grade 3 or more and ICANS only: the CRS count of any grade was read
@@ -33,6 +36,7 @@ output.
 from __future__ import annotations
 
 import argparse
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,26 +44,26 @@ import numpy as np
 from grid_search import binomial_deviance, grid_search, iiv_reference, with_values
 
 from cartsim import endpoints
-from cartsim.model import build_model
+from cartsim.model import build_model, load_table
+from cartsim.outputs.files import write_text_atomic
 from cartsim.population import sample
 from cartsim.scenario import Scenario
 from cartsim.validate import DESCARTES08_SAFETY_DAYS, POP_N, SEED
 
+# the model's parameters (the grade-1 thresholds are fitted at each point on scans of their own, READ_OUT below);
+# steps of about sqrt(2) where a simulation per point leaves room for them
 GRID = {
     # killing releases IL-6 (the dying cells' contents); where the trials cannot tell it from 0, the grid keeps it
     "il6_per_kill": [0.003125, 0.0],
-    "il6_per_activated_car": [0.05, 0.1, 0.2],
-    "crs_il6_grade1": [15.0, 20.0, 30.0],
-    "il6_myeloid_k50": [31250.0, 62500.0, 125000.0],
+    "il6_per_activated_car": [0.05, 0.07, 0.1, 0.14, 0.2],
+    "il6_myeloid_k50": [31250.0, 44200.0, 62500.0, 88400.0, 125000.0],
     "crs_toci_resistant": [0.15, 0.2, 0.25],
     # CRS bounds it from above only: 0.0025, 0.005 and 0.01 tied on the grid before this one, which keeps the
     # largest, the signal closest to a viral-vector CAR's
     "mrna_car_signal": [0.01],
-    "icans_grade1": [100.0, 150.0, 225.0],
 }
-QUICK_GRID = {"il6_per_kill": [0.003125], "il6_per_activated_car": [0.1, 0.2], "crs_il6_grade1": [20.0, 30.0],
-              "il6_myeloid_k50": [62500.0], "crs_toci_resistant": [0.2], "mrna_car_signal": [0.01],
-              "icans_grade1": [150.0, 225.0]}
+QUICK_GRID = {"il6_per_kill": [0.003125], "il6_per_activated_car": [0.07, 0.1], "il6_myeloid_k50": [62500.0],
+              "crs_toci_resistant": [0.2], "mrna_car_signal": [0.01]}
 HORIZON = 60.0   # days: CRS and ICANS are over within the first weeks
 
 
@@ -130,48 +134,111 @@ TARGETS = {"zuma1_crs_any": ("zuma1_crs_icans", "pop_crs_any"),
 FITTED_CHECKS = set(TARGETS.values()) | {("mackensen2022_crs", "pop_fraction_any")}
 
 
-READ_OUT = ("crs_il6_grade1", "icans_grade1")   # grade thresholds: they read the signals, they do not change them
+# The grade-1 thresholds read the simulated signals; they do not change them. So they are not grid dimensions:
+# at each grid point the signals are simulated once and each threshold is fitted on a fine scan (a profile of the
+# deviance over it), steps of 2^(1/16) (4.4%), values to 3 significant figures. The ICANS scan stays below
+# icans_grade2's range (267 pg/mL) so that the grades keep their order.
+def _scan(low: float, high: float) -> np.ndarray:
+    steps = int(round(16 * np.log2(high / low)))
+    return np.unique([float(f"{v:.3g}") for v in low * 2.0 ** (np.arange(steps + 1) / 16)])
 
 
-def shares(trial: Trial, values: dict[str, float]) -> dict[str, float]:
-    """The model's shares of patients with CRS and ICANS by grade in the trial's setting; ``crs_il6_grade1`` and
-    ``icans_grade1`` are applied to the simulated signals (read-outs: grades 2-4 and the tocilizumab rescue keep
-    the table's thresholds)."""
+READ_OUT = {"crs_il6_grade1": _scan(10.0, 40.0), "icans_grade1": _scan(100.0, 250.0)}
+# the metrics each threshold moves (grade 2 and above keep the table's thresholds and the tocilizumab rescue)
+READ_OUT_METRICS = {"crs_il6_grade1": "crs_any", "icans_grade1": "icans_any"}
+
+
+@dataclass(frozen=True)
+class Signals:
+    """A trial's simulated peak CRS and ICANS signals per patient and who was given tocilizumab."""
+    crs_signal: np.ndarray
+    icans_signal: np.ndarray
+    tocilizumab: np.ndarray
+
+
+def simulate(trial: Trial, values: dict[str, float]) -> Signals:
+    """The peak signals of the trial's virtual population (``cartsim validate``'s) at the model values ``values``."""
     model = build_model()
-    table = model.table
     sc = Scenario.make(trial.therapy, trial.disease, trial.days, dose=trial.dose)
-    in_model = {k: v for k, v in values.items() if k not in READ_OUT}
-    ref = iiv_reference(model, in_model)
-    pop = with_values(sample(ref, sc.disease, POP_N, SEED, course=sc.course), in_model, ref.table)
+    ref = iiv_reference(model, values)
+    pop = with_values(sample(ref, sc.disease, POP_N, SEED, course=sc.course), values, ref.table)
     sol = sc.run(pop, columns=endpoints.COLUMNS)
-    ep = endpoints.compute(sol, table, population=pop)
+    ep = endpoints.compute(sol, model.table, population=pop)
     ok = ep.crs_max_grade.notna().to_numpy()
-    thresholds = [values.get("crs_il6_grade1", table.value("crs_il6_grade1"))] + [
-        table.value(f"crs_il6_grade{g}") for g in range(2, 5)]
-    crs = endpoints.grade(np.nanmax(sol.column("il6_signal"), axis=1), thresholds)
-    crs = np.where(ep.tocilizumab_given, np.maximum(crs, 2), crs)[ok]
-    icans_thresholds = [values.get("icans_grade1", table.value("icans_grade1"))] + [
-        table.value(f"icans_grade{g}") for g in range(2, 5)]
-    icans = endpoints.grade(np.nanmax(sol.column("icans_signal"), axis=1), icans_thresholds)[ok]
+    return Signals(np.nanmax(sol.column("il6_signal"), axis=1)[ok], np.nanmax(sol.column("icans_signal"), axis=1)[ok],
+                   ep.tocilizumab_given.to_numpy()[ok])
+
+
+def shares(signals: Signals, crs_grade1: float, icans_grade1: float) -> dict[str, float]:
+    """The shares of patients with CRS and ICANS by grade, with these grade-1 thresholds and the table's others."""
+    table = load_table()
+    crs = endpoints.grade(signals.crs_signal, [crs_grade1] + [table.value(f"crs_il6_grade{g}") for g in range(2, 5)])
+    crs = np.where(signals.tocilizumab, np.maximum(crs, 2), crs)
+    icans = endpoints.grade(signals.icans_signal,
+                            [icans_grade1] + [table.value(f"icans_grade{g}") for g in range(2, 5)])
     return {"crs_any": float(np.mean(crs >= 1)), "crs_grade2plus": float(np.mean(crs >= 2)),
             "crs_grade3plus": float(np.mean(crs >= 3)), "icans_any": float(np.mean(icans >= 1)),
             "icans_grade3plus": float(np.mean(icans >= 3))}
 
 
-def score(values: dict[str, float]) -> dict[str, float]:
+def metrics_at(signals: dict[str, Signals], crs_grade1: float, icans_grade1: float) -> dict[str, float]:
     out = {}
     for name, trial in TRIALS.items():
-        out |= {f"{name}_{k}": v for k, v in shares(trial, values).items() if k in trial.counts}
+        out |= {f"{name}_{k}": v for k, v in shares(signals[name], crs_grade1, icans_grade1).items()
+                if k in trial.counts}
     return out
+
+
+def _deviances(signals: dict[str, Signals], name: str, others: dict[str, float]) -> list[float]:
+    """The deviance, over the metrics that threshold ``name`` moves, at each value of its scan."""
+    metric = READ_OUT_METRICS[name]
+    out = []
+    for v in READ_OUT[name]:
+        m = metrics_at(signals, **(others | {READ_OUT_ARGS[name]: v}))
+        out.append(sum(binomial_deviance(m[k], *COUNTS[k], edge=0.5 / (POP_N + 1)) for k in m if k.endswith(metric)))
+    return out
+
+
+def _profile(signals: dict[str, Signals], name: str, others: dict[str, float]) -> float:
+    """The scan value of threshold ``name`` with the least deviance over the metrics it moves (the first of ties)."""
+    return float(READ_OUT[name][int(np.argmin(_deviances(signals, name, others)))])
+
+
+READ_OUT_ARGS = {"crs_il6_grade1": "crs_grade1", "icans_grade1": "icans_grade1"}
+
+
+def score(values: dict[str, float]) -> dict[str, float]:
+    """The trials' shares at the grid point ``values``, with both grade-1 thresholds fitted on their scans (each
+    moves metrics of its own, so each is profiled with the other at the table's value); the fitted thresholds
+    are returned with the shares."""
+    signals = {name: simulate(trial, values) for name, trial in TRIALS.items()}
+    table = load_table()
+    fitted = {name: _profile(signals, name, {READ_OUT_ARGS[o]: table.value(o) for o in READ_OUT if o != name})
+              for name in READ_OUT}
+    return metrics_at(signals, fitted["crs_il6_grade1"], fitted["icans_grade1"]) | fitted
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="8 points over 3 of the 6 parameters, to check the script runs")
+    ap.add_argument("--quick", action="store_true", help="2 grid points around the table values, to check the script runs")
     ap.add_argument("--out", type=Path, default=Path(__file__).with_name("calibration_crs.json"))
     args = ap.parse_args()
-    grid_search(QUICK_GRID if args.quick else GRID, score, OBSERVED, args.out, objective=deviance,
-                extra={"trials": {k: t.counts for k, t in TRIALS.items()}}, progress=True)
+    grid = QUICK_GRID if args.quick else GRID
+    best = grid_search(grid, score, OBSERVED, args.out, objective=deviance,
+                       extra={"trials": {k: t.counts for k, t in TRIALS.items()}}, progress=True,
+                       profiled=list(READ_OUT))
+    # each threshold's profile at the best point: its deviance over the scan, and the scan values within 3.84 (the
+    # 95% point of chi-squared with 1 degree of freedom) of the least, the threshold's profile-likelihood interval
+    signals = {name: simulate(trial, {k: best[k] for k in grid}) for name, trial in TRIALS.items()}
+    profiles = {}
+    for name in READ_OUT:
+        dev = _deviances(signals, name, {READ_OUT_ARGS[o]: best[o] for o in READ_OUT if o != name})
+        inside = [float(v) for v, d in zip(READ_OUT[name], dev) if d <= min(dev) + 3.84]
+        profiles[name] = {"scan": READ_OUT[name].tolist(), "deviance": dev, "interval_95": [min(inside), max(inside)]}
+        print(f"{name}: {best[name]:g}, profile-likelihood 95% interval {min(inside):g}-{max(inside):g}")
+    record = json.loads(args.out.read_text())
+    write_text_atomic(args.out, json.dumps(record | {"read_out_profiles": profiles}, indent=1, default=float) + "\n")
+
 
 if __name__ == "__main__":
     main()

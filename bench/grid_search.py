@@ -54,9 +54,12 @@ def loss(metrics: Mapping[str, float], observed: Mapping[str, tuple[float, float
 def grid_search(grid: Mapping[str, list[float]], score: Callable[[dict[str, float]], dict[str, float]],
                 observed: Mapping[str, tuple[float, float]], out: Path, *, extra: Mapping[str, object] | None = None,
                 progress: bool = False,
-                objective: Callable[[Mapping[str, float]], float] | None = None) -> dict[str, float]:
+                objective: Callable[[Mapping[str, float]], float] | None = None,
+                profiled: Iterable[str] = ()) -> dict[str, float]:
     """Score every point of ``grid``, print the ten best, write the record to ``out``; return the best point.
-    ``objective``: the loss of a point's metrics (default: :func:`loss` against ``observed``)."""
+    ``objective``: the loss of a point's metrics (default: :func:`loss` against ``observed``). ``profiled``:
+    parameters that ``score`` fits itself at each grid point and returns among its metrics (a profile over
+    them); they belong to the best point and are compared with the table like the grid's."""
     objective = objective or (lambda metrics: loss(metrics, observed))
     table = build_model().table
     rows = []
@@ -69,14 +72,16 @@ def grid_search(grid: Mapping[str, list[float]], score: Callable[[dict[str, floa
             print(" ".join(f"{k}={v:.4g}" for k, v in rows[-1].items()), flush=True)
     rows.sort(key=lambda r: r["loss"])
     print(f"{len(rows)} grid points in {time.perf_counter() - start:.0f} s; best first:")
-    keys = [*grid, *observed, "loss"]
+    fitted = [*grid, *profiled]
+    keys = [*fitted, *observed, "loss"]
     print(" ".join(f"{k[:14]:>14}" for k in keys))
     for r in rows[:10]:
         print(" ".join(f"{r[k]:>14.4g}" for k in keys))
-    best = {k: rows[0][k] for k in grid}
-    in_table = {k: table.value(k) for k in grid}
+    best = {k: rows[0][k] for k in fitted}
+    in_table = {k: table.value(k) for k in fitted}
     print("best:", best)
     print("table:", in_table, "(matches)" if best == in_table else "(DIFFERS: update data/parameters.toml)")
-    record = {"grid": grid, "observed": observed, **(extra or {}), "best": best, "rows": rows}
+    record = {"grid": grid, **({"profiled": fitted[len(grid):]} if len(fitted) > len(grid) else {}),
+              "observed": observed, **(extra or {}), "best": best, "rows": rows}
     out.write_text(json.dumps(record, indent=1, default=float) + "\n")
     return best

@@ -27,14 +27,31 @@ CRS_RECORD = RECORD.with_name("calibration_crs.json")
 
 
 def test_crs_calibration_is_in_the_table():
-    """One grid for cytokine release across products: the table holds its best point."""
+    """One fit for cytokine release across products (a grid, and the grade-1 thresholds profiled at each of its
+    points): the table holds its best point."""
     record = json.loads(CRS_RECORD.read_text())
     table = build_model().table
-    assert record["best"] == {k: table.value(k) for k in record["grid"]}
+    fitted = [*record["grid"], *record["profiled"]]
+    assert record["profiled"] == ["crs_il6_grade1", "icans_grade1"]
+    assert record["best"] == {k: table.value(k) for k in fitted}
     rows = record["rows"]
     assert rows[0]["loss"] == min(r["loss"] for r in rows)
-    for name in record["grid"]:
+    for name in fitted:
         assert table[name].kind == "calibrated" and "bench/calibrate_crs.py" in table[name].source
+
+
+def test_each_profiled_threshold_is_the_least_deviance_of_its_scan_and_inside_its_interval():
+    """A profiled threshold is the first scan value of least deviance at the best point, its interval holds every
+    scan value within 3.84 of that least deviance, and the table's range is that interval."""
+    record = json.loads(CRS_RECORD.read_text())
+    table = build_model().table
+    for name, prof in record["read_out_profiles"].items():
+        dev = prof["deviance"]
+        assert prof["scan"][dev.index(min(dev))] == record["best"][name]
+        inside = [v for v, d in zip(prof["scan"], dev) if d <= min(dev) + 3.84]
+        assert prof["interval_95"] == [min(inside), max(inside)]
+        u = table[name].uncertainty
+        assert (u.low, u.high) == tuple(prof["interval_95"]), name
 
 
 ANTI_CAR_RECORD = RECORD.with_name("calibration_anti_car.json")
