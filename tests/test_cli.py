@@ -89,3 +89,23 @@ def test_parameters_json_lists_every_parameter_with_provenance():
     for row in rows:
         assert row["kind"] in ("literature", "derived", "calibrated", "assumed"), row
         assert row["source"].strip() and row["unit"].strip(), row
+
+
+@pytest.mark.parametrize("command", ["simulate", "compare", "fit"])
+def test_option_help_names_every_product_drug_disease_and_regimen(command):
+    """Regression: the --therapy and --disease help was written by hand and named neither the products added later
+    (descartes-08, liso-cel), nor inebilizumab, nor the diseases nmosd, mg and mg-musk."""
+    from cartsim.disease import diseases
+    from cartsim.therapy.antibodies import antibodies
+    from cartsim.therapy.products import lymphodepletion_regimens, products
+
+    r = runner.invoke(app, [command, "--help"], env={"COLUMNS": "400"}, terminal_width=400)
+    assert r.exit_code == 0
+    text = " ".join(r.output.split())
+    options = {"--therapy": [*products(), *antibodies()], "--disease": list(diseases()),
+               "--lymphodepletion": list(lymphodepletion_regimens())}
+    shown = [o for o in options if o in text]
+    assert "--disease" in shown
+    for option in shown:
+        for name in options[option]:
+            assert name in text, (command, option, name)

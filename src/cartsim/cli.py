@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from cartsim.data import DRUG_FILES, entry_names
 from cartsim.errors import CartsimInputError, fail
 from cartsim.exporters.cli import export_app
 from cartsim.outputs.files import check_output_dir
@@ -26,6 +27,12 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 console = Console()
 app.add_typer(export_app, name="export")
 
+# option help read from the data files, so that it names every product, drug and disease the package has
+THERAPY_HELP = (f"CAR-T product ({', '.join(entry_names('products.toml'))}), drug given by a regimen "
+                f"({', '.join(entry_names(*DRUG_FILES))}), 'placebo' or 'untreated'")
+DISEASE_HELP = " | ".join(entry_names("diseases.toml"))
+LYMPHODEPLETION_HELP = "regimen name (the product's own by default): " + " | ".join(entry_names("lymphodepletion.toml"))
+
 
 class Format(str, Enum):
     parquet = "parquet"
@@ -34,14 +41,12 @@ class Format(str, Enum):
 
 @app.command()
 def simulate(
-    therapy: str = typer.Option(..., "--therapy", help="CAR-T product (mb-cart19, kyv-101, tisa-cel, axi-cel, "
-                                "eque-cel), drug given by a regimen (ocrelizumab, ofatumumab, rituximab, "
-                                "interferon-beta-1a, efgartigimod, ravulizumab, eculizumab), 'placebo' or 'untreated'"),
+    therapy: str = typer.Option(..., "--therapy", help=THERAPY_HELP),
     out: Path = typer.Option(..., "--out", help="output directory"),
-    disease: str = typer.Option("sle", "--disease", help="healthy | sle | ms | b-all | lbcl"),
+    disease: str = typer.Option("sle", "--disease", help=DISEASE_HELP),
     days: str = typer.Option("365", "--days", help="days to simulate after infusion"),
     dose: Optional[str] = typer.Option(None, "--dose", help="e.g. '1e6 cells/kg' or '1e8 cells'"),
-    lymphodepletion: Optional[str] = typer.Option(None, "--lymphodepletion", help="regimen name"),
+    lymphodepletion: Optional[str] = typer.Option(None, "--lymphodepletion", help=LYMPHODEPLETION_HELP),
     regimen: Optional[str] = typer.Option(None, "--regimen", help="antibody regimen, e.g. '300 mg IV on days 0 "
                                           "and 14, then 600 mg IV every 24 weeks'"),
     fmt: Format = typer.Option(Format.parquet, "--format", help="trajectory file format"),
@@ -121,7 +126,7 @@ def compare(
     therapy_a: str = typer.Argument(..., metavar="THERAPY_A", help="first therapy, e.g. kyv-101"),
     therapy_b: str = typer.Argument(..., metavar="THERAPY_B", help="second therapy, e.g. ocrelizumab"),
     out: Path = typer.Option(..., "--out", help="output directory"),
-    disease: str = typer.Option("ms", "--disease", help="healthy | sle | ms | b-all | lbcl"),
+    disease: str = typer.Option("ms", "--disease", help=DISEASE_HELP),
     days: str = typer.Option("1095", "--days", help="days to simulate"),
     fmt: Format = typer.Option(Format.parquet, "--format", help="trajectory file format"),
 ) -> None:
@@ -288,12 +293,12 @@ def trial(
 def fit(
     data: Path = typer.Argument(..., metavar="DATA", help="NONMEM-style CSV (the columns `cartsim export nonmem` "
                                 "writes; BLQ/LLOQ optional)"),
-    therapy: str = typer.Option(..., "--therapy", help="the therapy the patients received (its model values and "
-                                "rescue rules; the dataset's own dose records are used)"),
+    therapy: str = typer.Option(..., "--therapy", help="the therapy the patients received, whose model values and "
+                                "rescue rules apply (the dataset's own dose records are used): " + THERAPY_HELP),
     estimate: str = typer.Option(..., "--estimate", help="comma-separated parameters to estimate (typical value "
                                  "and log-normal between-patient SD of each)"),
     out: Path = typer.Option(..., "--out", help="output directory"),
-    disease: str = typer.Option("sle", "--disease", help="healthy | sle | ms | b-all | lbcl"),
+    disease: str = typer.Option("sle", "--disease", help=DISEASE_HELP),
     dvid: Optional[str] = typer.Option(None, "--dvid", help="observation types to fit, e.g. '1,2' (default: all "
                                        "in the dataset)"),
     method: str = typer.Option("foce-i", "--method", help="foce-i (maximum likelihood) or bayes (emcee, priors "

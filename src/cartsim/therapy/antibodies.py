@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from importlib import resources
 
+from cartsim.data import DRUG_FILES
 from cartsim.model.parameters import checked_overrides, load_table
 from cartsim.therapy.regimen import Dose, Regimen
 
@@ -18,7 +19,7 @@ from cartsim.therapy.regimen import Dose, Regimen
 DOSE_STATE = {"IV": "mab_central", "SC": "mab_depot"}
 # states set to 1 by the first dose (the clocks of time-dependent clearance and target synthesis)
 FIRST_DOSE_STATES = ("mab_started", "mab_clock")
-DATA_FILES = ("antibodies.toml", "immunomodulators.toml", "fcrn_blockers.toml", "complement_inhibitors.toml")
+DATA_FILES = DRUG_FILES
 
 
 @dataclass(frozen=True)
