@@ -5,7 +5,7 @@ For every row of the table that names a model disease, the product of the same n
 validate`` (n=200, seed 20221) for 60 days, and the shares of patients with CRS of any grade and of grade 3 or
 more are printed beside the published ones with their 95% Clopper-Pearson intervals where the number of patients is known. Grading
 scales differ (Penn, Lee, ASTCT; the model grades ASTCT), which the scale column says. Rows whose product or
-setting the model lacks (liso-cel, myeloma, mantle cell lymphoma) are listed as not run.
+setting the model lacks (myeloma, mantle cell lymphoma) are listed as not run.
 
     python bench/product_toxicity.py [--out bench/results/product_toxicity.json]
 

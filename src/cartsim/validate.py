@@ -158,6 +158,25 @@ def tisacel_dlbcl_vs_ball() -> dict[str, float]:
             float(dlbcl.cart_peak_per_uL.median() / ball.cart_peak_per_uL.median())}
 
 
+TRANSCEND_DOSE = "1e8 cells"      # dose level 2, the dose of 177 of TRANSCEND's 269 patients (the product's)
+
+
+def transcend_liso_cel() -> dict[str, float]:
+    """Lisocabtagene maraleucel in lymphoma (TRANSCEND's dose level 2 and lymphodepletion, the product's own)."""
+    ep = _population_run("liso-cel", "lbcl", dose=TRANSCEND_DOSE)[0]
+    return _toxicity(ep, ("any", "grade3plus")) | {
+        "pop_median_tmax": float(ep.cart_tmax_day.astype(float).median())}
+
+
+def lbcl_axicel_vs_tisacel_crs() -> dict[str, float]:
+    """Whether CRS of any grade is more frequent after axi-cel (ZUMA-1's setting) than after tisa-cel (JULIET's)
+    in lymphoma; 1 = true."""
+    axi = _toxicity(_population_run("axi-cel", "lbcl")[0], ("any",))["pop_crs_any"]
+    tisa = _toxicity(_population_run("tisa-cel", "lbcl", dose=JULIET_DOSE, lymphodepletion=JULIET_LYMPHODEPLETION)[0],
+                     ("any",))["pop_crs_any"]
+    return {"axicel_crs_more_frequent": float(axi > tisa)}
+
+
 def stein_kinetics() -> dict[str, float]:
     ep, sol = _typical_run("tisa-cel", "b-all")
     tmax = ep.cart_tmax_day.to_numpy(float)
@@ -628,6 +647,8 @@ CHECKS: dict[str, Callable[[], dict[str, float]]] = {
     "ytb323_sle_kinetics": ytb323_kinetics,
     "kymriah_ball_spread": kymriah_ball_spread,
     "tisacel_dlbcl_vs_ball_expansion": tisacel_dlbcl_vs_ball,
+    "transcend_liso_cel": transcend_liso_cel,
+    "lbcl_axicel_vs_tisacel_crs": lbcl_axicel_vs_tisacel_crs,
     "ytb323_sle_crs": ytb323_crs,
     "kysa1_crs": kysa1_crs,
     "kyv101_autoimmune_safety": kyv101_autoimmune_safety,
@@ -647,6 +668,8 @@ PRODUCT_TARGETS = {
     "stein2019_multiphasic_kinetics": "tisa-cel, B-ALL (Stein 2019)",
     "kymriah_ball_spread": "tisa-cel, B-ALL (Kymriah label): spread",
     "tisacel_dlbcl_vs_ball_expansion": "tisa-cel, DLBCL (JULIET) vs B-ALL",
+    "transcend_liso_cel": "liso-cel, lymphoma (TRANSCEND)",
+    "lbcl_axicel_vs_tisacel_crs": "axi-cel vs tisa-cel, lymphoma (Spain)",
     "autoimmune_vs_cancer_toxicity": "MB-CART19.1, lymphoma vs SLE",
     "zuma1_cart_peak": "axi-cel, lymphoma (ZUMA-1): CAR-T peak (cells/µL)",
     "zuma1_crs_icans": "axi-cel, lymphoma (ZUMA-1)",

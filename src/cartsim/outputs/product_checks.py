@@ -49,6 +49,7 @@ METRICS = {
     "sle_cart_persistence_shorter": "CAR-T cells gone sooner in SLE",
     "pop_median_cart_peak_ratio_lymphoma_to_sle": "CAR-T peak ratio",
     "pop_median_cart_peak_ratio_dlbcl_to_ball": "CAR-T peak ratio",
+    "axicel_crs_more_frequent": "more CRS after axi-cel",
 }
 
 
