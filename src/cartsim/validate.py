@@ -260,6 +260,17 @@ def autoimmune_vs_cancer() -> dict[str, float]:
             "pop_median_cart_peak_ratio_lymphoma_to_sle": peak[1] / peak[0]}
 
 
+IGG_LOWER_LIMIT = 7.0     # g/L: the lower limit of normal adult serum IgG, read as "recovery" (an assumption)
+
+
+def bcma_cart_igg_recovery() -> dict[str, float]:
+    """Polyclonal IgG one year after an anti-BCMA CAR-T (eque-cel at 1e6 cells/kg, its own lymphodepletion) in
+    people without a plasma-cell cancer: the share back at the lower limit of normal."""
+    _, sol = _population_run("eque-cel", "healthy", 366.0, dose="1e6 cells/kg")
+    igg = sol.column("igg")[:, np.searchsorted(sol.times, 365.0)]
+    return {"pop_fraction_igg_recovered_day_365": float(np.mean(igg >= IGG_LOWER_LIMIT))}
+
+
 def bcma_cart_pms() -> dict[str, float]:
     """Eque-cel in progressive MS (secondary progressive, as four of the five patients)."""
     ep = _population_run("eque-cel", "ms", course="spms")[0]
@@ -620,6 +631,7 @@ CHECKS: dict[str, Callable[[], dict[str, float]]] = {
     "zuma1_crs_icans": zuma1_toxicity,
     "autoimmune_vs_cancer_toxicity": autoimmune_vs_cancer,
     "bcma_cart_pms": bcma_cart_pms,
+    "bcma_cart_igg_recovery": bcma_cart_igg_recovery,
     "opera_arr": opera_arr,
     "opera_gd_lesions": opera_gd_lesions,
     "opera_cdp12": opera_cdp12,
@@ -676,6 +688,7 @@ PRODUCT_TARGETS = {
     "axicel_bcell_recovery": "axi-cel, lymphoma: B cells",
     "ct103a_nmosd": "eque-cel, NMOSD (CT103A)",
     "bcma_cart_pms": "eque-cel, progressive MS",
+    "bcma_cart_igg_recovery": "anti-BCMA CAR-T (myeloma; run as eque-cel): IgG",
     "descartes08_mg_safety": "Descartes-08, MG (MG-001)",
     "kysa1_crs": "KYV-101, lupus nephritis (KYSA-1)",
     "kyv101_autoimmune_safety": "KYV-101, autoimmune (first 30)",

@@ -50,6 +50,7 @@ METRICS = {
     "pop_median_cart_peak_ratio_lymphoma_to_sle": "CAR-T peak ratio",
     "pop_median_cart_peak_ratio_dlbcl_to_ball": "CAR-T peak ratio",
     "axicel_crs_more_frequent": "more CRS after axi-cel",
+    "pop_fraction_igg_recovered_day_365": "recovered at 1 year",
 }
 
 
