@@ -6,6 +6,7 @@ const COLORS = ["#1f6fb4", "#d95f02"];
 const GRADE_COLORS = ["#e6e9ee", "#f6c343", "#f08c2e", "#d9482b", "#8e1b12"];
 const MONTH = 365.25 / 12;
 const UNITLESS = new Set(["1", "", "fraction", "dimensionless"]);
+const SMALL_TRIAL = 50;     // patients: below this a published share is called uncertain
 const FIELDS = ["disease", "ms_course", "therapy_a", "therapy_b", "patients", "days", "seed"];
 let options = null;
 let requestId = 0;
@@ -423,6 +424,8 @@ function renderSafety(arms, glossary) {
     ...(lymphoma(arm) ? [simulated(`${arm.therapy} (same product, dose and lymphodepletion)`, arm.lymphoma)] : []),
   ]);
   const published = arms.some((arm) => (arm.published || []).length);
+  // a trial is called small only where one is (ZUMA-1 and TRANSCEND treated 101 and 269 patients)
+  const small = arms.some((arm) => (arm.published || []).some((p) => p.n < SMALL_TRIAL));
   // the lymphoma rows are explained only where there are some (a BCMA product has no lymphoma to compare with)
   const key = el("p", { class: "caption" }, "Bar colours: grade 0 (none) to grade 4, left to right. " +
     (arms.some(lymphoma) ? "The lymphoma rows simulate the same CAR-T product in large B-cell lymphoma " +
@@ -431,8 +434,9 @@ function renderSafety(arms, glossary) {
     "reaction to an antibody infusion; not applicable where the model has no data for the therapy." +
     (published ? " Rows marked published give what a trial of the same therapy reported in real patients, in " +
       "the same disease or, where there is none yet, in another autoimmune disease (the row names its " +
-      "patients). These are small trials: a few patients more or less change these shares a lot. Where they " +
-      "differ from the simulated row, the model has not captured that yet." : ""));
+      "patients). " + (small ? `Trials of fewer than ${SMALL_TRIAL} patients (the n column) are small: a few ` +
+      "patients more or less change their shares a lot. " : "") + "Where a published row differs from the " +
+      "simulated one, the model has not captured that yet." : ""));
   $("safety").replaceChildren(el("p", { id: "glossary", class: "glossary" }, glossary),
     el("div", { class: "scroll" }, el("table", { id: "safety-table" }, el("thead", {}, head),
                                       el("tbody", {}, ...body))), key);
