@@ -146,6 +146,7 @@ def _scan(low: float, high: float) -> np.ndarray:
 READ_OUT = {"crs_il6_grade1": _scan(10.0, 40.0), "icans_grade1": _scan(100.0, 250.0)}
 # the metrics each threshold moves (grade 2 and above keep the table's thresholds and the tocilizumab rescue)
 READ_OUT_METRICS = {"crs_il6_grade1": "crs_any", "icans_grade1": "icans_any"}
+READ_OUT_ARGS = {"crs_il6_grade1": "crs_grade1", "icans_grade1": "icans_grade1"}   # their names in shares()
 
 
 @dataclass(frozen=True)
@@ -204,9 +205,6 @@ def _profile(signals: dict[str, Signals], name: str, others: dict[str, float]) -
     return float(READ_OUT[name][int(np.argmin(_deviances(signals, name, others)))])
 
 
-READ_OUT_ARGS = {"crs_il6_grade1": "crs_grade1", "icans_grade1": "icans_grade1"}
-
-
 def score(values: dict[str, float]) -> dict[str, float]:
     """The trials' shares at the grid point ``values``, with both grade-1 thresholds fitted on their scans (each
     moves metrics of its own, so each is profiled with the other at the table's value); the fitted thresholds
@@ -227,8 +225,9 @@ def main() -> None:
     best = grid_search(grid, score, OBSERVED, args.out, objective=deviance,
                        extra={"trials": {k: t.counts for k, t in TRIALS.items()}}, progress=True,
                        profiled=list(READ_OUT))
-    # each threshold's profile at the best point: its deviance over the scan, and the scan values within 3.84 (the
-    # 95% point of chi-squared with 1 degree of freedom) of the least, the threshold's profile-likelihood interval
+    # each threshold's profile at the best grid point (the other parameters held there): its deviance over the
+    # scan, and the scan values within 3.84 (the 95% point of chi-squared with 1 degree of freedom) of the least,
+    # the threshold's profile-likelihood interval
     signals = {name: simulate(trial, {k: best[k] for k in grid}) for name, trial in TRIALS.items()}
     profiles = {}
     for name in READ_OUT:
