@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 from grid_search import grid_search, with_values
+from product_table import row
 
 from cartsim import endpoints
 from cartsim.model import build_model
@@ -45,6 +46,10 @@ QUICK_GRID = {"car_k_stim": [31.25, 62.5, 125.0], "car_k_kill": [0.01], "car_pro
               "prog_ld_sensitivity": [3.5, 4.0, 4.5], "car_k_exh": [0.1],
               "cd28_exhaustion_factor": [11.3]}
 
+# ZUMA-1's median CAR-T peaks by response group (cells/uL), read from the product table
+_ZUMA1_PEAKS = row("axi-cel", "ZUMA-1")["cmax"]["value"].values()
+ZUMA1_PEAK_LOW, ZUMA1_PEAK_HIGH = min(_ZUMA1_PEAKS), max(_ZUMA1_PEAKS)
+
 # observed value and the scale of a unit error (about one standard error of the observation)
 OBSERVED = {
     "sle_reappearance_mean": (110.0, 32.0 / np.sqrt(5)),   # Mackensen 2022, mean +- SD over n=5
@@ -53,10 +58,11 @@ OBSERVED = {
     "sle_cart_tmax_median": (9.0, 2.0),                    # Erlangen series, peak about day 9
     "ball_tmax": (9.3, 1.5),                               # Stein 2019 Table 1
     "ball_contraction_halflife": (np.log(2) / 0.16, 1.5),
-    # ZUMA-1 (Neelapu 2023): median CAR-T peaks of 12.08, 35.27 and 65.76/uL in its three response groups; the
-    # median of all patients lies between them: their geometric middle, on the log scale with a quarter of the
-    # log-span as its scale
-    "lbcl_peak_log": (float(np.log(np.sqrt(12.08 * 65.76))), float(np.log(65.76 / 12.08) / 4)),
+    # ZUMA-1 (Neelapu 2023; the product table's row): median CAR-T peaks of 12.08, 35.27 and 65.76/uL in its three
+    # response groups; the median of all patients lies between them: their geometric middle, on the log scale with
+    # a quarter of the log-span as its scale
+    "lbcl_peak_log": (float(np.log(np.sqrt(ZUMA1_PEAK_LOW * ZUMA1_PEAK_HIGH))),
+                      float(np.log(ZUMA1_PEAK_HIGH / ZUMA1_PEAK_LOW) / 4)),
     # Stein 2019: persistence rate beta 0.0032/day (half-life 217 days; validate accepts 120-400 days)
     "ball_persistence_rate": (0.0032, 0.001),
     # Mueller 2025: "similar expansion" of MB-CART19.1 in lupus and lymphoma; log peak ratio 0, 3-fold at 2 units

@@ -20,7 +20,7 @@ import json
 import re
 from pathlib import Path
 
-import yaml
+from product_table import rows
 from scipy.stats import binomtest
 
 from cartsim import endpoints
@@ -30,7 +30,6 @@ from cartsim.population import sample
 from cartsim.scenario import Scenario
 from cartsim.validate import POP_N, SEED
 
-TABLE = Path(__file__).with_name("product_kinetics.yaml")
 DAYS = 60.0
 
 
@@ -56,17 +55,17 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "product_toxicity.json")
     args = ap.parse_args()
-    rows = []
+    out = []
     print(f"{'product':<14}{'trial':<28}{'disease':<8}{'CRS any: model':>16}{'observed (95% CI)':>24}"
           f"{'CRS >=3: model':>16}{'observed':>10}  scale")
-    for row in yaml.safe_load(TABLE.read_text()):
+    for row in rows():
         any_obs, g3_obs, scale, counts = observed_crs(row)
         trial = row["trial"].split(" (")[0][:27]
         where = row.get("model")
         if where is None or any_obs is None:
             why = "not run: no CRS in the row" if any_obs is None else "not run: product or setting not in the model"
             print(f"{row['product'][:13]:<14}{trial:<28}{'-':<8}{why:>40}")
-            rows.append({"product": row["product"], "trial": row["trial"], "run": False})
+            out.append({"product": row["product"], "trial": row["trial"], "run": False})
             continue
         any_pred, g3_pred = predicted_crs(row["product"], where["disease"], where.get("dose"),
                                           where.get("lymphodepletion"))
@@ -77,12 +76,12 @@ def main() -> None:
         print(f"{row['product'][:13]:<14}{trial:<28}{where['disease']:<8}{any_pred:>16.2f}{obs_text:>24}"
               f"{g3_pred:>16.2f}{g3_text:>10}  {scale}" + ("" if inside is None else
                                                             ("  in interval" if inside else "  OUTSIDE")))
-        rows.append({"product": row["product"], "trial": row["trial"], "run": True, "disease": where["disease"],
-                     "dose": where.get("dose"), "lymphodepletion": where.get("lymphodepletion"),
-                     "crs_any_model": any_pred, "crs_any_observed": any_obs,
-                     "crs_any_ci": None if ci is None else [ci.low, ci.high], "crs_any_inside": inside,
-                     "crs_grade3plus_model": g3_pred, "crs_grade3plus_observed": g3_obs, "scale": scale})
-    doc = {"population": {"n": POP_N, "seed": SEED, "days": DAYS}, "rows": rows}
+        out.append({"product": row["product"], "trial": row["trial"], "run": True, "disease": where["disease"],
+                    "dose": where.get("dose"), "lymphodepletion": where.get("lymphodepletion"),
+                    "crs_any_model": any_pred, "crs_any_observed": any_obs,
+                    "crs_any_ci": None if ci is None else [ci.low, ci.high], "crs_any_inside": inside,
+                    "crs_grade3plus_model": g3_pred, "crs_grade3plus_observed": g3_obs, "scale": scale})
+    doc = {"population": {"n": POP_N, "seed": SEED, "days": DAYS}, "rows": out}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(args.out, json.dumps(doc, indent=1) + "\n")
     print(f"wrote {args.out}")

@@ -71,3 +71,26 @@ def test_anti_car_calibration_is_in_the_table_and_shares_the_kinetic_objective()
     assert rows[0]["loss"] == pytest.approx(kinetic["rows"][0]["loss"], rel=1e-9)
     for name in record["grid"]:
         assert table[name].kind == "calibrated" and "bench/calibrate_anti_car.py" in table[name].source
+
+
+def test_calibrations_read_the_product_table_their_records_were_made_from():
+    """bench/calibrate.py and bench/calibrate_lymphoma.py read their observations from bench/product_kinetics.yaml;
+    a table edited after the fit makes the record stale, which this catches."""
+    import sys
+
+    bench = RECORD.parent
+    sys.path.insert(0, str(bench))
+    try:
+        import calibrate
+        import calibrate_lymphoma
+        from product_table import count, row
+    finally:
+        sys.path.remove(str(bench))
+    peaks = row("axi-cel", "ZUMA-1")["cmax"]["value"]
+    assert (calibrate.ZUMA1_PEAK_LOW, calibrate.ZUMA1_PEAK_HIGH) == (min(peaks.values()), max(peaks.values()))
+    assert json.loads(RECORD.read_text())["observed"]["lbcl_peak_log"] == list(calibrate.OBSERVED["lbcl_peak_log"])
+    lymphoma = json.loads(RECORD.with_name("calibration_lymphoma.json").read_text())
+    events, patients = count(row("axi-cel", "real-world single-centre series (Haematologica 2021)")
+                             ["bcell_recovery"]["value"]["detectable_year_1"])
+    assert calibrate_lymphoma.TARGET == events / patients
+    assert lymphoma["observed"]["pop_fraction_detectable_day_365"] == round(calibrate_lymphoma.TARGET, 4)
