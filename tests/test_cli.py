@@ -109,3 +109,16 @@ def test_option_help_names_every_product_drug_disease_and_regimen(command):
     for option in shown:
         for name in options[option]:
             assert name in text, (command, option, name)
+
+
+def test_simulate_says_b_cells_are_not_back_when_the_run_ends_first(tmp_path):
+    """Regression: a patient whose B cells had not come back by the end read 'reappear on day 180 (censored)', as if
+    they came back on the last day."""
+    r = runner.invoke(app, ["simulate", "--therapy", "liso-cel", "--disease", "lbcl", "--days", "180",
+                            "--out", str(tmp_path / "short")], terminal_width=200)
+    assert r.exit_code == 0, r.output
+    assert "not back by day 180, the end of the simulation" in r.output and "censored" not in r.output
+    r = runner.invoke(app, ["simulate", "--therapy", "mb-cart19", "--disease", "sle", "--days", "365",
+                            "--out", str(tmp_path / "long")], terminal_width=200)
+    day = json.loads((tmp_path / "long" / "summary.json").read_text())["endpoints"]["bcell_reappearance_day"]
+    assert f"back (1/uL or more) on day {day:g}" in r.output

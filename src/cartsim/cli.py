@@ -112,9 +112,9 @@ def simulate(
     if gone is None:
         console.print("  B cells did not fall below 1/uL")
     else:
-        console.print(f"  B cells < 1/uL from day {gone:g}; "
-                      f"reappear on day {ep['bcell_reappearance_day']:g}"
-                      f"{' (censored)' if ep['bcell_reappearance_censored'] else ''}")
+        back = (f"not back by day {ep['bcell_reappearance_day']:g}, the end of the simulation"
+                if ep["bcell_reappearance_censored"] else f"back (1/uL or more) on day {ep['bcell_reappearance_day']:g}")
+        console.print(f"  B cells < 1/uL from day {gone:g}; {back}")
     cart = ("no CAR-T cells in blood" if math.isnan(ep["cart_tmax_day"]) else
             f"CAR-T peak {ep['cart_peak_per_uL']:.3g}/uL on day {ep['cart_tmax_day']:g}")
     console.print(f"  {cart}; CRS grade {ep['crs_max_grade']}, ICANS grade {ep['icans_max_grade']}")
