@@ -146,7 +146,6 @@ def _scan(low: float, high: float) -> np.ndarray:
 READ_OUT = {"crs_il6_grade1": _scan(10.0, 40.0), "icans_grade1": _scan(100.0, 250.0)}
 # the metrics each threshold moves (grade 2 and above keep the table's thresholds and the tocilizumab rescue)
 READ_OUT_METRICS = {"crs_il6_grade1": "crs_any", "icans_grade1": "icans_any"}
-READ_OUT_ARGS = {"crs_il6_grade1": "crs_grade1", "icans_grade1": "icans_grade1"}   # their names in shares()
 
 
 @dataclass(frozen=True)
@@ -170,39 +169,41 @@ def simulate(trial: Trial, values: dict[str, float]) -> Signals:
                    ep.tocilizumab_given.to_numpy()[ok])
 
 
-def shares(signals: Signals, crs_grade1: float, icans_grade1: float) -> dict[str, float]:
-    """The shares of patients with CRS and ICANS by grade, with these grade-1 thresholds and the table's others."""
+def shares(signals: Signals, grade1: dict[str, float]) -> dict[str, float]:
+    """The shares of patients with CRS and ICANS by grade, with the grade-1 thresholds ``grade1`` (by parameter
+    name, as ``READ_OUT``) and the table's others."""
     table = load_table()
-    crs = endpoints.grade(signals.crs_signal, [crs_grade1] + [table.value(f"crs_il6_grade{g}") for g in range(2, 5)])
+    crs = endpoints.grade(signals.crs_signal, [grade1["crs_il6_grade1"]] + [
+        table.value(f"crs_il6_grade{g}") for g in range(2, 5)])
     crs = np.where(signals.tocilizumab, np.maximum(crs, 2), crs)
-    icans = endpoints.grade(signals.icans_signal,
-                            [icans_grade1] + [table.value(f"icans_grade{g}") for g in range(2, 5)])
+    icans = endpoints.grade(signals.icans_signal, [grade1["icans_grade1"]] + [
+        table.value(f"icans_grade{g}") for g in range(2, 5)])
     return {"crs_any": float(np.mean(crs >= 1)), "crs_grade2plus": float(np.mean(crs >= 2)),
             "crs_grade3plus": float(np.mean(crs >= 3)), "icans_any": float(np.mean(icans >= 1)),
             "icans_grade3plus": float(np.mean(icans >= 3))}
 
 
-def metrics_at(signals: dict[str, Signals], crs_grade1: float, icans_grade1: float) -> dict[str, float]:
+def metrics_at(signals: dict[str, Signals], grade1: dict[str, float]) -> dict[str, float]:
     out = {}
     for name, trial in TRIALS.items():
-        out |= {f"{name}_{k}": v for k, v in shares(signals[name], crs_grade1, icans_grade1).items()
-                if k in trial.counts}
+        out |= {f"{name}_{k}": v for k, v in shares(signals[name], grade1).items() if k in trial.counts}
     return out
 
 
-def _deviances(signals: dict[str, Signals], name: str, others: dict[str, float]) -> list[float]:
-    """The deviance, over the metrics that threshold ``name`` moves, at each value of its scan."""
+def _deviances(signals: dict[str, Signals], name: str, grade1: dict[str, float]) -> list[float]:
+    """The deviance, over the metrics that threshold ``name`` moves, at each value of its scan (the other threshold
+    at its value in ``grade1``)."""
     metric = READ_OUT_METRICS[name]
     out = []
     for v in READ_OUT[name]:
-        m = metrics_at(signals, **(others | {READ_OUT_ARGS[name]: v}))
+        m = metrics_at(signals, grade1 | {name: v})
         out.append(sum(binomial_deviance(m[k], *COUNTS[k], edge=0.5 / (POP_N + 1)) for k in m if k.endswith(metric)))
     return out
 
 
-def _profile(signals: dict[str, Signals], name: str, others: dict[str, float]) -> float:
+def _profile(signals: dict[str, Signals], name: str, grade1: dict[str, float]) -> float:
     """The scan value of threshold ``name`` with the least deviance over the metrics it moves (the first of ties)."""
-    return float(READ_OUT[name][int(np.argmin(_deviances(signals, name, others)))])
+    return float(READ_OUT[name][int(np.argmin(_deviances(signals, name, grade1)))])
 
 
 def score(values: dict[str, float]) -> dict[str, float]:
@@ -210,10 +211,9 @@ def score(values: dict[str, float]) -> dict[str, float]:
     moves metrics of its own, so each is profiled with the other at the table's value); the fitted thresholds
     are returned with the shares."""
     signals = {name: simulate(trial, values) for name, trial in TRIALS.items()}
-    table = load_table()
-    fitted = {name: _profile(signals, name, {READ_OUT_ARGS[o]: table.value(o) for o in READ_OUT if o != name})
-              for name in READ_OUT}
-    return metrics_at(signals, fitted["crs_il6_grade1"], fitted["icans_grade1"]) | fitted
+    in_table = {name: load_table().value(name) for name in READ_OUT}
+    fitted = {name: _profile(signals, name, in_table) for name in READ_OUT}
+    return metrics_at(signals, fitted) | fitted
 
 
 def main() -> None:
@@ -231,7 +231,7 @@ def main() -> None:
     signals = {name: simulate(trial, {k: best[k] for k in grid}) for name, trial in TRIALS.items()}
     profiles = {}
     for name in READ_OUT:
-        dev = _deviances(signals, name, {READ_OUT_ARGS[o]: best[o] for o in READ_OUT if o != name})
+        dev = _deviances(signals, name, {k: best[k] for k in READ_OUT})
         inside = [float(v) for v, d in zip(READ_OUT[name], dev) if d <= min(dev) + 3.84]
         profiles[name] = {"scan": READ_OUT[name].tolist(), "deviance": dev, "interval_95": [min(inside), max(inside)]}
         print(f"{name}: {best[name]:g}, profile-likelihood 95% interval {min(inside):g}-{max(inside):g}")

@@ -72,6 +72,7 @@ def grid_search(grid: Mapping[str, list[float]], score: Callable[[dict[str, floa
             print(" ".join(f"{k}={v:.4g}" for k, v in rows[-1].items()), flush=True)
     rows.sort(key=lambda r: r["loss"])
     print(f"{len(rows)} grid points in {time.perf_counter() - start:.0f} s; best first:")
+    profiled = list(profiled)
     fitted = [*grid, *profiled]
     keys = [*fitted, *observed, "loss"]
     print(" ".join(f"{k[:14]:>14}" for k in keys))
@@ -81,7 +82,7 @@ def grid_search(grid: Mapping[str, list[float]], score: Callable[[dict[str, floa
     in_table = {k: table.value(k) for k in fitted}
     print("best:", best)
     print("table:", in_table, "(matches)" if best == in_table else "(DIFFERS: update data/parameters.toml)")
-    record = {"grid": grid, **({"profiled": fitted[len(grid):]} if len(fitted) > len(grid) else {}),
+    record = {"grid": grid, **({"profiled": profiled} if profiled else {}),
               "observed": observed, **(extra or {}), "best": best, "rows": rows}
     out.write_text(json.dumps(record, indent=1, default=float) + "\n")
     return best

@@ -17,10 +17,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 from pathlib import Path
 
-from product_table import rows
+from product_table import count, rows
 from scipy.stats import binomtest
 
 from cartsim import endpoints
@@ -36,9 +35,8 @@ DAYS = 60.0
 def observed_crs(row: dict) -> tuple[float | None, float | None, str, tuple[int, int] | None]:
     """(any grade, grade >= 3, scale, (events, patients) for any grade) from a table row."""
     any_, g3 = row.get("crs_any", {}), row.get("crs_grade3plus", {})
-    counts = re.fullmatch(r"(\d+)/(\d+)", str(any_.get("n", "")))
     return (any_.get("value"), g3.get("value"), any_.get("scale", "not stated"),
-            (int(counts[1]), int(counts[2])) if counts else None)
+            count(any_["n"]) if "n" in any_ else None)
 
 
 def predicted_crs(product: str, disease: str, dose: str | None,

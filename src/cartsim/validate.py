@@ -150,9 +150,14 @@ def kymriah_ball_spread(iiv: dict[str, float] | None = None) -> dict[str, float]
 JULIET_DOSE, JULIET_LYMPHODEPLETION = "3e8 cells", "lymphoma-flu25-cy250"
 
 
+def _juliet() -> pd.DataFrame:
+    """Endpoints of tisagenlecleucel in lymphoma as in JULIET (its dose and lymphodepletion)."""
+    return _population_run("tisa-cel", "lbcl", dose=JULIET_DOSE, lymphodepletion=JULIET_LYMPHODEPLETION)[0]
+
+
 def tisacel_dlbcl_vs_ball() -> dict[str, float]:
     """Tisagenlecleucel's median CAR-T peak in DLBCL (JULIET's dose and lymphodepletion) over that in B-ALL."""
-    dlbcl = _population_run("tisa-cel", "lbcl", dose=JULIET_DOSE, lymphodepletion=JULIET_LYMPHODEPLETION)[0]
+    dlbcl = _juliet()
     ball = _population_run("tisa-cel", "b-all")[0]
     return {"pop_median_cart_peak_ratio_dlbcl_to_ball":
             float(dlbcl.cart_peak_per_uL.median() / ball.cart_peak_per_uL.median())}
@@ -172,8 +177,7 @@ def lbcl_axicel_vs_tisacel_crs() -> dict[str, float]:
     """Whether CRS of any grade is more frequent after axi-cel (ZUMA-1's setting) than after tisa-cel (JULIET's)
     in lymphoma; 1 = true."""
     axi = _toxicity(_population_run("axi-cel", "lbcl")[0], ("any",))["pop_crs_any"]
-    tisa = _toxicity(_population_run("tisa-cel", "lbcl", dose=JULIET_DOSE, lymphodepletion=JULIET_LYMPHODEPLETION)[0],
-                     ("any",))["pop_crs_any"]
+    tisa = _toxicity(_juliet(), ("any",))["pop_crs_any"]
     return {"axicel_crs_more_frequent": float(axi > tisa)}
 
 
@@ -261,12 +265,13 @@ def autoimmune_vs_cancer() -> dict[str, float]:
 
 
 IGG_LOWER_LIMIT = 7.0     # g/L: the lower limit of normal adult serum IgG, read as "recovery" (an assumption)
+BCMA_MYELOMA_DOSE = "1e6 cells/kg"   # given for the myeloma series' anti-BCMA CAR-Ts (their doses not read; assumed)
 
 
 def bcma_cart_igg_recovery() -> dict[str, float]:
     """Polyclonal IgG one year after an anti-BCMA CAR-T (eque-cel at 1e6 cells/kg, its own lymphodepletion) in
     people without a plasma-cell cancer: the share back at the lower limit of normal."""
-    _, sol = _population_run("eque-cel", "healthy", 366.0, dose="1e6 cells/kg")
+    _, sol = _population_run("eque-cel", "healthy", 366.0, dose=BCMA_MYELOMA_DOSE)
     igg = sol.column("igg")[:, np.searchsorted(sol.times, 365.0)]
     return {"pop_fraction_igg_recovered_day_365": float(np.mean(igg >= IGG_LOWER_LIMIT))}
 

@@ -19,7 +19,6 @@ from cartsim.therapy.regimen import Dose, Regimen
 DOSE_STATE = {"IV": "mab_central", "SC": "mab_depot"}
 # states set to 1 by the first dose (the clocks of time-dependent clearance and target synthesis)
 FIRST_DOSE_STATES = ("mab_started", "mab_clock")
-DATA_FILES = DRUG_FILES
 
 
 @dataclass(frozen=True)
@@ -78,7 +77,7 @@ def antibodies() -> dict[str, Antibody]:
     """Every drug given by a regimen, by name."""
     table = load_table()
     out = {}
-    for file in DATA_FILES:
+    for file in DRUG_FILES:
         raw = tomllib.loads(resources.files("cartsim.data").joinpath(file).read_text())
         for name, e in raw.items():
             prov = e.get("provenance", {})
