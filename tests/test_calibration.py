@@ -7,6 +7,8 @@ import pytest
 
 from cartsim.model import build_model
 
+from bench_scripts import bench_module
+
 RECORD = Path(__file__).resolve().parents[1] / "bench" / "calibration.json"
 
 
@@ -76,16 +78,8 @@ def test_anti_car_calibration_is_in_the_table_and_shares_the_kinetic_objective()
 def test_calibrations_read_the_product_table_their_records_were_made_from():
     """bench/calibrate.py and bench/calibrate_lymphoma.py read their observations from bench/product_kinetics.yaml;
     a table edited after the fit makes the record stale, which this catches."""
-    import sys
-
-    bench = RECORD.parent
-    sys.path.insert(0, str(bench))
-    try:
-        import calibrate
-        import calibrate_lymphoma
-        from product_table import count, row
-    finally:
-        sys.path.remove(str(bench))
+    calibrate, calibrate_lymphoma = bench_module("calibrate"), bench_module("calibrate_lymphoma")
+    count, row = bench_module("product_table").count, bench_module("product_table").row
     peaks = row("axi-cel", "ZUMA-1")["cmax"]["value"]
     assert (calibrate.ZUMA1_PEAK_LOW, calibrate.ZUMA1_PEAK_HIGH) == (min(peaks.values()), max(peaks.values()))
     assert json.loads(RECORD.read_text())["observed"]["lbcl_peak_log"] == list(calibrate.OBSERVED["lbcl_peak_log"])

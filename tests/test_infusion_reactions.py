@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,7 +14,8 @@ from cartsim.scenario import Scenario
 from cartsim.therapy.antibodies import antibodies
 from cartsim.validate import CALIBRATED, OPERA_DAYS, OPERA_OCRELIZUMAB
 
-BENCH = Path(__file__).resolve().parents[1] / "bench"
+from bench_scripts import bench_module
+
 
 
 @pytest.fixture(scope="module")
@@ -68,11 +67,7 @@ def test_reaction_draws_leave_the_clinical_event_draws_alone(model):
 
 
 def test_calibration_matches_the_table_and_its_target_is_labelled():
-    sys.path.insert(0, str(BENCH))
-    try:
-        import calibrate_irr
-    finally:
-        sys.path.remove(str(BENCH))
+    calibrate_irr = bench_module("calibrate_irr")
     ocr = antibodies()["ocrelizumab"].with_regimen(OPERA_OCRELIZUMAB)
     first, later = ocr.infusion_reactions
     n = len(ocr.infusion_reaction_risks(OPERA_DAYS))

@@ -4,8 +4,6 @@ and CD19- long-lived plasma cells (spared by CD19 CAR-T and by anti-CD20 antibod
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,7 +13,8 @@ from cartsim.population import typical
 from cartsim.scenario import Scenario
 from cartsim.validate import CALIBRATED, YEAR, cd19_cart_igg, ocrelizumab_igg
 
-BENCH = Path(__file__).resolve().parents[1] / "bench"
+from bench_scripts import BENCH, bench_module
+
 POOLS = ("igg", "pc", "pc_cd19", "pb", "plasma_cells")
 
 
@@ -88,11 +87,7 @@ def test_igg_calibration_record_matches_the_table_and_its_targets_are_labelled(m
     assert record["rows"][0]["loss"] == min(r["loss"] for r in record["rows"])
     for name in record["grid"]:
         assert table[name].kind == "calibrated" and "bench/calibrate_igg.py" in table[name].source
-    sys.path.insert(0, str(BENCH))
-    try:
-        import calibrate_igg
-    finally:
-        sys.path.remove(str(BENCH))
+    calibrate_igg = bench_module("calibrate_igg")
     assert {tuple(k) for k in record["targets"]} == set(calibrate_igg.TARGETS)
     assert set(calibrate_igg.TARGETS) <= CALIBRATED
 

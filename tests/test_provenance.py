@@ -3,14 +3,11 @@ every literature and calibrated value a reference, no source is a recollection (
 bad range or a missing reference naming the parameter and the field, and `cartsim parameters --json` carries
 them."""
 
-import importlib
 import json
 import math
 import re
-import sys
 import tomllib
 from importlib import resources
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,6 +17,8 @@ from typer.testing import CliRunner
 from cartsim.cli import app
 from cartsim.model.parameters import DISTRIBUTIONS, Uncertainty, _uncertainty, load_table, parse_table
 from cartsim.trial.sensitivity import ranges
+
+from bench_scripts import bench_module
 
 
 def test_every_assumed_and_calibrated_value_has_a_range_around_it():
@@ -56,15 +55,6 @@ def test_every_ranged_value_the_model_uses_is_a_model_parameter():
     assert {"car_potency", "costim_expansion", "costim_memory", "car_expression_loss"} <= set(derived)
 
 
-def _bench(name: str):
-    bench = str(Path(__file__).resolve().parents[1] / "bench")
-    sys.path.insert(0, bench)
-    try:
-        return importlib.import_module(name)
-    finally:
-        sys.path.remove(bench)
-
-
 def test_a_calibrated_value_says_where_its_between_patient_sd_comes_from():
     """A calibration fits typical values; the spread around them is fitted too only where a script says so. Each
     calibrated parameter with an omega states the omega's own provenance (iiv_kind, iiv_source) or its source
@@ -78,7 +68,7 @@ def test_a_calibrated_value_says_where_its_between_patient_sd_comes_from():
 
 def test_calibrated_ranges_are_the_calibration_grids():
     table = load_table()
-    grid = _bench("calibrate").GRID                 # bench/calibrate.py: the range is the grid of each fit
+    grid = bench_module("calibrate").GRID                 # bench/calibrate.py: the range is the grid of each fit
     for name in ("car_k_stim", "car_k_kill", "car_k_exh", "cd28_exhaustion_factor"):
         u = table[name].uncertainty
         assert (u.distribution, u.low, u.high) == ("loguniform", min(grid[name]), max(grid[name])), name

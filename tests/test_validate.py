@@ -5,16 +5,15 @@ model starts to pass them, the marker must go). They are reported as missed
 by ``cartsim validate``, never adjusted.
 """
 
-import importlib
 import json
-import sys
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from cartsim.cli import app
 from cartsim.validate import CALIBRATED, CHECKS, run_checks, targets
+
+from bench_scripts import bench_module
 
 # checks the model is known to miss, as strict xfails (empty: every check passes)
 KNOWN_MISSES: dict[tuple[str, str], str] = {
@@ -92,22 +91,13 @@ def test_validate_json_contract_and_exit_code(checks):
     assert r.exit_code == (0 if all(x["pass"] for x in rows) else 1)
 
 
-BENCH = Path(__file__).resolve().parents[1] / "bench"
 CALIBRATION_SCRIPTS = ("calibrate", "calibrate_anti_car", "calibrate_crs", "calibrate_ms", "calibrate_ocrelizumab",
                        "calibrate_irr", "calibrate_igg", "calibrate_fcrn", "calibrate_autoimmune",
                        "calibrate_complement", "calibrate_lymphoma", "calibrate_spread")
 
 
-def _script(name: str):
-    sys.path.insert(0, str(BENCH))
-    try:
-        return importlib.import_module(name)
-    finally:
-        sys.path.remove(str(BENCH))
-
-
 def test_a_check_is_calibrated_exactly_when_a_calibration_objective_uses_it(checks):
-    fitted = set().union(*(_script(s).FITTED_CHECKS for s in CALIBRATION_SCRIPTS))
+    fitted = set().union(*(bench_module(s).FITTED_CHECKS for s in CALIBRATION_SCRIPTS))
     assert fitted == CALIBRATED
     assert fitted <= set(checks)      # each names a real check of cartsim validate
 
@@ -119,23 +109,20 @@ def test_each_quick_grid_holds_the_table_values():
 
     table = load_table()
     for name in ("calibrate", "calibrate_crs"):
-        for parameter, values in _script(name).QUICK_GRID.items():
+        for parameter, values in bench_module(name).QUICK_GRID.items():
             assert table.value(parameter) in values, (name, parameter)
 
 
 def test_every_term_of_a_grid_objective_is_a_labelled_check():
     for name in ("calibrate", "calibrate_crs"):
-        mod = _script(name)
+        mod = bench_module(name)
         assert set(mod.TARGETS) == set(mod.OBSERVED), name
 
 
 def test_juliet_runs_in_the_same_setting_in_validate_and_in_the_product_table():
     """The JULIET setting (dose, lymphodepletion) is written twice, in the package's check and in the bench table
     it comes from (the package does not read bench/): they must agree."""
-    import yaml
-
     from cartsim.validate import JULIET_DOSE, JULIET_LYMPHODEPLETION
 
-    rows = yaml.safe_load((BENCH / "product_kinetics.yaml").read_text())
-    [juliet] = [r for r in rows if r["trial"] == "JULIET"]
+    juliet = bench_module("product_table").row("tisa-cel", "JULIET")
     assert (juliet["model"]["dose"], juliet["model"]["lymphodepletion"]) == (JULIET_DOSE, JULIET_LYMPHODEPLETION)

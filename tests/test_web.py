@@ -494,13 +494,13 @@ def test_every_published_safety_entry_names_what_the_page_can_show():
             PublishedSafety(**p)
 
 
-@pytest.mark.parametrize("pair, small", [(("liso-cel", "axi-cel"), False), (("eque-cel", "inebilizumab"), True)])
-def test_published_rows_are_called_small_only_when_a_trial_is(server, browser, pair, small):
+@pytest.mark.parametrize("disease, a, b, small", [("lbcl", "liso-cel", "axi-cel", False),
+                                                 ("nmosd", "eque-cel", "inebilizumab", True)])
+def test_published_rows_are_called_small_only_when_a_trial_is(server, browser, disease, a, b, small):
     """Regression: the caption called every published trial small ('a few patients more or less change these shares
     a lot'), beside ZUMA-1's 101 and TRANSCEND's 269 patients."""
-    disease = "lbcl" if pair[0] == "liso-cel" else "nmosd"
     page = browser.new_page(viewport={"width": 1280, "height": 900})
-    _ready(page, f"{server}/?disease={disease}&therapy_a={pair[0]}&therapy_b={pair[1]}")
+    _ready(page, f"{server}/?disease={disease}&therapy_a={a}&therapy_b={b}")
     caption = page.locator("#safety .caption").inner_text()
     assert "Rows marked published" in caption
     assert ("are small" in caption) is small, caption
