@@ -88,3 +88,14 @@ def test_calibrations_read_the_product_table_their_records_were_made_from():
                              ["bcell_recovery"]["value"]["detectable_year_1"])
     assert calibrate_lymphoma.TARGET == events / patients
     assert lymphoma["observed"]["pop_fraction_detectable_day_365"] == round(calibrate_lymphoma.TARGET, 4)
+
+
+def test_product_table_refuses_a_count_or_a_row_it_cannot_read():
+    """The bench scripts read counts ('11/19') and rows from the product table: anything else is a clear error
+    naming what was given, not a silent None or a wrong row."""
+    table = bench_module("product_table")
+    assert table.count(" 11 / 19 ") == (11, 19)
+    with pytest.raises(ValueError, match="not a count of patients.*'11 of 19'"):
+        table.count("11 of 19")
+    with pytest.raises(LookupError, match="0 rows of 'axi-cel' in 'JULIET'"):
+        table.row("axi-cel", "JULIET")
