@@ -41,7 +41,8 @@ def test_untreated_autoantibody_and_disease_activity_stay_at_baseline(model, dis
     for col in ("autoantibody", "mg_junction", "mg_adl", "attack_rate"):
         v = sol.column(col)[0]
         assert v == pytest.approx(np.full(v.size, v[0]), rel=1e-9, abs=1e-15), col
-    assert sol.column("autoantibody_level")[0] == pytest.approx(1.0, rel=1e-9)
+    aab, floor = sol.column("autoantibody")[0], model.table.value("autoantibody_floor")
+    assert sol.column("autoantibody_level")[0] == pytest.approx(aab / (aab + floor), rel=1e-12)
     if disease == "mg":
         assert sol.column("mg_adl")[0, 0] == pytest.approx(9.0)
 

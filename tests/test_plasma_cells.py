@@ -101,3 +101,54 @@ def test_igg_fall_after_cd19_cart_differs_between_patients(model):
     ep = endpoints.compute(sc.run(pop, columns=endpoints.COLUMNS), model.table, None, pop)
     low = ep.igg_nadir_fraction.to_numpy(float)
     assert np.percentile(low, 95) - np.percentile(low, 5) > 0.05
+
+
+def _derived(model, *names: str) -> list[float]:
+    import sympy as sp
+
+    from cartsim.model.ir import substitute_derived
+    values = {sp.Symbol(n): model.table.value(n) for n in model.parameters}
+    return [float(substitute_derived(model, sp.Symbol(n)).xreplace(values)) for n in names]
+
+
+def test_free_niches_take_the_settle_share_of_plasmablasts(model):
+    """With every long-lived niche free, a plasmablast settles there at the rate that makes pc_settle_share_empty
+    of plasmablasts settle rather than die: gain * (1 - CD19+ entry share) * entry rate = d_pb s / (1 - s)."""
+    table = model.table
+    gain, k, f19 = _derived(model, "pc_niche_vacancy_gain", "pc_k_niche", "pc_cd19_entry_share")
+    d_pb, s = table.value("pb_death"), table.value("pc_settle_share_empty")
+    empty = gain * (1 - f19) * k
+    assert empty / (empty + d_pb) == pytest.approx(s, rel=1e-12)
+    assert gain > 100      # at steady state the niches are full: almost every plasmablast dies
+
+
+def test_plasmablast_supply_from_naive_cells_keeps_the_steady_state(model):
+    """Untreated pools do not move whatever the naive-to-plasmablast rate (the entry and death rates are derived)."""
+    for rate in (0.0, 0.0026):
+        _, x = _course(model, "untreated", "healthy", YEAR, {"b_k_naive_to_pb": rate})
+        for name in POOLS:
+            assert np.allclose(x[name], x[name][0], rtol=1e-9), (rate, name)
+
+
+def test_igg_comes_back_after_bcma_cart_through_free_niches_and_naive_b_cells(model):
+    """Regression: a year after an anti-BCMA CAR-T IgG was 0.03 g/L (plasma cells refilled at their steady-state
+    rate, from plasmablasts of memory B cells only). IgG now recovers, faster the more plasmablasts naive B cells
+    make, and not at all within a year if free niches took plasmablasts no faster than full ones."""
+    def igg_at(days: float, **values: float) -> float:
+        t, x = _course(model, "eque-cel", "healthy", days, values or None)
+        return float(x["igg"][-1])
+
+    assert igg_at(365.0) > 5.0
+    assert igg_at(365.0, b_k_naive_to_pb=0.001) < igg_at(365.0) < igg_at(365.0, b_k_naive_to_pb=0.0026)
+    assert igg_at(365.0, pc_settle_share_empty=1e-6) < 1.0
+
+
+def test_plasma_calibration_record_matches_the_table(model):
+    record = json.loads((BENCH / "calibration_plasma.json").read_text())
+    table = model.table
+    assert record["fitted"] == {k: table.value(k) for k in record["fitted"]}
+    calibrate_plasma = bench_module("calibrate_plasma")
+    assert {tuple(k) for k in record["targets"]} == calibrate_plasma.FITTED_CHECKS <= CALIBRATED
+    assert abs(record["predicted"][calibrate_plasma.KEY[1]] - calibrate_plasma.TARGET) < 0.05
+    for name in record["fitted"]:
+        assert table[name].kind == "calibrated" and "bench/calibrate_plasma.py" in table[name].source

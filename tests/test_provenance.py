@@ -24,9 +24,9 @@ from bench_scripts import bench_module
 def test_every_assumed_and_calibrated_value_has_a_range_around_it():
     table = load_table()
     uncertain = [r for r in table if r.kind in ("assumed", "calibrated")]
-    assert len(uncertain) == 122
+    assert len(uncertain) == 124
     ranged = [r for r in uncertain if r.uncertainty is not None]
-    assert len(ranged) == 99
+    assert len(ranged) == 101
     for r in ranged:
         u = r.uncertainty
         on_bound = u.distribution == "uniform" and r.bounds is not None and r.value == r.bounds[0] == u.low
@@ -228,7 +228,7 @@ def test_no_source_is_quoted_from_memory():
 def test_every_literature_and_calibrated_value_cites_a_reference():
     table = load_table()
     cited = [r for r in table if r.kind in ("literature", "calibrated")]
-    assert len(cited) == 83 and all(r.reference and all(c.strip() for c in r.reference) for r in cited)
+    assert len(cited) == 84 and all(r.reference and all(c.strip() for c in r.reference) for r in cited)
     assert not [r.name for r in table if r.kind == "derived" and r.reference]
     # calibrated values cite their calibration target's paper, as the targets do
     assert table["ms_relapse_imax"].reference == ("Hauser SL et al. N Engl J Med 2017;376:221-234",)
@@ -276,7 +276,7 @@ def test_parameters_json_carries_references():
     rows = {r["name"]: r for r in json.loads(CliRunner().invoke(app, ["parameters", "--json"]).output)}
     assert rows["mab_csf_ratio"]["reference"] == ["Rubenstein JL et al. Blood 2003;101:466"]
     assert all(isinstance(r["reference"], list) for r in rows.values())
-    assert sum(bool(r["reference"]) for n, r in rows.items() if "[" not in n) == 86
+    assert sum(bool(r["reference"]) for n, r in rows.items() if "[" not in n) == 87
 
 
 def test_values_a_disease_sets_carry_their_own_ranges():

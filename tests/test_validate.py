@@ -42,12 +42,6 @@ KNOWN_MISSES: dict[tuple[str, str], str] = {
         "CRS in 98% of model patients after axi-cel and 99.5% after tisa-cel in lymphoma, against 88% and 73% in "
         "Spain (and 85% against 41% in a US series): the model gives a 4-1BB product in lymphoma at least as much "
         "CRS as a CD28 one (see transcend_liso_cel)",
-    ("bcma_cart_igg_recovery", "pop_fraction_igg_recovered_day_365"):
-        "no model patient's IgG is back at 7 g/L a year after an anti-BCMA CAR-T (median 0.03 g/L) against 8 of 15 "
-        "in myeloma: the CAR-T cells kill every plasma cell, and the model's plasma cells, which live for decades, "
-        "are refilled at their steady-state rate from plasmablasts, which come from memory B cells that "
-        "lymphodepletion has cut and that regrow over years. Letting new plasmablasts settle faster in emptied "
-        "niches (up to 100-fold) still leaves IgG at 0.5 g/L at one year: memory B-cell regrowth is the bottleneck",
     ("axicel_bcell_recovery", "pop_fraction_detectable_day_30"):
         "no model patient has B cells back by day 30 after axi-cel against 4 of 34: now that dividing effectors do "
         "not contract, every model patient's CAR-T cells expand enough to keep B cells away for a month (before, "
@@ -93,7 +87,7 @@ def test_validate_json_contract_and_exit_code(checks):
 
 CALIBRATION_SCRIPTS = ("calibrate", "calibrate_anti_car", "calibrate_crs", "calibrate_ms", "calibrate_ocrelizumab",
                        "calibrate_irr", "calibrate_igg", "calibrate_fcrn", "calibrate_autoimmune",
-                       "calibrate_complement", "calibrate_lymphoma", "calibrate_spread")
+                       "calibrate_complement", "calibrate_lymphoma", "calibrate_spread", "calibrate_plasma")
 
 
 def test_a_check_is_calibrated_exactly_when_a_calibration_objective_uses_it(checks):

@@ -268,10 +268,12 @@ IGG_LOWER_LIMIT = 7.0     # g/L: the lower limit of normal adult serum IgG, read
 BCMA_MYELOMA_DOSE = "1e6 cells/kg"   # given for the myeloma series' anti-BCMA CAR-Ts (their doses not read; assumed)
 
 
-def bcma_cart_igg_recovery() -> dict[str, float]:
+def bcma_cart_igg_recovery(parameters: dict[str, float] | None = None) -> dict[str, float]:
     """Polyclonal IgG one year after an anti-BCMA CAR-T (eque-cel at 1e6 cells/kg, its own lymphodepletion) in
-    people without a plasma-cell cancer: the share back at the lower limit of normal."""
-    _, sol = _population_run("eque-cel", "healthy", 366.0, dose=BCMA_MYELOMA_DOSE)
+    people without a plasma-cell cancer: the share back at the lower limit of normal (``parameters``: values a
+    calibration tries)."""
+    _, sol = _population_run("eque-cel", "healthy", 366.0, dose=BCMA_MYELOMA_DOSE,
+                             parameters=_frozen(parameters))
     igg = sol.column("igg")[:, np.searchsorted(sol.times, 365.0)]
     return {"pop_fraction_igg_recovered_day_365": float(np.mean(igg >= IGG_LOWER_LIMIT))}
 
@@ -727,6 +729,8 @@ CALIBRATED = {
     # bench/calibrate_irr.py, bench/calibrate_igg.py
     ("ocrelizumab_infusion_reactions", "pop_opera"), ("ocrelizumab_igg", "typical_year_1"),
     ("ocrelizumab_igg", "typical_year_5"), ("cd19_cart_igg", "typical_total_igg_month_9"),
+    # bench/calibrate_plasma.py
+    ("bcma_cart_igg_recovery", "pop_fraction_igg_recovered_day_365"),
     # bench/calibrate_fcrn.py
     ("adapt_efgartigimod_igg", "typical_igg_max_reduction"),
     # bench/calibrate_autoimmune.py

@@ -32,7 +32,8 @@ def add(b: ModelBuilder) -> None:
     nt0 = b.derive("b_naive_tissue0", nb0 * (1 / f_blood - 1))
     mt0 = b.derive("b_mem_tissue0", mb0 * (1 / f_blood - 1))
     n_tot0, m_tot0 = nb0 + nt0, mb0 + mt0
-    d_n = b.derive("b_d_naive", tn - a_n)
+    k_npb = p("b_k_naive_to_pb")
+    d_n = b.derive("b_d_naive", tn - a_n - k_npb)
     rho_m = b.derive("b_rho_memory", tm - a_n * n_tot0 / m_tot0)
     d_m = b.derive("b_d_memory", tm - p("b_k_memory_to_pb"))
     k_bt_n = b.derive("b_k_blood_to_tissue_naive", (k_tb + tn) * nt0 / nb0)
@@ -46,16 +47,19 @@ def add(b: ModelBuilder) -> None:
 
     # plasmablasts and plasma cells. Plasma cells in two pools (Mei HE et al. Blood 2015;125:1739): CD19+
     # plasma cells, renewed from new plasmablasts, and CD19- plasma cells, the long-lived, static pool.
-    # Plasmablasts enter either niche; the split follows from the CD19+ pool's share of plasma-cell antibody
-    # and the two pools' lifespans, and the niche-entry rate from the number of plasma cells at steady state
-    # (pb0 and the entry rate solve pb0 = k_mpb m_tot0 / (d_pb + k_pc) with k_pc pb0 lifespan = pc_count0).
+    # Plasmablasts come from memory B cells and, in primary (extrafollicular) responses, from naive B cells.
+    # They enter either niche; the split follows from the CD19+ pool's share of plasma-cell antibody and the
+    # two pools' lifespans, and the niche-entry rate from the number of plasma cells at steady state (pb0 and
+    # the entry rate solve pb0 = supply / (d_pb + k_pc) with k_pc pb0 lifespan = pc_count0, where supply =
+    # k_mpb m_tot0 + k_npb n_tot0).
     k_mpb, d_pb = p("b_k_memory_to_pb"), p("pb_death")
     d_pc, d_pc19 = p("pc_death"), sp.log(2) / p("pc_cd19_halflife")
     s19 = p("pc_cd19_share")
     f19 = b.derive("pc_cd19_entry_share", s19 * d_pc19 / (s19 * d_pc19 + (1 - s19) * d_pc))
     inflow = b.derive("pc_inflow0", p("pc_count0") / ((1 - f19) / d_pc + f19 / d_pc19))
-    k_pbpc = b.derive("pc_k_niche", d_pb * inflow / (k_mpb * m_tot0 - inflow))
-    pb0 = b.derive("pb0", k_mpb * m_tot0 / (d_pb + k_pbpc))
+    supply = k_mpb * m_tot0 + k_npb * n_tot0
+    k_pbpc = b.derive("pc_k_niche", d_pb * inflow / (supply - inflow))
+    pb0 = b.derive("pb0", supply / (d_pb + k_pbpc))
     pba0 = b.derive("pb_auto0", k_mpb * a0 / (d_pb + k_pbpc))
     pc0 = b.derive("pc0", (1 - f19) * k_pbpc * pb0 / d_pc)
     pc19_0 = b.derive("pc_cd19_0", f19 * k_pbpc * pb0 / d_pc19)
@@ -91,6 +95,7 @@ def add(b: ModelBuilder) -> None:
         s = sp.Symbol(naive)
         b.flow(naive, None, d_n * s, "naive death")
         b.flow(naive, "b_mem_tissue", a_n * s, "activation to memory")
+        b.flow(naive, "pb", k_npb * s, "differentiation to plasmablasts (primary, extrafollicular response)")
     # The immune "reset": once autoreactive clones are nearly eliminated (below ``reset_threshold`` of
     # baseline, as after CD19 CAR-T), recruitment of new autoreactive clones is suppressed, and recovers with
     # half-life ``reset_halflife`` (the durability of the reset, which nobody has measured in MS).
@@ -116,9 +121,21 @@ def add(b: ModelBuilder) -> None:
     b.flow("b_auto", "pb_auto", k_mpb * au, "differentiation to autoreactive plasmablasts")
     b.flow("pb", None, d_pb * pb, "plasmablast death")
     b.flow("pb_auto", None, d_pb * pba, "plasmablast death")
-    b.flow("pb", "pc", (1 - f19) * k_pbpc * pb, "plasma-cell niche entry (CD19-)")
-    b.flow("pb", "pc_cd19", f19 * k_pbpc * pb, "plasma-cell niche entry (CD19+)")
-    b.flow("pb_auto", "pc_auto", k_pbpc * pba, "plasma-cell niche entry")
+    # The long-lived (CD19-) plasma cells live in survival niches of the bone marrow, which are limited
+    # (Radbruch A et al. Nat Rev Immunol 2006;6:741): at steady state the niches are full, almost every new
+    # plasmablast dies for want of one, and the pool turns over once in decades. Emptied niches (an anti-BCMA
+    # CAR-T kills every plasma cell) take new plasmablasts in proportion to the niches free: entry rises
+    # linearly as the pool falls, to ``pc_niche_vacancy_gain`` times its steady-state rate when every niche is
+    # free, the rate at which a share ``pc_settle_share_empty`` of plasmablasts settles instead of dying. The
+    # CD19+ plasma cells and the autoreactive ones (short-lived in the diseases the model knows) are the
+    # dynamic pools, renewed at their steady-state rates (Mei HE et al. Blood 2015;125:1739).
+    settle = p("pc_settle_share_empty")
+    gain = b.derive("pc_niche_vacancy_gain", d_pb * settle / ((1 - settle) * (1 - f19) * k_pbpc))
+    vacancy = b.observe("pc_niche_vacancy", gain - (gain - 1) * pc / pc0, "1",
+                        "long-lived plasma-cell niche entry relative to steady state (rises as the niches empty)")
+    b.flow("pb", "pc", (1 - f19) * k_pbpc * vacancy * pb, "long-lived plasma-cell niche entry (CD19-)")
+    b.flow("pb", "pc_cd19", f19 * k_pbpc * pb, "plasma-cell entry (CD19+)")
+    b.flow("pb_auto", "pc_auto", k_pbpc * pba, "plasma-cell entry")
     b.flow("pc", None, d_pc * pc, "plasma-cell death")
     b.flow("pc_cd19", None, d_pc19 * pc19, "plasma-cell death")
     b.flow("pc_auto", None, p("pc_auto_death") * pca, "plasma-cell death")
