@@ -84,3 +84,18 @@ def test_cart_course_of_a_patient_without_detectable_cart(table):
     assert ep["cart_peak_per_uL"].iloc[1] == 0
     assert np.isnan(ep["cart_tmax_day"].iloc[1]) and np.isnan(ep["cart_persistence_day"].iloc[1])
     assert not ep["cart_persistence_censored"].iloc[1]
+
+
+def test_crs_onset_is_the_first_day_the_signal_reaches_grade_1_and_absent_without_crs(table):
+    """Three patients: CRS signal at grade 1 from day 4, at grade 3 from day 2, never above grade 0."""
+    thr = [table.value(f"crs_il6_grade{g}") for g in (1, 3)]
+    b = [np.full(DAYS.size, 100.0)] * 3
+    sol = _solution(b)
+    col = endpoints.COLUMNS.index("il6_signal")
+    sol.values[0, :, col] = np.where((DAYS >= 4) & (DAYS < 9), thr[0], 0.5 * thr[0])
+    sol.values[1, :, col] = np.where((DAYS >= 2) & (DAYS < 5), thr[1], 0.5 * thr[0])
+    sol.values[2, :, col] = 0.5 * thr[0]
+    ep = endpoints.compute(sol, table)
+    assert ep.crs_onset_day.iloc[0] == 4 and ep.crs_onset_day.iloc[1] == 2
+    assert np.isnan(ep.crs_onset_day.iloc[2])
+    assert list(ep.crs_max_grade) == [1, 3, 0]

@@ -73,6 +73,7 @@ ENDPOINTS: dict[str, Endpoint] = {e.name: e for e in (
     Endpoint("cart_tmax_day", "Day of the CAR-T peak", "continuous", "day"),
     _tte("cart_persistence_day", "Last day CAR-T cells are detectable in blood", limit=CART_DETECTION),
     Endpoint("crs_max_grade", "Cytokine release syndrome (CRS), worst grade", "ordinal", "grade"),
+    Endpoint("crs_onset_day", "Day cytokine release syndrome (CRS) starts (patients with CRS)", "continuous", "day"),
     Endpoint("icans_max_grade", "Neurotoxicity (ICANS), worst grade", "ordinal", "grade"),
     Endpoint("tocilizumab_given", "Given tocilizumab for CRS", "binary"),
     Endpoint("infusion_reaction_any", "Infusion-related reaction to the antibody", "binary"),

@@ -57,6 +57,12 @@ def _after_nadir(times: np.ndarray, b: np.ndarray, limit: np.ndarray | float,
     return np.where(fell, day, np.nan), fell & ~has
 
 
+def first_reaching(times: np.ndarray, signal: np.ndarray, limit: float) -> np.ndarray:
+    """First output time at which ``signal`` (patients x times) is at or above ``limit``; NaN where it never is."""
+    hit = signal >= limit
+    return np.where(hit.any(axis=1), times[np.argmax(hit, axis=1)], np.nan)
+
+
 def grade(peak: np.ndarray, thresholds: list[float]) -> np.ndarray:
     """ASTCT grade 0-4 from the peak of a signal and the grade thresholds."""
     return np.sum(peak[:, None] >= np.asarray(thresholds)[None, :], axis=1)
@@ -175,6 +181,11 @@ def compute(sol: Solution, table: ParameterTable, last_dose_day: float | None = 
     # tocilizumab is given the moment the signal reaches grade 2 and cuts it at once: a crossing that short
     # can fall between output times, but the rescue dose marks it
     out["crs_max_grade"] = np.where(out["tocilizumab_given"], np.maximum(crs, 2), crs)
+    # the first rescue marks CRS too, should the grade-1 crossing before it fall between output times
+    rescue = (np.where(fired[:, 0], sol.trigger_times[:, 0], np.inf).min(axis=1) if sol.trigger_times.size
+              else np.full(b.shape[0], np.inf))
+    out["crs_onset_day"] = np.fmin(first_reaching(t[post], sol.column("il6_signal")[:, post], crs_thr[0]),
+                                   np.where(np.isfinite(rescue), rescue, np.nan))
     out["icans_max_grade"] = grade(sol.column("icans_signal")[:, post].max(axis=1), icans_thr)
     out["infusion_reaction_any"] = (infusion_reactions(population, infusion_risks).astype(float)
                                     if population is not None and infusion_risks is not None

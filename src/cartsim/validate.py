@@ -181,6 +181,14 @@ def lbcl_axicel_vs_tisacel_crs() -> dict[str, float]:
     return {"axicel_crs_more_frequent": float(axi > tisa)}
 
 
+def crs_onset_lymphoma() -> dict[str, float]:
+    """Median day CRS starts, in the patients with CRS, after axi-cel (ZUMA-1's setting), tisa-cel (JULIET's) and
+    liso-cel (TRANSCEND's) in lymphoma."""
+    runs = {"axicel": _population_run("axi-cel", "lbcl")[0], "tisacel": _juliet(),
+            "lisocel": _population_run("liso-cel", "lbcl", dose=TRANSCEND_DOSE)[0]}
+    return {f"pop_median_crs_onset_{name}": float(ep.crs_onset_day.astype(float).median()) for name, ep in runs.items()}
+
+
 def stein_kinetics() -> dict[str, float]:
     ep, sol = _typical_run("tisa-cel", "b-all")
     tmax = ep.cart_tmax_day.to_numpy(float)
@@ -667,6 +675,7 @@ CHECKS: dict[str, Callable[[], dict[str, float]]] = {
     "kymriah_ball_spread": kymriah_ball_spread,
     "tisacel_dlbcl_vs_ball_expansion": tisacel_dlbcl_vs_ball,
     "transcend_liso_cel": transcend_liso_cel,
+    "lymphoma_crs_onset": crs_onset_lymphoma,
     "lbcl_axicel_vs_tisacel_crs": lbcl_axicel_vs_tisacel_crs,
     "ytb323_sle_crs": ytb323_crs,
     "kysa1_crs": kysa1_crs,
@@ -688,6 +697,7 @@ PRODUCT_TARGETS = {
     "kymriah_ball_spread": "tisa-cel, B-ALL (Kymriah label): spread",
     "tisacel_dlbcl_vs_ball_expansion": "tisa-cel, DLBCL (JULIET) vs B-ALL",
     "transcend_liso_cel": "liso-cel, lymphoma (TRANSCEND)",
+    "lymphoma_crs_onset": "CAR-T in lymphoma: day CRS starts",
     "lbcl_axicel_vs_tisacel_crs": "axi-cel vs tisa-cel, lymphoma (Spain)",
     "autoimmune_vs_cancer_toxicity": "MB-CART19.1, lymphoma vs SLE",
     "zuma1_cart_peak": "axi-cel, lymphoma (ZUMA-1): CAR-T peak (cells/µL)",
