@@ -62,7 +62,7 @@ GRID = {
     # largest, the signal closest to a viral-vector CAR's
     "mrna_car_signal": [0.01],
 }
-QUICK_GRID = {"il6_per_kill": [0.003125], "il6_per_activated_car": [0.07, 0.1], "il6_myeloid_k50": [62500.0],
+QUICK_GRID = {"il6_per_kill": [0.0], "il6_per_activated_car": [0.07, 0.1], "il6_myeloid_k50": [62500.0],
               "crs_toci_resistant": [0.2], "mrna_car_signal": [0.01]}
 HORIZON = 60.0   # days: CRS and ICANS are over within the first weeks
 

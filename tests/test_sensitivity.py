@@ -103,7 +103,8 @@ def test_default_parameters_are_assumed_and_calibrated_ones_the_trial_can_move()
     # acting only through a parameter that is 0 in MS: another disease's values, the tumour's (Model.idle_parameters)
     for n in ("nmosd_attack_imax", "mg_antibody_share", "tumour_growth"):
         assert n not in names and skipped[n].startswith("no arm's equations feel it"), n
-    assert "mab_ec50" in names and "car_k_kill" in names and "il6_per_kill" in names and len(names) == 78
+    assert "mab_ec50" in names and "car_k_kill" in names and "il6_per_activated_car" in names and len(names) == 77
+    assert skipped["il6_per_kill"].startswith("0 in this trial")   # fitted at 0: a multiple cannot move it
     # the product's own values reach the model now (KYV-101 has a CD28 domain); an mRNA CAR's do not here
     assert {"cd4_kill_weight", "cd28_expansion_factor", "cd28_memory_factor"} <= set(names)
     assert "car_expression_halflife" not in names

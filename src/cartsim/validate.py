@@ -163,6 +163,14 @@ def tisacel_dlbcl_vs_ball() -> dict[str, float]:
             float(dlbcl.cart_peak_per_uL.median() / ball.cart_peak_per_uL.median())}
 
 
+def lbcl_tisacel_axicel_expansion() -> dict[str, float]:
+    """Tisagenlecleucel's median CAR-T peak in lymphoma (JULIET's dose and lymphodepletion) over axicabtagene
+    ciloleucel's (ZUMA-1's)."""
+    axi = _population_run("axi-cel", "lbcl")[0]
+    return {"pop_median_cart_peak_ratio_tisacel_to_axicel":
+            float(_juliet().cart_peak_per_uL.median() / axi.cart_peak_per_uL.median())}
+
+
 TRANSCEND_DOSE = "1e8 cells"      # dose level 2, the dose of 177 of TRANSCEND's 269 patients (the product's)
 
 
@@ -676,6 +684,7 @@ CHECKS: dict[str, Callable[[], dict[str, float]]] = {
     "tisacel_dlbcl_vs_ball_expansion": tisacel_dlbcl_vs_ball,
     "transcend_liso_cel": transcend_liso_cel,
     "lymphoma_crs_onset": crs_onset_lymphoma,
+    "lbcl_tisacel_axicel_expansion": lbcl_tisacel_axicel_expansion,
     "lbcl_axicel_vs_tisacel_crs": lbcl_axicel_vs_tisacel_crs,
     "ytb323_sle_crs": ytb323_crs,
     "kysa1_crs": kysa1_crs,
@@ -698,6 +707,7 @@ PRODUCT_TARGETS = {
     "tisacel_dlbcl_vs_ball_expansion": "tisa-cel, DLBCL (JULIET) vs B-ALL",
     "transcend_liso_cel": "liso-cel, lymphoma (TRANSCEND)",
     "lymphoma_crs_onset": "CAR-T in lymphoma: day CRS starts",
+    "lbcl_tisacel_axicel_expansion": "tisa-cel vs axi-cel, lymphoma: peak",
     "lbcl_axicel_vs_tisacel_crs": "axi-cel vs tisa-cel, lymphoma (Spain)",
     "autoimmune_vs_cancer_toxicity": "MB-CART19.1, lymphoma vs SLE",
     "zuma1_cart_peak": "axi-cel, lymphoma (ZUMA-1): CAR-T peak (cells/µL)",
@@ -724,6 +734,8 @@ CALIBRATED = {
     ("stein2019_multiphasic_kinetics", "typical_persistence_halflife_day"), ("zuma1_cart_peak", "pop_median"),
     ("autoimmune_vs_cancer_toxicity", "pop_median_cart_peak_ratio_lymphoma_to_sle"),
     ("ytb323_sle_kinetics", "pop_median_persistence"),   # and bench/calibrate_anti_car.py (the same objective)
+    ("lbcl_tisacel_axicel_expansion", "pop_median_cart_peak_ratio_tisacel_to_axicel"),
+    ("transcend_liso_cel", "pop_median_tmax"),
     # bench/calibrate_crs.py: CRS and ICANS across products, one rule for all (Mackensen's 5 are among Mueller's 15)
     ("mackensen2022_crs", "pop_fraction_any"),
     ("zuma1_crs_icans", "pop_crs_any"), ("zuma1_crs_icans", "pop_crs_grade3plus"),

@@ -38,8 +38,9 @@ cytotoxicity last (Wherry 2011), and B-cell aplasia follows CD19 CAR-T in
 lymphoma also where the tumour does not respond. This is
 why the CAR-T peak after axi-cel in lymphoma is no higher than in lupus
 (Mueller F et al. Blood 2025), although its targets outnumber a lupus
-patient's B cells many times; its sizes are fitted to ZUMA-1's peak and to
-that similarity.
+patient's B cells many times; its sizes are fitted to ZUMA-1's peak, to
+that similarity and to the similar expansion of a 4-1BB and a CD28 product in
+lymphoma (tisa-cel and axi-cel, Clin Cancer Res 2022;28:3378).
 
 Immunity against the CAR: endogenous T cells that recognise the CAR construct
 (its foreign scFv and junctions) are primed while CAR-T cells are present, at a

@@ -49,6 +49,7 @@ METRICS = {
     "sle_cart_persistence_shorter": "CAR-T cells gone sooner in SLE",
     "pop_median_cart_peak_ratio_lymphoma_to_sle": "CAR-T peak ratio",
     "pop_median_cart_peak_ratio_dlbcl_to_ball": "CAR-T peak ratio",
+    "pop_median_cart_peak_ratio_tisacel_to_axicel": "CAR-T peak ratio",
     "axicel_crs_more_frequent": "more CRS after axi-cel",
     "pop_fraction_igg_recovered_day_365": "recovered at 1 year",
     "pop_median_crs_onset_axicel": "axi-cel, median day", "pop_median_crs_onset_tisacel": "tisa-cel, median day",
