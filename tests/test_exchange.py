@@ -70,11 +70,14 @@ def test_petab_problem_passes_petablint(typical_problem, model):
     calibrated = {p for p in model.parameters if model.table[p].kind == "calibrated"}
     estimated = set(params.index[params.estimate == 1])
     assert {p for p in estimated if not p.startswith("sigma_")} == calibrated
-    # log10 scale a decade either side (one fitted onto its physical bound 0: test_petab_value_on_its_bound_0)
-    assert not any(model.table.value(p) == 0 for p in calibrated)
-    est = params.loc[sorted(calibrated)]
+    # log10 scale a decade either side; one fitted onto its physical bound 0 (il6_per_kill) on linear scale from 0
+    # (test_petab_value_on_its_bound_0)
+    zero = {p for p in calibrated if model.table.value(p) == 0}
+    assert zero == {"il6_per_kill"}
+    est = params.loc[sorted(calibrated - zero)]
     assert (est.parameterScale == "log10").all() and (est.lowerBound < est.nominalValue).all()
     assert (est.nominalValue < est.upperBound).all()
+    assert params.at["il6_per_kill", "parameterScale"] == "lin" and params.at["il6_per_kill", "lowerBound"] == 0
     assert params.at["car_costim_cd28", "estimate"] == 0           # set by the product, fixed
     m = pd.read_csv(typical_problem / "measurements.tsv", sep="\t")
     assert set(m.datasetId) == {"simulated_typical_patient"}
