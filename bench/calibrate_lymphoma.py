@@ -16,12 +16,10 @@ diseases.toml.
 
 from __future__ import annotations
 
-import argparse
 import math
-from pathlib import Path
 
 from product_table import count, row
-from root_fit import fit_one
+from root_fit import fit_one_main
 
 from cartsim.validate import axicel_bcell_recovery
 
@@ -36,15 +34,10 @@ BRACKET = (math.log(0.005), math.log(0.2))
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=Path(__file__).with_name("calibration_lymphoma.json"))
-    args = ap.parse_args()
     # the share is a step function of the rate over 200 patients: brentq finds a step that crosses the target
-    rate, final = fit_one(NAME, lambda r: axicel_bcell_recovery({NAME: r}), KEY, TARGET, BRACKET, args.out,
-                          method="brentq on the log rate in [0.005, 0.2]/day, xtol 1e-3, 3 significant digits",
-                          digits=3, to_value=math.exp)
-    print(f"fitted lbcl {NAME} = {rate}/day; {final}; wrote {args.out}")
-
+    fit_one_main(__doc__, "calibration_lymphoma.json", NAME, lambda r: axicel_bcell_recovery({NAME: r}), KEY, TARGET,
+                 BRACKET, method="brentq on the log rate in [0.005, 0.2]/day, xtol 1e-3, 3 significant digits",
+                 digits=3, to_value=math.exp, label=f"lbcl {NAME} (/day)")
 
 if __name__ == "__main__":
     main()

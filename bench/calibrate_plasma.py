@@ -20,12 +20,10 @@ autoantibodies (autoreactive plasmablasts come from the autoreactive memory clon
 
 from __future__ import annotations
 
-import argparse
 import math
-from pathlib import Path
 
 from product_table import count
-from root_fit import fit_one
+from root_fit import fit_one_main
 
 from cartsim.validate import bcma_cart_igg_recovery, targets
 
@@ -39,15 +37,10 @@ BRACKET = (math.log(0.0002), math.log(0.0035))
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=Path(__file__).with_name("calibration_plasma.json"))
-    args = ap.parse_args()
-    rate, final = fit_one(NAME, lambda r: bcma_cart_igg_recovery({NAME: r}), KEY, TARGET, BRACKET, args.out,
-                          method="brentq on the log rate in [0.0002, 0.0035]/day, xtol 1e-3, 2 significant digits; "
+    fit_one_main(__doc__, "calibration_plasma.json", NAME, lambda r: bcma_cart_igg_recovery({NAME: r}), KEY, TARGET,
+                 BRACKET, method="brentq on the log rate in [0.0002, 0.0035]/day, xtol 1e-3, 2 significant digits; "
                                  "pc_settle_share_empty held at the table's value",
-                          digits=2, to_value=math.exp)
-    print(f"fitted {NAME} = {rate}/day; {final}; wrote {args.out}")
-
+                 digits=2, to_value=math.exp, label=f"{NAME} (/day)")
 
 if __name__ == "__main__":
     main()

@@ -15,10 +15,7 @@ by hand into parameters.toml (``iiv_omega`` of ``car_r_exp``).
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
-from root_fit import fit_one
+from root_fit import fit_one_main
 
 from cartsim.validate import kymriah_ball_spread
 
@@ -30,14 +27,9 @@ BRACKET = (0.02, 0.4)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=Path(__file__).with_name("calibration_spread.json"))
-    args = ap.parse_args()
-    omega, final = fit_one(f"{NAME}.iiv_omega", lambda w: kymriah_ball_spread({NAME: w}), KEY, TARGET, BRACKET,
-                           args.out, method="brentq on the SD in [0.02, 0.4], xtol 1e-3, 2 significant digits",
-                           digits=2)
-    print(f"fitted {NAME} omega = {omega}; {final}; wrote {args.out}")
-
+    fit_one_main(__doc__, "calibration_spread.json", f"{NAME}.iiv_omega", lambda w: kymriah_ball_spread({NAME: w}),
+                 KEY, TARGET, BRACKET, method="brentq on the SD in [0.02, 0.4], xtol 1e-3, 2 significant digits",
+                 digits=2, label=f"{NAME} omega")
 
 if __name__ == "__main__":
     main()

@@ -6,6 +6,7 @@ value, target, final check, every evaluation) is written atomically as JSON besi
 
 from __future__ import annotations
 
+import argparse
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -36,3 +37,15 @@ def fit_one(name: str, check: Callable[[float], dict[str, float]], key: tuple[st
            "predicted": final, "method": method, "evaluations": trace}
     write_text_atomic(out, json.dumps(doc, indent=1) + "\n")
     return value, final
+
+
+def fit_one_main(doc: str, out_name: str, name: str, check: Callable[[float], dict[str, float]], key: tuple[str, str],
+                 target: float, bracket: tuple[float, float], *, method: str, digits: int,
+                 to_value: Callable[[float], float] = float, label: str | None = None) -> None:
+    """The command line of a calibration script that fits one value: ``--out`` (default ``out_name`` beside the
+    scripts; ``doc``'s first line is the help), :func:`fit_one`, and a line saying what was fitted."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=Path(__file__).with_name(out_name))
+    out = ap.parse_args().out
+    value, final = fit_one(name, check, key, target, bracket, out, method=method, digits=digits, to_value=to_value)
+    print(f"fitted {label or name} = {value}; {final}; wrote {out}")
