@@ -43,8 +43,9 @@ KNOWN_MISSES: dict[tuple[str, str], str] = {
         "Spain (and 85% against 41% in a US series): the model gives a 4-1BB product in lymphoma at least as much "
         "CRS as a CD28 one (see transcend_liso_cel)",
     **{("lymphoma_crs_onset", f"pop_median_crs_onset_{product}"):
-       "CRS starts on day 0.1 in the model after every CD19 product in lymphoma, against a median of 2 (axi-cel), 3 "
-       "(tisa-cel) and 5 days (liso-cel): each CAR-T cell kills in proportion to the number of targets "
+       "CRS starts within 2 hours of the infusion (median day 0.02-0.08) in the model after every CD19 product in "
+       "lymphoma, against a median of 2 (axi-cel), 3 (tisa-cel) and 5 days (liso-cel): each CAR-T cell kills in "
+       "proportion to the number of targets "
        "(mass action), so the cells infused kill thousands of tumour cells a day before they have expanded, and "
        "the myeloid IL-6 of the dying cells passes the grade-1 threshold at once; in lupus, with few targets left "
        "after lymphodepletion, CRS starts on day 2-4"

@@ -58,9 +58,17 @@ def _after_nadir(times: np.ndarray, b: np.ndarray, limit: np.ndarray | float,
 
 
 def first_reaching(times: np.ndarray, signal: np.ndarray, limit: float) -> np.ndarray:
-    """First output time at which ``signal`` (patients x times) is at or above ``limit``; NaN where it never is."""
+    """First time at which ``signal`` (patients x times) reaches ``limit``, interpolated linearly between the output
+    times around the first one at or above it (so it does not move by a whole output step between solvers); the
+    first output time where the signal starts there; NaN where it never reaches it."""
     hit = signal >= limit
-    return np.where(hit.any(axis=1), times[np.argmax(hit, axis=1)], np.nan)
+    i = np.argmax(hit, axis=1)
+    j = np.maximum(i - 1, 0)
+    rows = np.arange(signal.shape[0])
+    below, above = signal[rows, j], signal[rows, i]
+    rise = np.where(above > below, above - below, 1.0)
+    frac = np.where(i > 0, np.clip((limit - below) / rise, 0.0, 1.0), 0.0)
+    return np.where(hit.any(axis=1), times[j] + frac * (times[i] - times[j]), np.nan)
 
 
 def grade(peak: np.ndarray, thresholds: list[float]) -> np.ndarray:
@@ -181,11 +189,12 @@ def compute(sol: Solution, table: ParameterTable, last_dose_day: float | None = 
     # tocilizumab is given the moment the signal reaches grade 2 and cuts it at once: a crossing that short
     # can fall between output times, but the rescue dose marks it
     out["crs_max_grade"] = np.where(out["tocilizumab_given"], np.maximum(crs, 2), crs)
-    # the first rescue marks CRS too, should the grade-1 crossing before it fall between output times
+    # where no output time shows the grade-1 crossing (a rescue can cut the signal between two of them), the first
+    # rescue marks it
     rescue = (np.where(fired[:, 0], sol.trigger_times[:, 0], np.inf).min(axis=1) if sol.trigger_times.size
               else np.full(b.shape[0], np.inf))
-    out["crs_onset_day"] = np.fmin(first_reaching(t[post], sol.column("il6_signal")[:, post], crs_thr[0]),
-                                   np.where(np.isfinite(rescue), rescue, np.nan))
+    onset = first_reaching(t[post], sol.column("il6_signal")[:, post], crs_thr[0])
+    out["crs_onset_day"] = np.where(np.isnan(onset) & np.isfinite(rescue), rescue, onset)
     out["icans_max_grade"] = grade(sol.column("icans_signal")[:, post].max(axis=1), icans_thr)
     out["infusion_reaction_any"] = (infusion_reactions(population, infusion_risks).astype(float)
                                     if population is not None and infusion_risks is not None
