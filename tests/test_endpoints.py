@@ -102,3 +102,17 @@ def test_crs_onset_is_the_first_day_the_signal_reaches_grade_1_and_absent_withou
     assert ep.crs_onset_day.iloc[1] == pytest.approx(1 + 0.5 * thr[0] / (thr[1] - 0.5 * thr[0]), rel=1e-12)
     assert np.isnan(ep.crs_onset_day.iloc[2])
     assert list(ep.crs_max_grade) == [1, 3, 0]
+
+
+def test_crs_onset_is_the_crossing_even_where_a_rescue_is_marked_earlier(table):
+    """Regression: a rescue recorded without its time (the benchmark's peers mark it at 0) set the onset to day 0
+    although the signal reached grade 1 on day 3; the rescue time counts only where no output time shows CRS."""
+    thr = table.value("crs_il6_grade1")
+    sol = _solution([np.full(DAYS.size, 100.0)] * 2)
+    col = endpoints.COLUMNS.index("il6_signal")
+    sol.values[0, :, col] = np.where((DAYS >= 3) & (DAYS < 6), 20 * thr, 0.5 * thr)
+    sol.values[1, :, col] = 0.5 * thr                 # the crossing fell between output times: only the rescue shows it
+    marked = Solution(sol.times, sol.columns, sol.values, np.array([[[0.0]], [[1.5]]]), sol.status, sol.steps)
+    ep = endpoints.compute(marked, table)
+    assert 2 < ep.crs_onset_day.iloc[0] < 3 and ep.crs_onset_day.iloc[1] == 1.5
+    assert list(ep.tocilizumab_given) == [True, True]
