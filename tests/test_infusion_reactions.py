@@ -75,3 +75,12 @@ def test_calibration_matches_the_table_and_its_target_is_labelled():
     assert round(calibrate_irr.fitted_later(first, observed, n), 4) == later
     assert 1 - (1 - first) * (1 - later) ** (n - 1) == pytest.approx(observed, abs=1e-3)
     assert set(calibrate_irr.TARGETS) <= CALIBRATED
+
+
+def test_inebilizumab_reactions_give_the_labels_first_course_and_the_trials_share():
+    """Regression: the NMOSD page said infusion reactions were 'not applicable' to inebilizumab, whose label reports
+    them in 9.3% of patients with the first course; 12.9% had one by the end of N-MOmentum (about 8 infusions)."""
+    risks = np.array(antibodies()["inebilizumab"].infusion_reaction_risks(4 * 365.0))
+    assert 1 - np.prod(1 - risks[:2]) == pytest.approx(0.093, abs=5e-4)        # days 0 and 14
+    assert 1 - np.prod(1 - risks[:8]) == pytest.approx(0.129, abs=5e-4)
+    assert risks[0] > 10 * risks[1]                                              # most with the first infusion
