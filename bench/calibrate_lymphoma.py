@@ -39,5 +39,6 @@ def main() -> None:
                  BRACKET, method="brentq on the log rate in [0.005, 0.2]/day, xtol 1e-3, 3 significant digits",
                  digits=3, to_value=math.exp, label=f"lbcl {NAME} (/day)")
 
+
 if __name__ == "__main__":
     main()

@@ -12,8 +12,10 @@ them) and the naive-to-plasmablast rate is fitted by a root search (SciPy's bren
 step function of the rate over the check's 200 patients: brentq finds a step that crosses the target.
 
 Neither parameter moves the steady state (the plasmablast pool and the niche-entry rate are derived from the
-baseline counts), the IgG course under ocrelizumab or after CD19 CAR-T (the niches stay full there), or the
-autoantibodies (autoreactive plasmablasts come from the autoreactive memory clone, not from naive cells).
+baseline counts) or the IgG course under ocrelizumab or after CD19 CAR-T (the niches stay full there).
+Autoreactive plasmablasts come from the autoreactive memory clone only, but they share the steady-state
+niche-entry rate, which falls as naive cells add plasmablasts, so more of the autoantibody comes from plasmablasts
+at steady state: after a change to the naive rate, rerun bench/calibrate_autoimmune.py (NMOSD's pc_auto_death).
 
     python bench/calibrate_plasma.py [--out bench/calibration_plasma.json]
 """
@@ -41,6 +43,7 @@ def main() -> None:
                  BRACKET, method="brentq on the log rate in [0.0002, 0.0035]/day, xtol 1e-3, 2 significant digits; "
                                  "pc_settle_share_empty held at the table's value",
                  digits=2, to_value=math.exp, label=f"{NAME} (/day)")
+
 
 if __name__ == "__main__":
     main()

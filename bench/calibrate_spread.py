@@ -31,5 +31,6 @@ def main() -> None:
                  KEY, TARGET, BRACKET, method="brentq on the SD in [0.02, 0.4], xtol 1e-3, 2 significant digits",
                  digits=2, label=f"{NAME} omega")
 
+
 if __name__ == "__main__":
     main()
