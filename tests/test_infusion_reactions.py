@@ -84,3 +84,17 @@ def test_inebilizumab_reactions_give_the_labels_first_course_and_the_trials_shar
     assert 1 - np.prod(1 - risks[:2]) == pytest.approx(0.093, abs=5e-4)        # days 0 and 14
     assert 1 - np.prod(1 - risks[:8]) == pytest.approx(0.129, abs=5e-4)
     assert risks[0] > 10 * risks[1]                                              # most with the first infusion
+
+
+@pytest.mark.parametrize("entry, field", [
+    ({"first": 1.2, "later": 0.01, "kind": "derived", "source": "x"}, "'first'"),
+    ({"first": 0.1, "later": "often", "kind": "derived", "source": "x"}, "'later'"),
+    ({"first": 0.1, "kind": "derived", "source": "x"}, "'later'"),
+    ({"first": 0.1, "later": 0.01, "kind": "guessed", "source": "x"}, "kind"),
+    ({"first": 0.1, "later": 0.01, "kind": "derived", "source": " "}, "source"),
+])
+def test_bad_infusion_reaction_data_names_the_entry_and_the_field(entry, field):
+    from cartsim.therapy.antibodies import infusion_reaction_data
+    with pytest.raises(ValueError, match=field) as err:
+        infusion_reaction_data("antibodies.toml [x.infusion_reactions]", entry)
+    assert "antibodies.toml [x.infusion_reactions]" in str(err.value)

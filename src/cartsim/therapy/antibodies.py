@@ -12,7 +12,7 @@ from functools import lru_cache
 from importlib import resources
 
 from cartsim.data import DRUG_FILES
-from cartsim.model.parameters import checked_overrides, load_table
+from cartsim.model.parameters import KINDS, checked_overrides, load_table
 from cartsim.therapy.regimen import Dose, Regimen
 
 # anti-CD20 antibodies: model states that receive doses, by route
@@ -72,6 +72,20 @@ def drug_class(level: str, drugs: Iterable[Antibody | None]) -> str | None:
     return " or ".join(kinds) or None
 
 
+def infusion_reaction_data(owner: str, entry: dict) -> tuple[float, float]:
+    """The (first, later) infusion-reaction risks of a drug's data entry: two probabilities with a kind and a
+    source; a clear error names the entry and the field otherwise."""
+    risks = []
+    for field_ in ("first", "later"):
+        value = entry.get(field_)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+            raise ValueError(f"{owner}: {field_!r} must be a probability from 0 to 1, got {value!r}")
+        risks.append(float(value))
+    if entry.get("kind") not in KINDS or not str(entry.get("source", "")).strip():
+        raise ValueError(f"{owner}: needs a kind (one of {', '.join(KINDS)}) and a source")
+    return risks[0], risks[1]
+
+
 @lru_cache(maxsize=1)
 def antibodies() -> dict[str, Antibody]:
     """Every drug given by a regimen, by name."""
@@ -92,7 +106,7 @@ def antibodies() -> dict[str, Antibody]:
             if "max_dose_mg" in e:
                 extra["max_dose_mg"] = float(e["max_dose_mg"])
             if "infusion_reactions" in e:
-                irr = e["infusion_reactions"]
-                extra["infusion_reactions"] = (float(irr["first"]), float(irr["later"]))
+                extra["infusion_reactions"] = infusion_reaction_data(f"{file} [{name}.infusion_reactions]",
+                                                                     e["infusion_reactions"])
             out[name] = Antibody(name, e["description"], regimen, e["source"], overrides, prov, **extra)
     return out
